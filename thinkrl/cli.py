@@ -1,0 +1,264 @@
+"""`thinkrl` command line: one subcommand per entry point.
+
+Every subcommand takes an optional recipe (TOML) and any number of `--set key=value` overrides;
+its convenience flags (`--model`, `--task`, ...) are shorthands for `--set` keys. Adding a
+subcommand is one entry in COMMANDS: its config class, its shorthand flags and its run function.
+A UserError anywhere prints one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from thinkrl import config as C
+from thinkrl.errors import UserError
+
+
+@dataclass
+class Command:
+    help: str
+    config: type
+    run: Callable  # (cfg, args) -> int
+    flags: dict[str, tuple[str, type, str]]  # --flag -> (dotted key, type, help)
+    default_recipe: str | None = None
+    extra: Callable[[argparse.ArgumentParser], None] | None = None  # positional args beyond the recipe
+
+
+def _device_and_dtype(mc: C.ModelConfig):
+    import torch
+
+    device = mc.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"model.device is '{device}' but no CUDA device is available; use model.device=cpu")
+    dtype = mc.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    return device, getattr(torch, dtype)
+
+
+def _engine(mc: C.ModelConfig, max_batch: int):
+    from thinkrl.engine import Engine
+    from thinkrl.models import eos_token_ids, load_model
+
+    device, dtype = _device_and_dtype(mc)
+    model, tokenizer = load_model(mc.name, device=device, dtype=dtype)
+    return Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=max_batch)
+
+
+# ---------------------------------------------------------------- eval
+
+
+def run_eval(cfg: C.EvalConfig, args) -> int:
+    from tqdm import tqdm
+
+    from thinkrl.evaluate import run_eval as evaluate
+    from thinkrl.tasks import get_task
+
+    task = get_task(cfg.task)
+    problems = task.problems(cfg.split)
+    if cfg.limit:
+        problems = problems[: cfg.limit]
+    if not problems:
+        raise UserError(f"task '{cfg.task.name}' split '{cfg.split}' has no problems")
+    engine = _engine(cfg.model, cfg.batch_size)  # a bad model fails here, before anything is written
+    out = Path(cfg.out) if cfg.out else Path("runs") / f"eval-{_slug(cfg.task.name)}-{time.strftime('%Y%m%d-%H%M%S')}" / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    C.save(cfg, out.with_name(out.stem + ".config.toml"))
+    bar = tqdm(total=len(problems) * cfg.samples, desc=f"eval {cfg.task.name}", unit="sample", dynamic_ncols=True)
+    seen = {"n": 0, "correct": 0, "tokens": 0}
+
+    def on_batch(batch):
+        seen["n"] += len(batch)
+        seen["correct"] += sum(s.correct for s in batch)
+        seen["tokens"] += sum(len(s.completion.token_ids) for s in batch)
+        bar.set_postfix(acc=f"{seen['correct'] / seen['n']:.3f}", tok=f"{seen['tokens'] / seen['n']:.0f}")
+        bar.update(len(batch))
+
+    metrics, scored = evaluate(
+        engine, task, problems, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
+        samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed, on_batch=on_batch,
+    )
+    bar.close()
+    result = {"model": cfg.model.name, "task": cfg.task.name, "split": cfg.split, **metrics}
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    with open(out.with_name(out.stem + ".completions.jsonl"), "w", encoding="utf-8") as f:
+        for s in scored:
+            row = {"id": s.problem.id, "sample": s.completion.sample_index, "reference": s.problem.answer,
+                   "extracted": s.answer, "correct": s.correct, "formatted": s.formatted,
+                   "finish_reason": s.completion.finish_reason, "tokens": len(s.completion.token_ids), "text": s.completion.text}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    _print_table(result)
+    print(f"wrote {out}")
+    return 0
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(name.split(":", 1)[-1]).stem or name)
+
+
+def _print_table(result: dict) -> None:
+    width = max(len(k) for k in result)
+    for k, v in result.items():
+        print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+
+
+# ---------------------------------------------------------------- generate and chat
+
+
+def _messages(cfg: C.GenerateConfig, history: list[dict]) -> list[dict]:
+    from thinkrl.prompts import R1_ZERO_SYSTEM
+
+    if cfg.template not in ("r1_zero", "raw"):
+        raise UserError(f"template must be r1_zero or raw for generate/chat, got '{cfg.template}'")
+    system = cfg.system or (R1_ZERO_SYSTEM if cfg.template == "r1_zero" else "")
+    return ([{"role": "system", "content": system}] if system else []) + history
+
+
+def _answer(engine, cfg: C.GenerateConfig, history: list[dict], seed: int):
+    from thinkrl.evaluate import encode_prompt
+
+    ids = encode_prompt(engine.tokenizer, _messages(cfg, history))
+    return engine.generate([ids], cfg.sampling, n=1, seeds=[seed])[0]
+
+
+def _show(completion) -> None:
+    from thinkrl.prompts import split_response
+
+    thinking, answer = split_response(completion.text)
+    if answer is None:  # not in the <think>/<answer> format: show the whole response as the answer
+        thinking, answer = None, completion.text.strip()
+    if thinking:
+        print(f"[thinking]\n{thinking}\n")
+    print(f"[answer]\n{answer}")
+    print(f"({len(completion.token_ids)} tokens, finished by {completion.finish_reason})", file=sys.stderr)
+
+
+def run_generate(cfg: C.GenerateConfig, args) -> int:
+    prompt = " ".join(args.prompt) if args.prompt else ""
+    if prompt == "-" or (not prompt and not sys.stdin.isatty()):
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise UserError("generate needs a prompt: thinkrl generate \"What is 17 + 25?\" (or '-' to read stdin)")
+    engine = _engine(cfg.model, 1)
+    _show(_answer(engine, cfg, [{"role": "user", "content": prompt.strip()}], cfg.seed))
+    return 0
+
+
+def run_chat(cfg: C.GenerateConfig, args) -> int:
+    engine = _engine(cfg.model, 1)
+    history: list[dict] = []
+    print(f"thinkrl chat with {cfg.model.name}. /reset clears the conversation, /quit (or Ctrl-D) leaves.")
+    turn = 0
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            print()
+            return 0
+        if line.strip() in ("/quit", "/exit"):
+            return 0
+        if line.strip() == "/reset":
+            history = []
+            continue
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line.strip()})
+        completion = _answer(engine, cfg, history, cfg.seed + turn)
+        _show(completion)
+        from thinkrl.prompts import split_response
+
+        # keep only the answer in the history, as R1 does across turns: earlier thinking is not fed back
+        answer = split_response(completion.text)[1]
+        history.append({"role": "assistant", "content": answer if answer is not None else completion.text.strip()})
+        turn += 1
+
+
+COMMANDS: dict[str, Command] = {
+    "eval": Command(
+        help="evaluate a model on a task: pass@k, maj@k, format rate, lengths",
+        config=C.EvalConfig,
+        run=run_eval,
+        flags={
+            "--model": ("model.name", str, "local HF folder or embedded name (smollm2-135m-instruct)"),
+            "--task": ("task.name", str, "gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH"),
+            "--limit": ("limit", int, "first N problems of the split"),
+            "--samples": ("samples", int, "completions per problem (K)"),
+            "--out": ("out", str, "results JSON path"),
+            "--seed": ("seed", int, "request seed base"),
+        },
+    ),
+    "generate": Command(
+        help="answer one prompt, showing thinking and answer apart",
+        config=C.GenerateConfig,
+        run=run_generate,
+        flags={
+            "--model": ("model.name", str, "local HF folder or embedded name"),
+            "--temperature": ("sampling.temperature", float, "0 = greedy"),
+            "--max-new-tokens": ("sampling.max_new_tokens", int, "token budget of the answer"),
+            "--seed": ("seed", int, "sampling seed"),
+        },
+        extra=lambda p: p.add_argument("prompt", nargs="*", help="the prompt ('-' or none reads stdin)"),
+    ),
+    "chat": Command(
+        help="interactive chat (the same settings as generate)",
+        config=C.GenerateConfig,
+        run=run_chat,
+        flags={
+            "--model": ("model.name", str, "local HF folder or embedded name"),
+            "--temperature": ("sampling.temperature", float, "0 = greedy"),
+            "--max-new-tokens": ("sampling.max_new_tokens", int, "token budget of each answer"),
+        },
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thinkrl", description="RL from verifiable rewards for reasoning LMs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        p.add_argument("--recipe", "-r", default=cmd.default_recipe, help="TOML recipe (defaults, then this, then --set)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any config key, e.g. --set sampling.temperature=0.7 (repeatable)")
+        p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
+        for flag, (key, tp, text) in cmd.flags.items():
+            p.add_argument(flag, dest="flag_" + key.replace(".", "__"), type=str, default=None, help=f"{text} (= --set {key}=...)")
+        if cmd.extra:
+            cmd.extra(p)
+        else:
+            p.add_argument("recipe_arg", nargs="?", default=None, metavar="RECIPE", help="TOML recipe (same as --recipe)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cmd = COMMANDS[args.command]
+    try:
+        overrides = list(args.overrides)
+        for key, value in vars(args).items():
+            if key.startswith("flag_") and value is not None:
+                overrides.append(f"{key[5:].replace('__', '.')}={value}")
+        recipe = getattr(args, "recipe_arg", None) or args.recipe
+        cfg = C.load(cmd.config, recipe, overrides)
+        if args.print_config:
+            print(C.to_toml(cfg), end="")
+            return 0
+        return cmd.run(cfg, args)
+    except UserError as e:
+        print(f"thinkrl {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

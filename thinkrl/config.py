@@ -1,0 +1,245 @@
+"""Configuration: one dataclass per entry point, filled from a TOML recipe and `--set a.b=value` overrides.
+
+Every field has a default, so a recipe only says what differs. Sections of the TOML file are the
+nested dataclasses (`[sampling]`, `[task]`, ...). Unknown keys are errors that name the key (and the
+file) and suggest the closest valid one. Values given on the command line are converted by the
+field's type. The resolved config is written back as TOML with every run, so a run can be repeated
+by passing that file as the recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from thinkrl.engine.sampling import SamplingParams
+from thinkrl.errors import UserError
+from thinkrl.tasks import TaskConfig
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m-instruct"  # a local HF folder or an embedded name
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (fp32 on CPU, bf16 on CUDA) | float32 | bfloat16 | float16
+
+    def __post_init__(self):
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise UserError(f"model.dtype must be auto, float32, bfloat16 or float16, got '{self.dtype}'")
+
+
+@dataclass
+class EvalConfig:
+    """`thinkrl eval`: sample K completions per held-out problem and score them with the task's verifier."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    # DeepSeek-R1's evaluation setting: temperature 0.6, top-p 0.95 (temperature 0 = greedy)
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95, max_new_tokens=512))
+    split: str = "eval"  # which split of the task to evaluate on
+    limit: int = 0  # first N problems of the split (0 = all)
+    samples: int = 1  # completions per problem (K in pass@k, maj@k)
+    batch_size: int = 64  # rows (problems x samples) decoded together
+    seed: int = 0  # request seeds derive from it: same seed, same completions
+    out: str = ""  # results JSON; default runs/eval-<task>-<time>/results.json
+
+    def __post_init__(self):
+        if self.samples < 1:
+            raise UserError(f"samples must be >= 1, got {self.samples}")
+        if self.limit < 0:
+            raise UserError(f"limit must be >= 0 (0 = all), got {self.limit}")
+        if self.batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class GenerateConfig:
+    """`thinkrl generate` and `thinkrl chat`: answer prompts, showing thinking and answer apart."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95, max_new_tokens=512))
+    template: str = "r1_zero"  # r1_zero (system prompt asking for <think>/<answer>) | raw
+    system: str = ""  # a system prompt of your own; replaces the template's
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- building dataclasses from dicts
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _unknown(key: str, valid: list[str], where: str) -> UserError:
+    close = difflib.get_close_matches(key.split(".")[-1], valid, n=1)
+    hint = f"; did you mean '{key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
+    return UserError(f"{where}unknown config key '{key}'{hint}")
+
+
+def _is_dataclass_type(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check or convert one value (from TOML, or a string from --set) to the field type `tp`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # Optional[X]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _convert(value, args[0], key, where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = tomllib.loads(f"v = {text}")["v"]
+                except tomllib.TOMLDecodeError as e:
+                    raise UserError(f"{where}key '{key}': cannot read {value!r} as a list ({e})") from e
+            else:
+                value = [v for v in text.split(",") if v] if text else []
+        if not isinstance(value, list):
+            raise UserError(f"{where}key '{key}' must be a list, got {type(value).__name__} {value!r}")
+        return [_convert(v, item, key, where) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise UserError(f"{where}key '{key}' must be true or false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise UserError(f"{where}key '{key}' must be a number, got {value!r}")
+        if isinstance(value, int) or (tp is float and isinstance(value, float)):
+            return tp(value)
+        if isinstance(value, str):
+            try:
+                return tp(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise UserError(f"{where}key '{key}' must be {'an integer' if tp is int else 'a number'}, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"{where}key '{key}' must be a string, got {value!r}")
+    return value
+
+
+def build(cls, data: dict[str, Any], prefix: str = "", where: str = "", base=None):
+    """Dataclass `cls` from a nested dict, checking every key and type.
+
+    Keys the dict leaves out keep the values of `base` (by default `cls()`), so the defaults an
+    entry point gives its sections (eval's sampling temperature, say) survive a partial section.
+    """
+    base = cls() if base is None else base
+    types_ = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in types_:
+            raise _unknown(full, list(types_), where)
+        tp = types_[key]
+        if _is_dataclass_type(tp):
+            if not isinstance(value, dict):
+                raise UserError(f"{where}key '{full}' is a section ([{full}]), not a value")
+            kwargs[key] = build(tp, value, prefix=f"{full}.", where=where, base=getattr(base, key))
+        else:
+            kwargs[key] = _convert(value, tp, full, where)
+    try:
+        return dataclasses.replace(base, **kwargs)
+    except UserError as e:
+        raise UserError(f"{where}{e}" if where and not str(e).startswith(where) else str(e)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], str]:
+    if "=" not in text:
+        raise UserError(f"--set expects key=value, got '{text}'")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), value
+
+
+def load(cls, recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()):
+    """The config for an entry point: defaults <- recipe TOML <- `--set` overrides (in that order)."""
+    data: dict[str, Any] = {}
+    if recipe:
+        path = Path(recipe)
+        if not path.is_file():
+            raise UserError(f"recipe {path} not found")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"recipe {path}: not valid TOML ({e})") from e
+        where = f"recipe {path}: "
+        build(cls, data, where=where)  # report recipe errors against the file before applying overrides
+    for text in overrides:
+        parts, value = parse_override(text)
+        node, tp_cls = data, cls
+        for depth, part in enumerate(parts):
+            types_ = _field_types(tp_cls)
+            dotted = ".".join(parts[: depth + 1])
+            if part not in types_:
+                raise _unknown(dotted, list(types_), "--set: ")
+            tp = types_[part]
+            if depth == len(parts) - 1:
+                if _is_dataclass_type(tp):
+                    raise UserError(f"--set: '{dotted}' is a section; set one of its keys, e.g. {dotted}.{next(iter(_field_types(tp)))}=...")
+                node[part] = _convert(value, tp, dotted, "--set: ")
+            else:
+                if not _is_dataclass_type(tp):
+                    raise UserError(f"--set: '{dotted}' is a value, not a section")
+                node = node.setdefault(part, {})
+                tp_cls = tp
+    return build(cls, data)
+
+
+# ---------------------------------------------------------------- writing the resolved config
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(cfg) -> str:
+    """The whole config as TOML that `load` reads back to an equal config (None values are left out)."""
+    lines: list[str] = []
+    tables: list[tuple[str, Any]] = []
+
+    def emit(obj, name: str):
+        scalars = []
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if dataclasses.is_dataclass(v):
+                tables.append((f"{name}.{f.name}" if name else f.name, v))
+            elif v is not None:
+                scalars.append(f"{f.name} = {_toml_value(v)}")
+        return scalars
+
+    lines += emit(cfg, "")
+    while tables:
+        name, obj = tables.pop(0)
+        lines += ["", f"[{name}]"] + emit(obj, name)
+    return "\n".join(lines) + "\n"
+
+
+def save(cfg, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_toml(cfg), encoding="utf-8")
+    return path

@@ -1,0 +1,121 @@
+"""The task registry: `TaskConfig` (the `[task]` table of a recipe) and `get_task(cfg) -> Task`.
+
+Task names: `gsm8k`, `aime2025`, `arithmetic`, `countdown`, `jsonl:PATH`. Every field has a
+default and a simple type (str, int, float, bool) because recipes set them from TOML and
+`--set task.x=...` strings are converted by the field's type. Knobs of a task that is not selected
+are ignored, but still validated, so a typo'd value fails early wherever it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from thinkrl.errors import UserError
+from thinkrl.tasks.base import SPLITS, Problem, Task, check_split
+
+NAMES = ("gsm8k", "aime2025", "arithmetic", "countdown", "jsonl:PATH")
+ARITHMETIC_OPS = "+-*"
+
+__all__ = ["NAMES", "SPLITS", "Problem", "Task", "TaskConfig", "check_split", "get_task"]
+
+
+@dataclass
+class TaskConfig:
+    """Which task to train/evaluate on, how prompts look, and the knobs of each task."""
+
+    name: str = "gsm8k"  # gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH
+    template: str = "r1_zero"  # prompt template: r1_zero | boxed | raw (see thinkrl.prompts)
+    shots: int = 0  # worked examples (from the train side) put before the question
+    seed: int = 0  # seeds generated tasks (arithmetic, countdown) and the jsonl train/eval split
+    # gsm8k
+    eval_size: int = 319  # gsm8k: held-out eval problems (at most 319; train is always 1,000)
+    # generated tasks (arithmetic, countdown)
+    num_train: int = 10_000  # train problems to generate (fewer if the problem space is small)
+    num_eval: int = 500  # eval problems to generate (fewer if the problem space is small)
+    # arithmetic
+    operands: int = 2  # numbers per question
+    min_digits: int = 1  # fewest digits per number
+    max_digits: int = 3  # most digits per number
+    ops: str = "+-*"  # operators to draw from, a subset of "+-*"
+    # countdown
+    numbers: int = 3  # how many numbers each puzzle gives
+    max_number: int = 100  # numbers are drawn from 1..max_number
+    target_max: int = 1000  # targets are integers in 1..target_max
+    # jsonl:PATH
+    prompt_field: str = "question"  # JSON key holding the question text
+    answer_field: str = "answer"  # JSON key holding the reference answer (string or number)
+    eval_fraction: float = 0.1  # share of the file held out as eval (seeded shuffle; 0..1)
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _check_values(self)
+
+
+def _check_types(cfg: TaskConfig) -> None:
+    """Each field holds its default's type (an int is fine for a float; a bool is not an int)."""
+    for f in fields(cfg):
+        value, want = getattr(cfg, f.name), type(f.default)
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise UserError(f"task.{f.name} must be {want.__name__}, got {value!r} ({type(value).__name__})")
+
+
+def _fail(key: str, value: object, what: str) -> None:
+    raise UserError(f"task.{key} = {value!r}: {what}")
+
+
+def _check_values(cfg: TaskConfig) -> None:
+    """Ranges and choices, each error naming its key and what to do."""
+    from thinkrl.prompts import TEMPLATES  # noqa: PLC0415 - prompts imports tasks.base: no cycle at call time
+
+    if cfg.name not in NAMES[:-1] and not (cfg.name.startswith("jsonl:") and cfg.name[6:].strip()):
+        _fail("name", cfg.name, f"unknown task; choose one of {', '.join(NAMES)}")
+    if cfg.template not in TEMPLATES:
+        _fail("template", cfg.template, f"unknown template; choose one of {', '.join(TEMPLATES)}")
+    checks = [
+        ("shots", cfg.shots >= 0, "must be 0 or more"),
+        ("eval_size", 1 <= cfg.eval_size <= 319, "must be between 1 and 319 (gsm8k holds out 319)"),
+        ("num_train", cfg.num_train >= 0, "must be 0 or more"),
+        ("num_eval", cfg.num_eval >= 1, "must be 1 or more"),
+        ("operands", 2 <= cfg.operands <= 10, "must be between 2 and 10"),
+        ("min_digits", 1 <= cfg.min_digits <= 18, "must be between 1 and 18"),
+        ("max_digits", cfg.min_digits <= cfg.max_digits <= 18, "must be between task.min_digits and 18"),
+        ("ops", bool(cfg.ops) and set(cfg.ops) <= set(ARITHMETIC_OPS), "must be a non-empty subset of '+-*'"),
+        ("numbers", 2 <= cfg.numbers <= 6, "must be between 2 and 6"),
+        ("max_number", 1 <= cfg.max_number <= 10_000, "must be between 1 and 10000"),
+        ("target_max", cfg.target_max >= 1, "must be 1 or more"),
+        ("prompt_field", bool(cfg.prompt_field.strip()), "must name a JSON field"),
+        ("answer_field", bool(cfg.answer_field.strip()), "must name a JSON field"),
+        ("eval_fraction", 0.0 <= cfg.eval_fraction <= 1.0, "must be between 0 and 1"),
+    ]
+    for key, ok, what in checks:
+        if not ok:
+            _fail(key, getattr(cfg, key), what)
+
+
+def get_task(cfg: TaskConfig) -> Task:
+    """The Task that `cfg.name` names, built with its knobs from `cfg`."""
+    from thinkrl.tasks import aime, arithmetic, countdown, gsm8k, jsonl  # noqa: PLC0415 - load on use
+
+    if cfg.name == "gsm8k":
+        return gsm8k.GSM8K(eval_size=cfg.eval_size)
+    if cfg.name == "aime2025":
+        return aime.AIME2025()
+    if cfg.name == "arithmetic":
+        return arithmetic.Arithmetic(
+            seed=cfg.seed, num_train=cfg.num_train, num_eval=cfg.num_eval, operands=cfg.operands,
+            min_digits=cfg.min_digits, max_digits=cfg.max_digits, ops=cfg.ops,
+        )  # fmt: skip
+    if cfg.name == "countdown":
+        return countdown.Countdown(
+            seed=cfg.seed, num_train=cfg.num_train, num_eval=cfg.num_eval, numbers=cfg.numbers,
+            max_number=cfg.max_number, target_max=cfg.target_max,
+        )  # fmt: skip
+    if cfg.name.startswith("jsonl:"):
+        return jsonl.JsonlTask(
+            cfg.name[len("jsonl:") :].strip(), prompt_field=cfg.prompt_field, answer_field=cfg.answer_field,
+            eval_fraction=cfg.eval_fraction, seed=cfg.seed,
+        )  # fmt: skip
+    raise UserError(f"unknown task '{cfg.name}' (key task.name): choose one of {', '.join(NAMES)}")

@@ -1,0 +1,130 @@
+"""Arithmetic: seeded procedural questions like "What is 54 * 8?", for quick RL sanity runs.
+
+Each question has `operands` numbers of `min_digits`..`max_digits` digits joined by operators from
+`ops` (a subset of "+-*"), evaluated with the usual precedence by our own code (never `eval`).
+
+Splits never leak: train and eval come from separate seed streams ("{seed}-train", "{seed}-eval"),
+and any train question whose text also occurs in eval is dropped (duplicates within a split are
+dropped too). When the question space is small, a split may hold fewer than asked for: drawing
+stops after DRAWS_PER_PROBLEM attempts per wanted problem. Worked examples come from a third
+stream ("{seed}-examples") and never repeat an eval question.
+"""
+
+from __future__ import annotations
+
+import random
+
+from thinkrl.tasks.base import Problem, Task, check_split
+
+DRAWS_PER_PROBLEM = 20
+NUM_EXAMPLES = 4
+
+
+def _number(rng: random.Random, min_digits: int, max_digits: int) -> int:
+    """A number with a uniformly drawn digit count; 1-digit numbers include 0."""
+    digits = rng.randint(min_digits, max_digits)
+    low = 0 if digits == 1 else 10 ** (digits - 1)
+    return rng.randint(low, 10**digits - 1)
+
+
+def evaluate(nums: list[int], ops: list[str]) -> int:
+    """nums[0] ops[0] nums[1] ... with * before + and -, left to right. len(ops) == len(nums) - 1."""
+    terms, signs = [nums[0]], [1]
+    for op, n in zip(ops, nums[1:]):
+        if op == "*":
+            terms[-1] *= n
+        else:
+            terms.append(n)
+            signs.append(1 if op == "+" else -1)
+    return sum(s * t for s, t in zip(signs, terms))
+
+
+def expression(nums: list[int], ops: list[str]) -> str:
+    """'54 * 8 + 3' for nums [54, 8, 3] and ops ['*', '+']."""
+    parts = [str(nums[0])]
+    for op, n in zip(ops, nums[1:]):
+        parts += [op, str(n)]
+    return " ".join(parts)
+
+
+def _product_steps(a: int, b: int) -> str:
+    """'54 * 8 = 50 * 8 + 4 * 8 = 400 + 32 = 432': split the longer factor by place value."""
+    big, small, swapped = (a, b, False) if len(str(a)) >= len(str(b)) else (b, a, True)
+    digits = str(big)
+    pieces = [int(d) * 10 ** (len(digits) - i - 1) for i, d in enumerate(digits) if d != "0"]
+    if len(pieces) < 2 or small < 2:
+        return f"{a} * {b} = {a * b}"
+
+    def mul(x: int) -> str:
+        return f"{small} * {x}" if swapped else f"{x} * {small}"
+
+    split = " + ".join(mul(p) for p in pieces)
+    partials = " + ".join(str(p * small) for p in pieces)
+    return f"{a} * {b} = {split} = {partials} = {a * b}"
+
+
+def worked_steps(nums: list[int], ops: list[str]) -> str:
+    """The computation as a short chain of real steps: products first, then left-to-right sums."""
+    steps, terms, term_ops = [], [nums[0]], []
+    for op, n in zip(ops, nums[1:]):
+        if op == "*":
+            steps.append(_product_steps(terms[-1], n))
+            terms[-1] *= n
+        else:
+            terms.append(n)
+            term_ops.append(op)
+    total = terms[0]
+    for op, t in zip(term_ops, terms[1:]):
+        new = total + t if op == "+" else total - t
+        steps.append(f"{total} {op} {t} = {new}")
+        total = new
+    return ". ".join(steps) if steps else str(total)
+
+
+class Arithmetic(Task):
+    """Procedural arithmetic with exact integer answers."""
+
+    name = "arithmetic"
+
+    def __init__(self, seed: int = 0, num_train: int = 10_000, num_eval: int = 500, operands: int = 2,
+                 min_digits: int = 1, max_digits: int = 3, ops: str = "+-*"):  # fmt: skip
+        self.seed, self.num_train, self.num_eval = seed, num_train, num_eval
+        self.operands, self.min_digits, self.max_digits, self.ops = operands, min_digits, max_digits, ops
+        self._cache: dict[str, list[Problem]] = {}
+
+    def _draw(self, rng: random.Random) -> tuple[list[int], list[str]]:
+        nums = [_number(rng, self.min_digits, self.max_digits) for _ in range(self.operands)]
+        return nums, [rng.choice(self.ops) for _ in range(self.operands - 1)]
+
+    def _generate(self, stream: str, count: int, exclude: set[str]) -> list[Problem]:
+        """Up to `count` distinct problems from one seed stream, skipping questions in `exclude`."""
+        rng, seen, out = random.Random(f"{self.seed}-{stream}"), set(exclude), []
+        for _ in range(count * DRAWS_PER_PROBLEM):
+            if len(out) == count:
+                break
+            nums, ops = self._draw(rng)
+            question = f"What is {expression(nums, ops)}?"
+            if question in seen:
+                continue
+            seen.add(question)
+            out.append(Problem(id=f"arithmetic-{stream}-{len(out)}", question=question,
+                               answer=str(evaluate(nums, ops)), meta={"numbers": nums, "ops": ops}))  # fmt: skip
+        return out
+
+    def problems(self, split: str) -> list[Problem]:
+        check_split(split)
+        if "eval" not in self._cache:
+            self._cache["eval"] = self._generate("eval", self.num_eval, set())
+        if split == "train" and "train" not in self._cache:
+            eval_questions = {p.question for p in self._cache["eval"]}
+            self._cache["train"] = self._generate("train", self.num_train, eval_questions)
+        return list(self._cache[split])
+
+    def examples(self) -> list[tuple[str, str]]:
+        """Worked examples from their own stream, never an eval question."""
+        eval_questions = {p.question for p in self.problems("eval")}
+        out = []
+        for p in self._generate("examples", NUM_EXAMPLES, eval_questions):
+            steps = worked_steps(p.meta["numbers"], p.meta["ops"])
+            out.append((p.question, f"<think>{steps}</think> <answer>{p.answer}</answer>"))
+        return out

@@ -1,0 +1,60 @@
+"""What every task is: problems with a reference answer, and one verifier used by eval and rewards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from thinkrl import verify
+from thinkrl.errors import UserError
+
+SPLITS = ("train", "eval")
+
+
+def check_split(split: str) -> str:
+    """The split name, if it is one of SPLITS; a UserError otherwise (a typo must not mean 'no data')."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
+    return split
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One question. `answer` is the reference the verifier compares against (a string)."""
+
+    id: str
+    question: str
+    answer: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """A source of problems plus the one verifier that judges completions for them.
+
+    Subclasses implement `problems(split)` (split is "train" or "eval"; anything else is a
+    UserError, see `check_split`); most keep the default answer extraction and math
+    equivalence. `examples()` gives worked (question, response) pairs drawn from the train side,
+    used for few-shot format priming; they never come from the eval split.
+    """
+
+    name: str = "task"
+
+    def problems(self, split: str) -> list[Problem]:
+        raise NotImplementedError
+
+    def extract(self, completion: str) -> str | None:
+        """The final answer in a completion, or None (no <answer> tag and no \\boxed{})."""
+        return verify.extract_answer(completion)
+
+    def score(self, completion: str, problem: Problem) -> float:
+        """1.0 if the completion's final answer is correct, else 0.0. The verifier."""
+        pred = self.extract(completion)
+        return float(pred is not None and verify.math_equal(pred, problem.answer))
+
+    def vote_key(self, answer: str) -> str:
+        """Canonical form of an extracted answer, so equal answers get one vote (maj@k)."""
+        return verify.canonical(answer)
+
+    def examples(self) -> list[tuple[str, str]]:
+        """Worked (question, assistant response) pairs for few-shot priming; none by default."""
+        return []

@@ -1,0 +1,109 @@
+"""`jsonl:PATH`: the user's own problems, one JSON object per line.
+
+Each line needs a question (`task.prompt_field`, default "question", a non-empty string) and a
+reference answer (`task.answer_field`, default "answer", a string or a number). Blank lines are
+skipped. Ids are `<file name>-<line number>`. The file is read and checked when the task is
+built, so a bad line fails at startup with one line naming PATH:LINE and what to do.
+
+Split: the distinct questions are shuffled with `task.seed` and an `eval_fraction` share of them
+(rounded; at least one when the fraction is above 0, at most all but one when it is below 1) is
+held out as `eval`; the rest is `train`. Splitting by question text keeps duplicated lines on one
+side, so an eval question is never trained on. eval_fraction = 1 makes the file eval-only,
+0 train-only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from thinkrl.errors import UserError
+from thinkrl.tasks.base import Problem, Task, check_split
+
+
+def _read_text(path: Path) -> str:
+    """The file as text; a UserError naming the line if it is missing, a folder, or not UTF-8."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file (task.name = 'jsonl:{path}'): check the path")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file (task.name = 'jsonl:{path}'): give a .jsonl file")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x}): save the file as UTF-8") from None
+
+
+def _type_name(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+def _problem(path: Path, lineno: int, line: str, prompt_field: str, answer_field: str) -> Problem:
+    """One line as a Problem, or a UserError saying what is wrong with it."""
+    where = f"{path}:{lineno}"
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: expected a JSON object like {{\"{prompt_field}\": ..., \"{answer_field}\": ...}}, got {_type_name(row)}")
+    for key, setting in ((prompt_field, "task.prompt_field"), (answer_field, "task.answer_field")):
+        if key not in row:
+            keys = ", ".join(repr(k) for k in list(row)[:8]) or "none"
+            raise UserError(f"{where}: missing field '{key}' (set {setting} to the key that holds it; this line has {keys})")
+    question, answer = row[prompt_field], row[answer_field]
+    if not isinstance(question, str):
+        raise UserError(f"{where}: field '{prompt_field}' must be a string, got {_type_name(question)}")
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+        raise UserError(f"{where}: field '{answer_field}' must be a string or a number, got {_type_name(answer)}")
+    if not question.strip():
+        raise UserError(f"{where}: field '{prompt_field}' is empty")
+    if not str(answer).strip():
+        raise UserError(f"{where}: field '{answer_field}' is empty")
+    return Problem(id=f"{path.name}-{lineno}", question=question, answer=str(answer).strip(), meta={"line": lineno})
+
+
+def load(path: Path, prompt_field: str = "question", answer_field: str = "answer") -> list[Problem]:
+    """Every problem in the file, in file order; UserError on the first bad line."""
+    text = _read_text(path)
+    problems = [
+        _problem(path, lineno, line, prompt_field, answer_field)
+        for lineno, line in enumerate(text.splitlines(), start=1)
+        if line.strip()
+    ]
+    if not problems:
+        raise UserError(f"{path}: no problems (the file is empty or has only blank lines)")
+    return problems
+
+
+def split(problems: list[Problem], eval_fraction: float, seed: int) -> dict[str, list[Problem]]:
+    """{"train": ..., "eval": ...} by distinct question text, seeded; file order kept in each."""
+    questions = list(dict.fromkeys(p.question for p in problems))
+    random.Random(f"{seed}-jsonl-split").shuffle(questions)
+    n_eval = round(len(questions) * eval_fraction)
+    if eval_fraction > 0:
+        n_eval = max(n_eval, 1)
+    if eval_fraction < 1 and len(questions) > 1:
+        n_eval = min(n_eval, len(questions) - 1)
+    held_out = set(questions[:n_eval])
+    return {
+        "train": [p for p in problems if p.question not in held_out],
+        "eval": [p for p in problems if p.question in held_out],
+    }
+
+
+class JsonlTask(Task):
+    """Problems from a user's .jsonl file, judged by the default verifier (math equivalence)."""
+
+    def __init__(self, path: str, prompt_field: str = "question", answer_field: str = "answer",
+                 eval_fraction: float = 0.1, seed: int = 0):  # fmt: skip
+        self.path = Path(path).expanduser()
+        self.name = f"jsonl:{path}"
+        self._splits = split(load(self.path, prompt_field, answer_field), eval_fraction, seed)
+
+    def problems(self, split: str) -> list[Problem]:
+        return list(self._splits[check_split(split)])

@@ -1,0 +1,368 @@
+"""The answer verifier: find the final answer in a completion and decide if it equals the reference.
+
+Every reward and every eval number goes through these three functions, so they must be cheap on
+the common case, never raise, and stay bounded on hostile model output:
+
+- `extract_answer(text)`: the last closed `<answer>...</answer>`, else the last `\\boxed{...}`.
+- `math_equal(pred, gold)`: a fast exact path (numbers as `fractions.Fraction`) decides most
+  answers without sympy; only what it cannot decide goes to `math_verify` under a timer.
+- `canonical(answer)`: the key majority voting groups answers by.
+
+Choices (documented because graders differ):
+- Percent: "50%" equals both "50" and "0.5". GSM8K-style references drop the percent sign
+  ("50" for "50%"), while a model may also convert it ("0.5"); either reading is accepted when
+  exactly one side carries a percent sign. When both carry one, the numbers are compared as is.
+  `canonical("50%")` is "50" (the percent sign dropped, as the references write it).
+- "1,234" is the number 1234 (thousands separators in groups of three); "1,2" is not a number.
+- Decimals are exact: "0.333" is not 1/3 (the fast path compares exact rationals).
+- "x = 5" and "5" are equal: an answer of the form `<variable> = <value>` is its value.
+- Unit words ("dollars", "cm", ...), `\\text{...}` after a number, currency signs and degree
+  signs are dropped: "$5", "5 dollars" and "5" are equal.
+- An empty `<answer></answer>` or `\\boxed{}` is no answer (None).
+
+Timeouts: math_verify's own timeout uses `signal.alarm` with whole seconds and fails outside the
+main thread, so we pass it `None` and run the symbolic path under our own `signal.setitimer` timer
+(fractional seconds, one deadline for parsing and comparing both answers). Outside the main thread
+no signal timer is possible: the symbolic path then runs untimed, but only on short inputs
+without factorials, binomials or stacked powers (what could run away); anything else is False.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+from fractions import Fraction
+
+MAX_SYMBOLIC_CHARS = 1000  # longer answers are never handed to sympy
+MAX_UNTIMED_SYMBOLIC_CHARS = 200  # outside the main thread (no timer), a tighter limit
+MAX_NORMALISE_CHARS = 10_000  # longer answers are compared as exact strings only
+MAX_NUMBER_CHARS = 400  # longest digit string the fast path turns into a Fraction
+MAX_EXPONENT = 400  # largest |exponent| accepted in scientific notation ("1e400")
+
+_ANSWER_OPEN, _ANSWER_CLOSE = "<answer>", "</answer>"
+# Tokens that matter for brace matching: a \boxed/\fbox opener, an escaped char, or a brace.
+_BOX_TOKEN = re.compile(r"\\(?:boxed|fbox)\s*\{|\\.|[{}]", re.S)
+
+# Unit words dropped after a number. Single letters only after a space ("5 m", not "5m").
+_UNIT_WORDS = (
+    "dollars|dollar|usd|euros|euro|cents|cent|pounds|pound|lbs|lb|ounces|ounce|oz|kg|grams|gram|mg|"
+    "km|cm|mm|meters|meter|metres|metre|miles|mile|mph|feet|foot|ft|inches|inch|yards|yard|"
+    "hours|hour|hrs|hr|minutes|minute|mins|min|seconds|second|secs|sec|days|day|weeks|week|"
+    "months|month|years|year|degrees|degree|units|unit|liters|liter|litres|litre|ml|"
+    "square|sq|cubic|each"
+)
+_TRAILING_UNIT = re.compile(rf"(?:(?<=[\d\s])(?:{_UNIT_WORDS})|\s[mgsl])\.?\s*$", re.I)
+_TEXT_CMD = re.compile(r"\\(?:text|textbf|textrm|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_WORDY_TEXT = re.compile(r"^[A-Za-z][A-Za-z\s.]*$")
+_SPACING = re.compile(r"\\[,;:! ]|\\q?quad\b|\\(?:left|right)(?![A-Za-z])|\\displaystyle|~")
+_DEGREES = re.compile(r"\^\s*(?:\{\s*\\circ\s*\}|\\circ)|\\circ|\\degree|°")
+_ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w{1,8}\}?)?\s*=\s*([^=]+)$")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
+_DECIMAL = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?$")
+_LATEX_FRAC = re.compile(r"^([+-]?)\\[dt]?frac\s*(?:\{([^{}]*)\}|(\d))\s*(?:\{([^{}]*)\}|(\d))$")
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last closed `\\boxed{...}` / `\\fbox{...}` (the one that closes last).
+
+    One left-to-right pass over the relevant tokens with a stack of open braces, so nested
+    braces work and hostile text (a megabyte of unclosed `\\boxed{`) stays linear.
+    """
+    first = text.find("\\boxed")
+    fbox = text.find("\\fbox")
+    if first < 0 or (0 <= fbox < first):
+        first = fbox
+    if first < 0:
+        return None
+    stack: list[int] = []  # for each open brace: content start if it opens a box, else -1
+    found: tuple[int, int] | None = None
+    for m in _BOX_TOKEN.finditer(text, first):
+        tok = m.group()
+        if tok == "{":
+            stack.append(-1)
+        elif tok == "}":
+            if stack:
+                start = stack.pop()
+                if start >= 0:
+                    found = (start, m.start())
+        elif tok[-1] == "{" and len(tok) > 2:  # \boxed{ or \fbox{
+            stack.append(m.end())
+    if found is None:
+        return None
+    return text[found[0] : found[1]].strip() or None
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer in a completion: the last closed <answer> pair, else the last \\boxed{}.
+
+    An <answer> without a closing tag does not count (a truncated completion has not answered).
+    The <answer> that counts is the last one opened before the last </answer>; its content ends
+    at the first </answer> after it, so nested tags yield the innermost answer. An empty answer
+    (or empty box) is None. Only str.rfind/find and one linear token scan: no backtracking regex.
+    """
+    if not isinstance(text, str):
+        return None
+    close = text.rfind(_ANSWER_CLOSE)
+    if close >= 0:
+        open_ = text.rfind(_ANSWER_OPEN, 0, close)
+        if open_ >= 0:
+            start = open_ + len(_ANSWER_OPEN)
+            end = text.find(_ANSWER_CLOSE, start)
+            return text[start:end].strip() or None
+    return _last_boxed(text)
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+def _text_replacement(m: re.Match) -> str:
+    """`\\text{cm}` after a value is a unit: drop it. Otherwise keep the text, unwrapped."""
+    inner = m.group(1)
+    has_value_before = bool(m.string[: m.start()].strip())
+    if has_value_before and _WORDY_TEXT.match(inner.strip() or "x"):
+        return " "
+    return inner
+
+
+def _drop_text_commands(s: str) -> str:
+    """Unwrap `\\text{...}`-like commands, dropping the ones that are units (see above)."""
+    for _ in range(4):  # a few rounds handle \text{...} nested inside \mathrm{...}
+        new = _TEXT_CMD.sub(_text_replacement, s)
+        if new == s:
+            break
+        s = new
+    return s
+
+
+def normalise(answer: str) -> str:
+    """The answer with presentation removed: math delimiters, currency, units, spacing, `x =`.
+
+    Keeps mathematical content untouched (no case folding, no reordering); percent signs stay
+    (they change the value, `_parse_number` reads them).
+    """
+    s = answer.strip()
+    if len(s) > MAX_NORMALISE_CHARS:
+        return s
+    if "\\boxed" in s or "\\fbox" in s:
+        s = _last_boxed(s) or s
+    s = s.replace("\u2212", "-").replace("\\$", "").replace("$", "").replace("{,}", ",")
+    s = re.sub(r"\\[\(\)\[\]]", "", s)
+    s = _SPACING.sub(" ", s)
+    s = _DEGREES.sub("", s)
+    s = _drop_text_commands(s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.strip().rstrip(".").strip()
+    m = _ASSIGNMENT.match(s)
+    if m:
+        s = m.group(1).strip()
+    return _drop_trailing_units(s).rstrip(".").strip()
+
+
+def _drop_trailing_units(s: str) -> str:
+    """"5 square meters" -> "5": unit words at the end go when a digit comes before them.
+
+    One short anchored match per round (no open-ended repetition, so no quadratic backtracking).
+    """
+    for _ in range(3):
+        m = _TRAILING_UNIT.search(s)
+        if not m or not any(c.isdigit() for c in s[: m.start()]):
+            break
+        s = s[: m.start()].rstrip()
+    return s
+
+
+def _split_percent(s: str) -> tuple[str, bool]:
+    """("50", True) for "50%", "50\\%" or "50 percent"; (s, False) otherwise. No regex: linear."""
+    t = s.rstrip()
+    for suffix in ("\\%", "%"):
+        if t.endswith(suffix):
+            return t[: -len(suffix)], True
+    if t.lower().endswith("percent") and (len(t) == 7 or not t[-8].isalpha()):
+        return t[:-7], True
+    return s, False
+
+
+def _plain_number(s: str) -> Fraction | None:
+    """An integer, decimal or scientific-notation literal as an exact Fraction, else None."""
+    if len(s) > MAX_NUMBER_CHARS:
+        return None
+    if _THOUSANDS.match(s):
+        s = s.replace(",", "")
+    m = _DECIMAL.match(s)
+    if not m or not (m.group(2) or m.group(3)):
+        return None
+    sign, whole, frac, exp = m.groups()
+    value = Fraction(int((whole or "0") + (frac or "")), 10 ** len(frac or ""))
+    if exp:
+        e = int(exp)
+        if abs(e) > MAX_EXPONENT:
+            return None
+        value *= Fraction(10) ** e
+    return -value if sign == "-" else value
+
+
+def _parse_number(s: str) -> tuple[Fraction, bool] | None:
+    """(value, had_percent_sign) when the normalised answer is a plain number, else None.
+
+    Numbers: integers, "1,234", decimals, "1e3", "a/b", "\\frac{a}{b}", "\\frac12", with signs.
+    """
+    s, percent = _split_percent(s)
+    s = re.sub(r"\s+", "", s)
+    if s.startswith("+"):
+        s = s[1:]
+    value = _plain_number(s)
+    if value is None:
+        value = _fraction(s)
+    return None if value is None else (value, percent)
+
+
+def _fraction(s: str) -> Fraction | None:
+    """`a/b` or `\\frac{a}{b}` with plain-number parts, exactly; None otherwise or if b is 0."""
+    m = _LATEX_FRAC.match(s)
+    if m:
+        sign, num, den = m.group(1), m.group(2) or m.group(3), m.group(4) or m.group(5)
+    elif s.count("/") == 1:
+        sign, (num, den) = "", s.split("/")
+    else:
+        return None
+    a, b = _plain_number(num.strip()), _plain_number(den.strip())
+    if a is None or b is None or b == 0:
+        return None
+    return -(a / b) if sign == "-" else a / b
+
+
+def _numbers_equal(p: tuple[Fraction, bool], g: tuple[Fraction, bool]) -> bool:
+    """Exact comparison; with a percent sign on one side, both readings of it are accepted."""
+    (pv, pp), (gv, gp) = p, g
+    if pv == gv:
+        return True
+    if pp != gp:
+        percent_value = pv if pp else gv
+        other = gv if pp else pv
+        return percent_value / 100 == other
+    return False
+
+
+# ----------------------------------------------------------------------------- symbolic path
+
+
+class _Timeout(BaseException):
+    """Raised by our SIGALRM handler. A BaseException so sympy's `except Exception` cannot eat it."""
+
+
+def _raise_timeout(signum, frame):
+    raise _Timeout()
+
+
+def _can_use_timer() -> bool:
+    """Signal timers only work in the main thread, on POSIX, and when no other timer is running."""
+    return (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    )
+
+
+# Power towers ("9^9^9", "10^{10^{10}}") and huge exponent literals ("2^{12345}").
+_TOWER = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\w\s*\^|\^\s*\{?\s*[+-]?\d{4,}")
+
+
+def _risky_untimed(s: str) -> bool:
+    """What could run away in sympy with no timer to stop it: factorials, binomials, power towers."""
+    return "!" in s or "binom" in s or "choose" in s or _TOWER.search(s) is not None
+
+
+def _symbolic_equal(pred: str, gold: str) -> bool:
+    """math_verify's comparison of the two normalised answers (untimed; callers bound it)."""
+    from math_verify import parse, verify  # noqa: PLC0415 - heavy import, only when needed
+
+    gold_parsed = parse(f"${gold}$", parsing_timeout=None)
+    pred_parsed = parse(f"${pred}$", parsing_timeout=None)
+    if not gold_parsed or not pred_parsed:
+        return False
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def _symbolic_equal_bounded(pred: str, gold: str, timeout: float) -> bool:
+    """The symbolic comparison under a timer (main thread) or input screens (other threads)."""
+    if len(pred) > MAX_SYMBOLIC_CHARS or len(gold) > MAX_SYMBOLIC_CHARS or timeout <= 0:
+        return False
+    # math_verify's LaTeX reader misreads Python's "**" ("$10**10**10$" parses as 10); use "^".
+    pred, gold = pred.replace("**", "^"), gold.replace("**", "^")
+    import math_verify  # noqa: F401, PLC0415 - import before the timer starts, never inside it
+
+    _quiet_math_verify()
+    if not _can_use_timer():
+        longest = max(len(pred), len(gold))
+        if longest > MAX_UNTIMED_SYMBOLIC_CHARS or _risky_untimed(pred) or _risky_untimed(gold):
+            return False
+        return _symbolic_equal(pred, gold)
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        return _symbolic_equal(pred, gold)
+    except _Timeout:
+        return False
+    finally:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _quiet_math_verify() -> None:
+    """math_verify warns once that we passed timeout=None; we run our own timer, so silence it."""
+    for name in ("math_verify", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def math_equal(pred: str, gold: str, timeout: float = 2.0) -> bool:
+    """True if `pred` is mathematically equal to the reference `gold`. Never raises.
+
+    Fast path: normalise both; equal strings are equal; two plain numbers are compared exactly
+    (and decided: no sympy). Everything else goes to math_verify under a `timeout`-second timer.
+    """
+    try:
+        return _math_equal(pred, gold, timeout)
+    except (Exception, _Timeout):  # noqa: BLE001 - the verifier must never take a run down
+        return False
+
+
+def _math_equal(pred: str, gold: str, timeout: float) -> bool:
+    if not isinstance(pred, str) or not isinstance(gold, str):
+        return False
+    if len(pred) > MAX_NORMALISE_CHARS or len(gold) > MAX_NORMALISE_CHARS:
+        return pred.strip() == gold.strip() != ""
+    p, g = normalise(pred), normalise(gold)
+    if not p or not g:
+        return False
+    if p == g:
+        return True
+    pn, gn = _parse_number(p), _parse_number(g)
+    if pn is not None and gn is not None:
+        return _numbers_equal(pn, gn)
+    return _symbolic_equal_bounded(p, g, timeout)
+
+
+def canonical(answer: str) -> str:
+    """Majority-vote key: a number as its reduced fraction ("1/2", "-3"), else the normalised text.
+
+    "0.5", "1/2", "\\frac{1}{2}" and "$0.50" share a key; "50%" votes with "50". Whitespace is
+    removed from non-numeric keys so "x + 1" and "x+1" vote together.
+    """
+    try:
+        s = normalise(answer)
+        number = _parse_number(s)
+        if number is not None:
+            return str(number[0])
+        return re.sub(r"\s+", "", s)
+    except Exception:  # noqa: BLE001 - a key must always exist
+        return str(answer)
