@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.thinkrl-installed
 
-.PHONY: setup demo test bench-engine clean
+.PHONY: setup demo test bench-engine eval-demo clean
 
 setup: $(STAMP)
 
@@ -21,11 +21,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/thinkrl eval recipes/eval_demo.toml
+	$(BIN)/thinkrl rl recipes/r1_zero.toml
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite
 test: $(STAMP)
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+eval-demo: $(STAMP)
+	$(BIN)/thinkrl eval recipes/eval_demo.toml
 
 bench-engine: $(STAMP)
 	$(BIN)/python benchmarks/engine_cpu.py

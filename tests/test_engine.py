@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import thinkrl.engine.engine as engine_mod
 import thinkrl.engine.runner as runner_mod
 from thinkrl.engine import Engine, SamplingParams
 from thinkrl.errors import UserError
@@ -110,4 +111,28 @@ def test_rows_that_finish_early_leave_without_changing_the_others(tiny_llama):
 def test_prompt_too_long_is_a_user_error(tiny_llama):
     model, tok = tiny_llama
     with pytest.raises(UserError, match="context"):
-        make(model, tok).generate([[5] * 500], SamplingParams(max_new_tokens=100), seeds=[0])
+        make(model, tok).generate([[5] * 2000], SamplingParams(max_new_tokens=100), seeds=[0])
+
+
+def test_shared_prompt_prefix_is_encoded_once_and_changes_nothing(tiny, monkeypatch):
+    model, tok = tiny
+    system = "You are a careful assistant. Think first, then answer. "
+    prompts = [tok.encode(system + q) for q in ("What is 2+2?", "Name a color.", "x")]
+    calls = []
+    original = runner_mod.KVRunner.prefill
+
+    def spy(self, ids, attn, n):
+        calls.append(tuple(ids.shape))
+        return original(self, ids, attn, n)
+
+    monkeypatch.setattr(runner_mod.KVRunner, "prefill", spy)
+    params = SamplingParams(max_new_tokens=12)
+    outs = make(model, tok).generate(prompts, params, n=2, seeds=[1, 2, 3])
+    assert calls[0] == (1, len(tok.encode(system)))  # the shared prefix, once, then the suffixes
+    for c in outs:
+        ref = forward_logprobs(model, prompts[c.prompt_index], c.token_ids, 1.0)
+        assert torch.allclose(ref, torch.tensor(c.logprobs), atol=1e-4)
+    # and the same completions as encoding each prompt on its own
+    monkeypatch.setattr(engine_mod, "MIN_SHARED_PREFIX", 10**9)
+    alone = make(model, tok).generate(prompts, params, n=2, seeds=[1, 2, 3])
+    assert [c.token_ids for c in alone] == [c.token_ids for c in outs]

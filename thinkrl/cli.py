@@ -28,27 +28,14 @@ class Command:
     flags: dict[str, tuple[str, type, str]]  # --flag -> (dotted key, type, help)
     default_recipe: str | None = None
     extra: Callable[[argparse.ArgumentParser], None] | None = None  # positional args beyond the recipe
-
-
-def _device_and_dtype(mc: C.ModelConfig):
-    import torch
-
-    device = mc.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"model.device is '{device}' but no CUDA device is available; use model.device=cpu")
-    dtype = mc.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    return device, getattr(torch, dtype)
+    switches: dict[str, tuple[str, str]] | None = None  # --flag -> (boolean key set to true, help)
 
 
 def _engine(mc: C.ModelConfig, max_batch: int):
     from thinkrl.engine import Engine
-    from thinkrl.models import eos_token_ids, load_model
+    from thinkrl.models import device_and_dtype, eos_token_ids, load_model
 
-    device, dtype = _device_and_dtype(mc)
+    device, dtype = device_and_dtype(mc.device, mc.dtype)
     model, tokenizer = load_model(mc.name, device=device, dtype=dtype)
     return Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=max_batch)
 
@@ -181,7 +168,28 @@ def run_chat(cfg: C.GenerateConfig, args) -> int:
         turn += 1
 
 
+def run_rl(cfg: C.RLConfig, args) -> int:
+    from thinkrl.train.rl import train
+
+    final = train(cfg)
+    print(f"final model: {final}")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
+    "rl": Command(
+        help="R1-Zero reinforcement learning with the GRPO family and rule-based rewards",
+        config=C.RLConfig,
+        run=run_rl,
+        flags={
+            "--model": ("model.name", str, "local HF folder or embedded name"),
+            "--task": ("task.name", str, "gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH"),
+            "--steps": ("steps", int, "RL steps"),
+            "--out-dir": ("out_dir", str, "where the run writes everything"),
+        },
+        default_recipe="recipes/r1_zero.toml",
+        switches={"--resume": ("resume", "continue from the newest checkpoint in out_dir")},
+    ),
     "eval": Command(
         help="evaluate a model on a task: pass@k, maj@k, format rate, lengths",
         config=C.EvalConfig,
@@ -231,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
         for flag, (key, tp, text) in cmd.flags.items():
             p.add_argument(flag, dest="flag_" + key.replace(".", "__"), type=str, default=None, help=f"{text} (= --set {key}=...)")
+        for flag, (key, text) in (cmd.switches or {}).items():
+            p.add_argument(flag, dest="switch_" + key.replace(".", "__"), action="store_true", help=f"{text} (= --set {key}=true)")
         if cmd.extra:
             cmd.extra(p)
         else:
@@ -246,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in vars(args).items():
             if key.startswith("flag_") and value is not None:
                 overrides.append(f"{key[5:].replace('__', '.')}={value}")
+            if key.startswith("switch_") and value:
+                overrides.append(f"{key[7:].replace('__', '.')}=true")
         recipe = getattr(args, "recipe_arg", None) or args.recipe
         cfg = C.load(cmd.config, recipe, overrides)
         if args.print_config:

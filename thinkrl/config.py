@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from thinkrl.algos.advantages import ESTIMATORS, SCALES
+from thinkrl.algos.losses import AGGREGATIONS, KL_ESTIMATORS
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.errors import UserError
+from thinkrl.rewards import RewardConfig
 from thinkrl.tasks import TaskConfig
 
 
@@ -68,6 +71,109 @@ class GenerateConfig:
     template: str = "r1_zero"  # r1_zero (system prompt asking for <think>/<answer>) | raw
     system: str = ""  # a system prompt of your own; replaces the template's
     seed: int = 0
+
+
+def _choice(key: str, value: str, choices) -> None:
+    if value not in choices:
+        raise UserError(f"{key} must be one of {', '.join(choices)}, got '{value}'")
+
+
+@dataclass
+class AlgoConfig:
+    """The policy-gradient algorithm: every switch independent (see thinkrl.algos)."""
+
+    estimator: str = "grpo"  # grpo (group mean baseline) | rloo (leave-one-out)
+    scale: str = "group"  # group (GRPO std) | batch | none (Dr. GRPO)
+    clip_low: float = 0.2
+    clip_high: float = 0.2  # above clip_low: DAPO clip-higher (0.28)
+    dual_clip: float = 0.0  # > 1 turns dual clip on (3.0 is usual); 0 = off
+    aggregation: str = "token_mean"  # token_mean (DAPO) | seq_mean_token_mean (GRPO) | seq_mean_token_sum_norm (Dr. GRPO)
+    kl_coef: float = 0.0  # KL to the initial model as a loss term; 0 = no reference model at all
+    kl_estimator: str = "k3"  # k1 | k2 | k3
+    entropy_coef: float = 0.0  # entropy bonus
+    mask_truncated: bool = False  # completions cut at max_new_tokens get no loss (DAPO overlong filtering)
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, draw more prompts
+    max_draws: int = 4  # dynamic sampling: at most this many prompt batches per step
+    epochs: int = 1  # optimisation passes over one rollout batch
+    mini_batches: int = 1  # optimizer steps per pass (ratio != 1 from the second on)
+    micro_batch_size: int = 8  # rows per forward/backward; gradients accumulate over a mini-batch
+    detach_prompt: bool = False  # train on completion tokens only, prompt encoded without gradient (CPU)
+
+    def __post_init__(self):
+        _choice("algo.estimator", self.estimator, ESTIMATORS)
+        _choice("algo.scale", self.scale, SCALES)
+        _choice("algo.aggregation", self.aggregation, AGGREGATIONS)
+        _choice("algo.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        if self.dual_clip and self.dual_clip <= 1:
+            raise UserError(f"algo.dual_clip must be > 1 (or 0 for off), got {self.dual_clip}")
+        if self.clip_low < 0 or self.clip_high < 0:
+            raise UserError("algo.clip_low and algo.clip_high must be >= 0")
+        for key in ("max_draws", "epochs", "mini_batches", "micro_batch_size"):
+            if getattr(self, key) < 1:
+                raise UserError(f"algo.{key} must be >= 1, got {getattr(self, key)}")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    schedule: str = "constant"  # after warm-up: constant | linear | cosine (down to min_lr_ratio * lr)
+    warmup_steps: int = 0  # optimizer steps of linear warm-up
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # max gradient norm; 0 = no clipping
+
+    def __post_init__(self):
+        _choice("optim.schedule", self.schedule, ("constant", "linear", "cosine"))
+        if self.lr <= 0:
+            raise UserError(f"optim.lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class RLEvalConfig:
+    """Held-out evaluation during `thinkrl rl`, on the task's eval split."""
+
+    every: int = 0  # steps between evaluations; 0 = at the start and the end only
+    limit: int = 200  # held-out problems (the first N of the eval split)
+    samples: int = 1
+    batch_size: int = 64
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.0, max_new_tokens=256))
+
+
+@dataclass
+class RLConfig:
+    """`thinkrl rl`: R1-Zero-style RL from verifiable rewards with the GRPO family."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=256))
+    eval: RLEvalConfig = field(default_factory=RLEvalConfig)
+    steps: int = 100  # RL steps (one rollout batch each)
+    prompts_per_step: int = 8  # groups per step
+    group_size: int = 8  # completions per prompt (G)
+    rollout_batch: int = 64  # rows the engine decodes together
+    seed: int = 0
+    out_dir: str = "runs/rl"
+    sample_every: int = 5  # steps between writing completions to samples.jsonl
+    save_every: int = 0  # steps between checkpoints; 0 = only at the end
+    keep_checkpoints: int = 2
+    resume: bool = False  # continue from the newest checkpoint in out_dir
+
+    def __post_init__(self):
+        for key in ("steps", "prompts_per_step", "group_size", "rollout_batch"):
+            if getattr(self, key) < 1:
+                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.group_size < 2 and (self.algo.scale == "group" or self.algo.estimator == "rloo"):
+            raise UserError(
+                f"group_size = {self.group_size} cannot have algo.scale = 'group' or algo.estimator = 'rloo' "
+                "(a group of one has no spread and no other members): use group_size >= 2"
+            )
+        if self.algo.aggregation == "seq_mean_token_sum_norm" and self.sampling.max_new_tokens < 1:
+            raise UserError("seq_mean_token_sum_norm divides by sampling.max_new_tokens, which must be >= 1")
 
 
 # ---------------------------------------------------------------- building dataclasses from dicts

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -125,6 +126,17 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dty
     return model, load_tokenizer(folder)
 
 
+def device_and_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, torch.dtype]:
+    """Resolve the config's device ('auto': CUDA if present) and dtype ('auto': bf16 on CUDA, fp32 on CPU)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"model.device is '{device}' but no CUDA device is available; use model.device=cpu")
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    return device, getattr(torch, dtype)
+
+
 def eos_token_ids(model, tokenizer) -> list[int]:
     """Every id that ends a completion: the generation config's eos ids plus the tokenizer's."""
     ids = model.generation_config.eos_token_id if model.generation_config is not None else None
@@ -134,8 +146,14 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return ids
 
 
-def save_pretrained(model, tokenizer, out: str | Path) -> Path:
-    """Save an HF folder that plain transformers loads; written to a temp folder, then renamed into place."""
+def save_pretrained(model, tokenizer, out: str | Path, extra: Callable[[Path], None] | None = None) -> Path:
+    """Save an HF folder that plain transformers loads; written to a temp folder, then renamed into place.
+
+    `extra(tmp_folder)` may add files (a trainer state) that must land together with the weights.
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -143,6 +161,11 @@ def save_pretrained(model, tokenizer, out: str | Path) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        if extra is not None:
+            extra(tmp)
+        for f in tmp.iterdir():  # on disk before the rename makes the folder visible
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
         old = out.with_name(f".{out.name}.old")
         if out.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -196,7 +219,7 @@ def tiny_model(arch: str = "llama", seed: int = 0, hidden: int = 64, layers: int
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
-        max_position_embeddings=512,
+        max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -17,9 +17,23 @@ from typing import Callable
 
 import torch
 
-from thinkrl.engine.runner import make_runner
+from thinkrl.engine.runner import make_runner, supports_prefix
 from thinkrl.engine.sampling import SamplingParams, sample, stream_keys, uniforms
 from thinkrl.errors import UserError
+
+
+MIN_SHARED_PREFIX = 16  # shorter common prefixes are not worth a separate prefill
+
+
+def common_prefix(prompts: list[list[int]]) -> int:
+    """Length of the token prefix all prompts share, leaving each at least one token of its own."""
+    first, n = prompts[0], min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        i = 0
+        while i < n and p[i] == first[i]:
+            i += 1
+        n = i
+    return max(n, 0)
 
 
 @dataclass
@@ -85,14 +99,21 @@ class Engine:
 
     def _run_chunk(self, prompts, seeds, params: SamplingParams, n: int, on_tokens) -> list[Completion]:
         dev = self.device
-        width = max(len(p) for p in prompts)
+        rows = len(prompts) * n
+        # a system prompt or few-shot turns common to every prompt of the chunk are encoded once
+        shared = common_prefix(prompts) if len(prompts) > 1 and supports_prefix(self.model) else 0
+        shared = shared if shared >= MIN_SHARED_PREFIX else 0
+        suffixes = [p[shared:] for p in prompts]
+        width = max(len(p) for p in suffixes)
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         attn = torch.zeros((len(prompts), width), dtype=torch.bool)
-        for r, p in enumerate(prompts):  # left padding: every row's last prompt token is in the last column
+        for r, p in enumerate(suffixes):  # left padding: every row's last prompt token is in the last column
             ids[r, width - len(p) :] = torch.tensor(p)
             attn[r, width - len(p) :] = True
-        rows = len(prompts) * n
-        runner = make_runner(self.model, rows, width + params.max_new_tokens)
+        runner = make_runner(self.model, rows, shared + width + params.max_new_tokens)
+        if shared:
+            prefix = torch.tensor([prompts[0][:shared]], device=dev)
+            runner.prefill(prefix, torch.ones_like(prefix, dtype=torch.bool), rows)  # one row, copied to all
         logits = runner.prefill(ids.to(dev), attn.to(dev), n)
         keys = stream_keys(torch.tensor(seeds).repeat_interleave(n), torch.arange(n).repeat(len(prompts))).to(dev)
         results = [Completion(r // n, r % n) for r in range(rows)]

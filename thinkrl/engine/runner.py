@@ -26,6 +26,11 @@ def positions_from_mask(attn: torch.Tensor) -> torch.Tensor:
     return (attn.long().cumsum(-1) - 1).clamp_(min=0)
 
 
+def supports_prefix(model) -> bool:
+    """Can this model's runner extend a prefilled cache (shared prompt prefixes)?"""
+    return getattr(model.config, "model_type", None) in KV_FAMILY
+
+
 def make_runner(model, batch: int, max_len: int):
     if getattr(model.config, "model_type", None) in KV_FAMILY:
         return KVRunner(model, batch, max_len)
@@ -43,14 +48,46 @@ def _rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
 
+def project_qkv(attn, x: torch.Tensor, cos, sin, n_heads: int, n_kv: int, head_dim: int):
+    """q [B, H, T, D], k and v [B, Hkv, T, D] of an HF llama-family attention module for x [B, T, hidden]."""
+    b, t, _ = x.shape
+    q = attn.q_proj(x).view(b, t, n_heads, head_dim)
+    k = attn.k_proj(x).view(b, t, n_kv, head_dim)
+    v = attn.v_proj(x).view(b, t, n_kv, head_dim)
+    if hasattr(attn, "q_norm"):  # qwen3 normalises q and k per head before rotary
+        q, k = attn.q_norm(q), attn.k_norm(k)
+    q, k = _rope(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+    return q, k, v.transpose(1, 2)
+
+
+def decoder_layers(base, h: torch.Tensor, positions: torch.Tensor, attend) -> torch.Tensor:
+    """The llama-family decoder stack with the attention step supplied by the caller.
+
+    base: the HF inner model (embed_tokens, layers, norm, rotary_emb); h [B, T, hidden] embedded
+    tokens; positions [B, T]; attend(i, layer, x, cos, sin) -> [B, T, hidden]. Returns the final
+    normed hidden states. Norms and MLPs are the HF modules themselves.
+    """
+    cos, sin = base.rotary_emb(h, positions)
+    for i, layer in enumerate(base.layers):
+        h = h + attend(i, layer, layer.input_layernorm(h), cos, sin)
+        h = h + layer.mlp(layer.post_attention_layernorm(h))
+    return base.norm(h)
+
+
+def head_shape(config) -> tuple[int, int, int]:
+    """(query heads, KV heads, head dim) of a llama-family config."""
+    n_heads = config.num_attention_heads
+    n_kv = getattr(config, "num_key_value_heads", None) or n_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
+    return n_heads, n_kv, head_dim
+
+
 class KVRunner:
     def __init__(self, model, batch: int, max_len: int):
         cfg = model.config
         self.model = model
         self.base = model.model
-        self.n_heads = cfg.num_attention_heads
-        self.n_kv = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.n_heads, self.n_kv, self.head_dim = head_shape(cfg)
         param = next(model.parameters())
         shape = (len(self.base.layers), batch, self.n_kv, max_len, self.head_dim)
         self.k = torch.zeros(shape, dtype=param.dtype, device=param.device)  # [L, B, Hkv, S, D]
@@ -63,45 +100,42 @@ class KVRunner:
         """Self-attention of layer i for new tokens x [B, T, H]; writes their K/V at columns t..t+T."""
         attn = layer.self_attn
         b, t_new, _ = x.shape
-        q = attn.q_proj(x).view(b, t_new, self.n_heads, self.head_dim)
-        k = attn.k_proj(x).view(b, t_new, self.n_kv, self.head_dim)
-        v = attn.v_proj(x).view(b, t_new, self.n_kv, self.head_dim)
-        if hasattr(attn, "q_norm"):  # qwen3 normalises q and k per head before rotary
-            q, k = attn.q_norm(q), attn.k_norm(k)
-        q, k = _rope(q.transpose(1, 2), k.transpose(1, 2), cos, sin)  # [B, H, T, D]
-        v = v.transpose(1, 2)
+        q, k, v = project_qkv(attn, x, cos, sin, self.n_heads, self.n_kv, self.head_dim)
         end = self.t + t_new
-        if rows is None:  # decode: one cache row per batch row
+        if rows is None:  # decode: one cache row per batch row; attend over the filled columns only
             self.k[i, :, :, self.t : end] = k
             self.v[i, :, :, self.t : end] = v
-        else:  # prefill: each prompt fills `rows` consecutive cache rows (its group)
+            k_all, v_all = self.k[i, :, :, :end], self.v[i, :, :, :end]  # [B, Hkv, S, D]
+        else:  # prefill: a prompt attends to the columns its group already holds, then to itself;
+            # its K/V fill `rows` consecutive cache rows (its group). Row p * rows stands for group p.
+            k_all = torch.cat([self.k[i, ::rows, :, : self.t], k], dim=2)
+            v_all = torch.cat([self.v[i, ::rows, :, : self.t], v], dim=2)
             self.k[i, :, :, self.t : end] = k.repeat_interleave(rows, dim=0)
             self.v[i, :, :, self.t : end] = v.repeat_interleave(rows, dim=0)
-            k_all, v_all = k, v
-        if rows is None:
-            k_all, v_all = self.k[i, :, :, :end], self.v[i, :, :, :end]  # [B, Hkv, S, D] filled columns only
         out = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, scale=attn.scaling, enable_gqa=True)
         return attn.o_proj(out.transpose(1, 2).reshape(b, t_new, -1))
 
     def _layers(self, h: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, rows: int | None):
-        cos, sin = self.base.rotary_emb(h, positions)
-        for i, layer in enumerate(self.base.layers):
-            h = h + self._attend(i, layer, layer.input_layernorm(h), cos, sin, mask, rows)
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
-        return self.base.norm(h)
+        return decoder_layers(self.base, h, positions, lambda i, layer, x, cos, sin: self._attend(i, layer, x, cos, sin, mask, rows))
 
     @torch.no_grad()
     def prefill(self, ids: torch.Tensor, attn: torch.Tensor, n: int) -> torch.Tensor:
+        """Append left-padded tokens [P, T] after the columns already filled; each of the P rows
+        stands for n cache rows. A first call with one row and n = batch writes a prefix shared by
+        every row; a second call adds each prompt's own suffix."""
         p, t = ids.shape
+        t0 = self.t
         attn = attn.bool()
-        positions = positions_from_mask(attn)
+        positions = self.pos[::n, None] + positions_from_mask(attn)  # continue after what the rows hold
         causal = torch.ones(t, t, dtype=torch.bool, device=ids.device).tril()
         # a padded query sees only itself, so no softmax row is all -inf (its output is never used)
-        mask = (causal & attn[:, None, :]) | torch.eye(t, dtype=torch.bool, device=ids.device)
-        h = self._layers(self.base.embed_tokens(ids), positions, mask[:, None], rows=n)
-        self.valid[:, :t] = attn.repeat_interleave(n, dim=0)
+        own = (causal & attn[:, None, :]) | torch.eye(t, dtype=torch.bool, device=ids.device)  # [P, T, T]
+        before = self.valid[::n, None, :t0].expand(p, t, t0)  # [P, T, t0] columns already filled
+        mask = torch.cat([before, own], dim=-1)[:, None]  # [P, 1, T, t0 + T]
+        h = self._layers(self.base.embed_tokens(ids), positions, mask, rows=n)
+        self.valid[:, t0 : t0 + t] = attn.repeat_interleave(n, dim=0)
         self.pos[:] = (positions[:, -1] + 1).repeat_interleave(n)
-        self.t = t
+        self.t = t0 + t
         logits = self.model.lm_head(h[:, -1])  # [P, V]: only the last position is needed
         return logits.repeat_interleave(n, dim=0)
 

@@ -36,6 +36,7 @@ class TaskConfig:
     operands: int = 2  # numbers per question
     min_digits: int = 1  # fewest digits per number
     max_digits: int = 3  # most digits per number
+    digits: str = ""  # exact digits per operand, e.g. "2,1" for 54 * 8; overrides operands/min/max_digits
     ops: str = "+-*"  # operators to draw from, a subset of "+-*"
     # countdown
     numbers: int = 3  # how many numbers each puzzle gives
@@ -82,6 +83,7 @@ def _check_values(cfg: TaskConfig) -> None:
         ("operands", 2 <= cfg.operands <= 10, "must be between 2 and 10"),
         ("min_digits", 1 <= cfg.min_digits <= 18, "must be between 1 and 18"),
         ("max_digits", cfg.min_digits <= cfg.max_digits <= 18, "must be between task.min_digits and 18"),
+        ("digits", _valid_digits(cfg.digits), "must be empty or comma-separated digit counts (1-18), one per operand, e.g. '2,1'"),
         ("ops", bool(cfg.ops) and set(cfg.ops) <= set(ARITHMETIC_OPS), "must be a non-empty subset of '+-*'"),
         ("numbers", 2 <= cfg.numbers <= 6, "must be between 2 and 6"),
         ("max_number", 1 <= cfg.max_number <= 10_000, "must be between 1 and 10000"),
@@ -95,6 +97,13 @@ def _check_values(cfg: TaskConfig) -> None:
             _fail(key, getattr(cfg, key), what)
 
 
+def _valid_digits(text: str) -> bool:
+    if not text:
+        return True
+    parts = text.split(",")
+    return 2 <= len(parts) <= 10 and all(p.strip().isdigit() and 1 <= int(p) <= 18 for p in parts)
+
+
 def get_task(cfg: TaskConfig) -> Task:
     """The Task that `cfg.name` names, built with its knobs from `cfg`."""
     from thinkrl.tasks import aime, arithmetic, countdown, gsm8k, jsonl  # noqa: PLC0415 - load on use
@@ -106,7 +115,7 @@ def get_task(cfg: TaskConfig) -> Task:
     if cfg.name == "arithmetic":
         return arithmetic.Arithmetic(
             seed=cfg.seed, num_train=cfg.num_train, num_eval=cfg.num_eval, operands=cfg.operands,
-            min_digits=cfg.min_digits, max_digits=cfg.max_digits, ops=cfg.ops,
+            min_digits=cfg.min_digits, max_digits=cfg.max_digits, ops=cfg.ops, digits=cfg.digits,
         )  # fmt: skip
     if cfg.name == "countdown":
         return countdown.Countdown(

@@ -87,14 +87,19 @@ class Arithmetic(Task):
     name = "arithmetic"
 
     def __init__(self, seed: int = 0, num_train: int = 10_000, num_eval: int = 500, operands: int = 2,
-                 min_digits: int = 1, max_digits: int = 3, ops: str = "+-*"):  # fmt: skip
+                 min_digits: int = 1, max_digits: int = 3, ops: str = "+-*", digits: str = ""):  # fmt: skip
         self.seed, self.num_train, self.num_eval = seed, num_train, num_eval
         self.operands, self.min_digits, self.max_digits, self.ops = operands, min_digits, max_digits, ops
+        # "2,1": operand i has exactly that many digits (54 * 8); empty: min_digits..max_digits for each
+        self.digits = [int(d) for d in digits.split(",")] if digits else []
         self._cache: dict[str, list[Problem]] = {}
 
     def _draw(self, rng: random.Random) -> tuple[list[int], list[str]]:
-        nums = [_number(rng, self.min_digits, self.max_digits) for _ in range(self.operands)]
-        return nums, [rng.choice(self.ops) for _ in range(self.operands - 1)]
+        if self.digits:
+            nums = [_number(rng, d, d) for d in self.digits]
+        else:
+            nums = [_number(rng, self.min_digits, self.max_digits) for _ in range(self.operands)]
+        return nums, [rng.choice(self.ops) for _ in range(len(nums) - 1)]
 
     def _generate(self, stream: str, count: int, exclude: set[str]) -> list[Problem]:
         """Up to `count` distinct problems from one seed stream, skipping questions in `exclude`."""
@@ -123,8 +128,10 @@ class Arithmetic(Task):
     def examples(self) -> list[tuple[str, str]]:
         """Worked examples from their own stream, never an eval question."""
         eval_questions = {p.question for p in self.problems("eval")}
-        out = []
-        for p in self._generate("examples", NUM_EXAMPLES, eval_questions):
+        worked = []
+        for p in self._generate("examples", NUM_EXAMPLES * 5, eval_questions):
             steps = worked_steps(p.meta["numbers"], p.meta["ops"])
-            out.append((p.question, f"<think>{steps}</think> <answer>{p.answer}</answer>"))
-        return out
+            worked.append((p.question, f"<think>{steps}</think> <answer>{p.answer}</answer>", steps.count("=")))
+        # examples that show a computation first ("54 * 8 = 50 * 8 + 4 * 8 = ..."), not "62 * 1 = 62"
+        worked.sort(key=lambda w: -min(w[2], 2))
+        return [(q, a) for q, a, _ in worked[:NUM_EXAMPLES]]

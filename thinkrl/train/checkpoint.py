@@ -1,0 +1,62 @@
+"""Checkpoints of a training run: HF folders plus the trainer state, written atomically.
+
+<run>/checkpoints/step-000040/ holds the model (safetensors, config, tokenizer) and
+trainer_state.pt (optimizer, scheduler, RNG states, step, data position). A folder appears only
+when complete (temp folder + rename), so the newest folder with a trainer_state.pt is always a
+good one; older ones beyond `keep` are deleted after the new one is in place.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+from thinkrl.models import save_pretrained
+
+STATE_FILE = "trainer_state.pt"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    dirs = checkpoint_dirs(run_dir)
+    return dirs[-1] if dirs else None
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, keep: int) -> Path:
+    path = Path(run_dir) / "checkpoints" / f"step-{step:06d}"
+    state = {**trainer_state, "rng": rng_state()}
+    save_pretrained(model, tokenizer, path, extra=lambda tmp: torch.save(state, tmp / STATE_FILE))
+    for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def load_trainer_state(path: Path) -> dict:
+    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)

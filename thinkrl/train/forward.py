@@ -1,0 +1,138 @@
+"""The training forward: per-token log-probs (and entropy) of completions under the current model.
+
+Two paths, one contract: `completion_logprobs(...) -> (logp [B, T], entropy [B, T] | None, mask [B, T])`
+for B completions right-padded to T tokens.
+
+- Full (any architecture, exact gradient): one HF forward over [left-padded prompt | completion].
+- Detached prompt (llama family, `detach_prompt=True`): the prompt, minus its last token, is
+  encoded once per distinct prompt without gradient; the completion (with the prompt's last token,
+  so the first completion token's log-prob keeps its gradient) attends to those cached keys and
+  values. Log-probs are exactly the full path's; the gradient leaves out the paths through the
+  prompt's own keys and values. On a CPU, where training is compute-bound and one-shot prompts
+  are several times longer than the completions, this is what makes an RL step affordable
+  (ANCHORS.md: 14 ms per trained token). It is a documented approximation, off by default on GPU
+  recipes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from thinkrl.engine.runner import KV_FAMILY, decoder_layers, head_shape, positions_from_mask, project_qkv
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
+    """log_softmax(logits / T) at the targets, and optionally the entropy of that distribution.
+
+    logits [B, T, V], targets [B, T] -> logp [B, T] (fp32), entropy [B, T] or None.
+    """
+    logp_all = torch.log_softmax(logits.float() / (temperature if temperature > 0 else 1.0), dim=-1)
+    logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    return logp, entropy
+
+
+def _pad_right(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for r, s in enumerate(seqs):
+        ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[r, : len(s)] = True
+    return ids, mask
+
+
+def _pad_left(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for r, s in enumerate(seqs):
+        if s:
+            ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[r, width - len(s) :] = True
+    return ids, mask
+
+
+def completion_logprobs(
+    model,
+    prompts: list[list[int]],
+    prompt_of_row: list[int],
+    completions: list[list[int]],
+    *,
+    temperature: float,
+    detach_prompt: bool = False,
+    with_entropy: bool = False,
+    pad_id: int = 0,
+):
+    """Log-probs of each row's completion given its prompt (prompts[prompt_of_row[r]]).
+
+    Returns (logp [B, T], entropy [B, T] or None, mask [B, T] float) with T the longest completion.
+    """
+    if detach_prompt and getattr(model.config, "model_type", None) in KV_FAMILY:
+        return _detached_prompt_forward(model, prompts, prompt_of_row, completions, temperature, with_entropy, pad_id)
+    return _full_forward(model, prompts, prompt_of_row, completions, temperature, with_entropy, pad_id)
+
+
+def _full_forward(model, prompts, prompt_of_row, completions, temperature, with_entropy, pad_id):
+    dev = next(model.parameters()).device
+    p_ids, p_mask = _pad_left([prompts[i] for i in prompt_of_row], pad_id)  # [B, Tp]
+    c_ids, c_mask = _pad_right(completions, pad_id)  # [B, Tc]
+    ids = torch.cat([p_ids, c_ids], 1).to(dev)
+    attn = torch.cat([p_mask, c_mask], 1).to(dev)
+    tc = c_ids.shape[1]
+    out = model(input_ids=ids, attention_mask=attn.long(), position_ids=positions_from_mask(attn), logits_to_keep=tc + 1)
+    logits = out.logits[:, :-1]  # position Tp-1+j predicts completion token j
+    logp, entropy = token_logprobs(logits, c_ids.to(dev), temperature, with_entropy)
+    return logp, entropy, c_mask.to(dev).float()
+
+
+def _detached_prompt_forward(model, prompts, prompt_of_row, completions, temperature, with_entropy, pad_id):
+    base = model.model
+    dev = next(model.parameters()).device
+    n_heads, n_kv, head_dim = head_shape(model.config)
+    rows = torch.tensor(prompt_of_row, device=dev)
+
+    # 1. each distinct prompt but its last token, once, without gradient: per-layer K/V [P, Hkv, Tp, D]
+    heads = [p[:-1] for p in prompts]
+    prefix_k, prefix_v = [], []
+    tp = max(len(h) for h in heads)
+    pre_ids, pre_mask = _pad_left(heads, pad_id)
+    pre_ids, pre_mask = pre_ids.to(dev), pre_mask.to(dev)
+    if tp > 0:
+        causal = torch.ones(tp, tp, dtype=torch.bool, device=dev).tril()
+        mask = ((causal & pre_mask[:, None, :]) | torch.eye(tp, dtype=torch.bool, device=dev))[:, None]
+
+        def attend_prefix(i, layer, x, cos, sin):
+            q, k, v = project_qkv(layer.self_attn, x, cos, sin, n_heads, n_kv, head_dim)
+            prefix_k.append(k)
+            prefix_v.append(v)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=layer.self_attn.scaling, enable_gqa=True)
+            return layer.self_attn.o_proj(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
+
+        with torch.no_grad():
+            decoder_layers(base, base.embed_tokens(pre_ids), positions_from_mask(pre_mask), attend_prefix)
+
+    # 2. [last prompt token, completion[:-1]] with gradient, attending to the cached prefix
+    inputs = [[prompts[p][-1]] + c[:-1] for p, c in zip(prompt_of_row, completions)]
+    x_ids, x_mask = _pad_right(inputs, pad_id)
+    c_ids, _ = _pad_right(completions, pad_id)
+    x_ids, x_mask, c_ids = x_ids.to(dev), x_mask.to(dev), c_ids.to(dev)
+    tc = x_ids.shape[1]
+    start = torch.tensor([len(prompts[p]) - 1 for p in prompt_of_row], device=dev)
+    positions = start[:, None] + torch.arange(tc, device=dev)[None]  # [B, Tc]
+    causal = torch.ones(tc, tc, dtype=torch.bool, device=dev).tril()[None].expand(len(inputs), tc, tc)
+    key_valid = pre_mask[rows][:, None, :].expand(-1, tc, -1)  # [B, Tc, Tp] the prompt's real tokens
+    mask = torch.cat([key_valid, causal], dim=-1)[:, None]  # [B, 1, Tc, Tp + Tc]
+
+    def attend(i, layer, x, cos, sin):
+        q, k, v = project_qkv(layer.self_attn, x, cos, sin, n_heads, n_kv, head_dim)
+        if prefix_k:
+            k = torch.cat([prefix_k[i][rows], k], dim=2)
+            v = torch.cat([prefix_v[i][rows], v], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=layer.self_attn.scaling, enable_gqa=True)
+        return layer.self_attn.o_proj(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
+
+    h = decoder_layers(base, base.embed_tokens(x_ids), positions, attend)
+    logp, entropy = token_logprobs(model.lm_head(h), c_ids, temperature, with_entropy)
+    return logp, entropy, x_mask.float()

@@ -1,0 +1,338 @@
+"""`thinkrl rl`: R1-Zero-style reinforcement learning from verifiable rewards, one readable loop.
+
+Each step: take the next `prompts_per_step` train problems, sample `group_size` completions of
+each with the engine (the same nn.Module being trained, so no weight sync), score them with the
+recipe's rewards, turn rewards into group-relative advantages, and update the model with the
+clipped policy loss over `epochs` x `mini_batches` optimizer steps. The engine's sampling
+log-probs are the "old" log-probs: they equal a training forward of the same weights (the
+`mismatch/*` metrics show by how much), so no extra forward pass is spent on them.
+
+Exact resume: data order, rollout seeds and mini-batch order are functions of (seed, step), and
+a checkpoint holds the model, optimizer, scheduler and RNG states, so a resumed run continues
+exactly where the uninterrupted one would be.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from thinkrl import rewards as rewards_mod
+from thinkrl.algos import group_advantages, policy_loss
+from thinkrl.config import RLConfig, save as save_config
+from thinkrl.engine import Completion, Engine
+from thinkrl.errors import UserError
+from thinkrl.evaluate import encode_prompt, run_eval
+from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
+from thinkrl.prompts import build_messages
+from thinkrl.report import plot_run
+from thinkrl.tasks import get_task
+from thinkrl.tasks.base import Problem, Task
+from thinkrl.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from thinkrl.train.forward import completion_logprobs
+from thinkrl.train.logger import RunLogger
+
+
+@dataclass
+class Rollout:
+    """One sampled completion with everything the update and the logs need."""
+
+    problem: Problem
+    prompt: list[int]
+    completion: Completion
+    rewards: dict[str, float]
+    reward: float
+
+
+# ---------------------------------------------------------------- data order and seeds
+
+
+def problem_at(problems: list[Problem], position: int, seed: int) -> Problem:
+    """The problem at a position of the endless, per-epoch shuffled stream of train problems."""
+    epoch, i = divmod(position, len(problems))
+    order = list(range(len(problems)))
+    random.Random(f"{seed}-epoch-{epoch}").shuffle(order)
+    return problems[order[i]]
+
+
+def rollout_seed(seed: int, step: int, draw: int, slot: int) -> int:
+    return random.Random(f"{seed}-rollout-{step}-{draw}-{slot}").randrange(2**31 - 1)
+
+
+def lr_lambda(cfg, total_steps: int):
+    """Multiplier of the base learning rate after `s` optimizer steps: warm-up, then the schedule."""
+    o = cfg.optim
+
+    def f(s: int) -> float:
+        if s < o.warmup_steps:
+            return (s + 1) / o.warmup_steps
+        if o.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (s - o.warmup_steps) / max(1, total_steps - o.warmup_steps))
+        if o.schedule == "linear":
+            return 1.0 - (1.0 - o.min_lr_ratio) * progress
+        return o.min_lr_ratio + (1.0 - o.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return f
+
+
+# ---------------------------------------------------------------- rollouts and rewards
+
+
+def score(task: Task, problem: Problem, c: Completion, rewards, max_new_tokens: int) -> tuple[dict[str, float], float]:
+    info = {"task": task, "problem": problem, "tokens": len(c.token_ids), "finish_reason": c.finish_reason,
+            "max_new_tokens": max_new_tokens}
+    parts = {name: float(fn(c.text, problem.answer, info)) for name, _, fn in rewards}
+    return parts, sum(w * parts[name] for name, w, _ in rewards)
+
+
+def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task, problems: list[Problem], encode,
+            rewards) -> tuple[list[Rollout], int, dict, list[Rollout]]:
+    """Rollouts for one step, prompt-major in groups of G. With dynamic sampling, groups whose
+    rewards are all equal are dropped and further prompts drawn, up to algo.max_draws batches.
+    Returns (rollouts to train on, new data position, metrics, every rollout drawn)."""
+    g, want = cfg.group_size, cfg.prompts_per_step
+    kept: list[list[Rollout]] = []
+    drawn_groups, draws, all_rollouts = 0, 0, []
+    while len(kept) < want and draws < (cfg.algo.max_draws if cfg.algo.dynamic_sampling else 1):
+        batch = [problem_at(problems, position + i, cfg.seed) for i in range(want)]
+        position += want
+        prompts = [encode(p) for p in batch]
+        seeds = [rollout_seed(cfg.seed, step, draws, i) for i in range(want)]
+        outs = engine.generate(prompts, cfg.sampling, n=g, seeds=seeds)
+        for i, p in enumerate(batch):
+            group = []
+            for c in outs[i * g : (i + 1) * g]:
+                parts, total = score(task, p, c, rewards, cfg.sampling.max_new_tokens)
+                group.append(Rollout(p, prompts[i], c, parts, total))
+            all_rollouts += group
+            if not cfg.algo.dynamic_sampling or len({r.reward for r in group}) > 1:
+                kept.append(group)
+        drawn_groups += want
+        draws += 1
+    if not kept:  # dynamic sampling found no informative group: train on the last batch (advantages 0)
+        kept = [all_rollouts[i : i + g] for i in range(len(all_rollouts) - want * g, len(all_rollouts), g)]
+    kept = kept[:want]
+    metrics = {"dynamic/draws": draws, "dynamic/groups_drawn": drawn_groups, "dynamic/groups_kept": len(kept)}
+    return [r for group in kept for r in group], position, metrics, all_rollouts
+
+
+# ---------------------------------------------------------------- the update
+
+
+def _pad(rows: list[list[float]], width: int, device) -> torch.Tensor:
+    out = torch.zeros(len(rows), width, device=device)
+    for r, xs in enumerate(rows):
+        out[r, : len(xs)] = torch.tensor(xs, device=device)
+    return out
+
+
+def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rollouts: list[Rollout],
+           advantages: torch.Tensor, pad_id: int) -> dict:
+    """epochs x mini_batches optimizer steps on one rollout batch; returns averaged metrics."""
+    a = cfg.algo
+    dev = next(model.parameters()).device
+    n = len(rollouts)
+    keep = [not (a.mask_truncated and r.completion.finish_reason == "length") for r in rollouts]
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+    sums: dict[str, float] = {}
+    weight = 0.0
+    first = True
+    model.train()
+    for _ in range(a.epochs):
+        order = torch.randperm(n, generator=gen).tolist()
+        for mb in range(a.mini_batches):
+            rows = order[mb * n // a.mini_batches : (mb + 1) * n // a.mini_batches]
+            if not rows:
+                continue
+            tokens = sum(len(rollouts[i].completion.token_ids) for i in rows if keep[i])
+            normalizer = float(max(tokens, 1)) if a.aggregation == "token_mean" else float(len(rows))
+            for start in range(0, len(rows), a.micro_batch_size):
+                micro = rows[start : start + a.micro_batch_size]
+                prompts: list[list[int]] = []
+                index: dict[int, int] = {}
+                prompt_of_row = []
+                for i in micro:  # distinct prompts once: a group shares its prompt encoding
+                    key = id(rollouts[i].prompt)
+                    if key not in index:
+                        index[key] = len(prompts)
+                        prompts.append(rollouts[i].prompt)
+                    prompt_of_row.append(index[key])
+                completions = [rollouts[i].completion.token_ids for i in micro]
+                logp, entropy, mask = completion_logprobs(
+                    model, prompts, prompt_of_row, completions, temperature=cfg.sampling.temperature,
+                    detach_prompt=a.detach_prompt, with_entropy=True, pad_id=pad_id,
+                )
+                old = _pad([rollouts[i].completion.logprobs for i in micro], logp.shape[1], dev)
+                mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
+                ref = None
+                if ref_model is not None:
+                    with torch.no_grad():
+                        ref, _, _ = completion_logprobs(ref_model, prompts, prompt_of_row, completions,
+                                                        temperature=cfg.sampling.temperature, pad_id=pad_id)
+                loss, m = policy_loss(
+                    logp, old, advantages[micro].to(dev), mask, clip_low=a.clip_low, clip_high=a.clip_high,
+                    dual_clip=a.dual_clip or None, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
+                    normalizer=normalizer, ref_logp=ref, kl_coef=a.kl_coef, kl_estimator=a.kl_estimator,
+                    entropy=entropy if a.entropy_coef else entropy.detach(), entropy_coef=a.entropy_coef,
+                )
+                loss.backward()
+                w = float(mask.sum())
+                if first:  # before any update: training forward vs the engine's sampling log-probs
+                    diff = ((logp.detach() - old).abs() * mask)
+                    m["mismatch/max"] = float(diff.max())
+                    m["mismatch/mean"] = float(diff.sum() / mask.sum().clamp(min=1))
+                    first = False
+                for k, v in m.items():
+                    if k == "pg_loss":
+                        continue
+                    sums[k] = sums.get(k, 0.0) + (v if k.startswith("mismatch") else v * w)
+                weight += w
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
+            if torch.isfinite(grad_norm):
+                optimizer.step()
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+            else:
+                sums["skipped_updates"] = sums.get("skipped_updates", 0.0) + 1
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+    updates = a.epochs * a.mini_batches
+    out = {k: (v if k.startswith("mismatch") or k == "skipped_updates" else v / max(weight, 1.0)) for k, v in sums.items()}
+    out["grad_norm"] = sums.get("grad_norm", 0.0) / updates
+    out["lr"] = scheduler.get_last_lr()[0]
+    return out
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def evaluate_heldout(cfg: RLConfig, engine: Engine, task: Task, problems: list[Problem], step: int, logger: RunLogger) -> dict:
+    metrics, scored = run_eval(
+        engine, task, problems, template=cfg.task.template, shots=cfg.task.shots, params=cfg.eval.sampling,
+        samples=cfg.eval.samples, batch_size=cfg.eval.batch_size, seed=cfg.seed,
+    )
+    keys = ("pass@1", f"maj@{cfg.eval.samples}", "format_rate", "mean_response_tokens", "truncated_rate", "seconds")
+    out = {f"eval/{k}": metrics[k] for k in keys}
+    logger.log(step, out)
+    logger.samples(step, [{"eval": True, "id": s.problem.id, "text": s.completion.text, "correct": s.correct}
+                          for s in scored[:4]])
+    return out
+
+
+def train(cfg: RLConfig, show_progress: bool = True) -> Path:
+    from tqdm import tqdm
+
+    run_dir = Path(cfg.out_dir)
+    ckpt = latest_checkpoint(run_dir) if cfg.resume else None
+    if cfg.resume and ckpt is None:
+        raise UserError(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}")
+    if not cfg.resume and (run_dir / "metrics.jsonl").exists():
+        raise UserError(f"out_dir {run_dir} already holds a run: pass --resume to continue it, or set out_dir elsewhere")
+    task = get_task(cfg.task)
+    train_problems = task.problems("train")
+    eval_problems = task.problems("eval")[: cfg.eval.limit] if cfg.eval.limit else []
+    if not train_problems:
+        raise UserError(f"task '{cfg.task.name}' has no train problems")
+    rewards = rewards_mod.build(cfg.rewards)
+
+    device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
+    model, tokenizer = load_model(ckpt if ckpt else cfg.model.name, device=device, dtype=dtype)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    engine = Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.rollout_batch)
+    ref_model = None
+    if cfg.algo.kl_coef:
+        ref_model = load_model(cfg.model.name, device=device, dtype=dtype)[0] if ckpt else copy.deepcopy(model)
+        ref_model.eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                                  weight_decay=cfg.optim.weight_decay)
+    total_updates = cfg.steps * cfg.algo.epochs * cfg.algo.mini_batches
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_updates))
+    state = {"step": 0, "position": 0}
+    if ckpt:
+        saved = load_trainer_state(ckpt)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+        state = {"step": saved["step"], "position": saved["position"]}
+        print(f"resuming from {ckpt} (step {state['step']})", flush=True)
+    logger = RunLogger(run_dir, resume_step=state["step"] if ckpt else None)
+    save_config(cfg, run_dir / "config.toml")
+
+    cache: dict[str, list[int]] = {}
+
+    def encode(p: Problem) -> list[int]:
+        if p.id not in cache:
+            cache[p.id] = encode_prompt(tokenizer, build_messages(p, task, cfg.task.template, cfg.task.shots))
+        return cache[p.id]
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(run_dir, step, model, tokenizer, {
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "step": step, "position": state["position"],
+        }, keep=cfg.keep_checkpoints)
+
+    if state["step"] == 0 and eval_problems:
+        ev = evaluate_heldout(cfg, engine, task, eval_problems, 0, logger)
+        print(f"step 0 held-out: accuracy {ev['eval/pass@1']:.3f}, format {ev['eval/format_rate']:.3f}", flush=True)
+    bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="rl", disable=not show_progress,
+               dynamic_ncols=True)
+    for step in bar:
+        t0 = time.perf_counter()
+        rollouts, state["position"], m_draw, drawn = collect(
+            cfg, step, state["position"], engine, task, train_problems, encode, rewards)
+        t_gen = time.perf_counter() - t0
+        reward = torch.tensor([r.reward for r in rollouts])
+        advantages = group_advantages(reward, cfg.group_size, estimator=cfg.algo.estimator, scale=cfg.algo.scale)
+        t1 = time.perf_counter()
+        m_update = update(cfg, step, model, ref_model, optimizer, scheduler, rollouts, advantages, engine.pad_id)
+        t_update = time.perf_counter() - t1
+        state["step"] = step + 1
+
+        metrics = {**rollout_metrics(drawn, rollouts, cfg.group_size), **m_draw, **m_update}
+        gen_tokens = sum(len(r.completion.token_ids) for r in drawn)
+        metrics.update({"time/generate": t_gen, "time/update": t_update, "time/step": time.perf_counter() - t0,
+                        "tokens_per_second/generate": gen_tokens / max(t_gen, 1e-9),
+                        "tokens_per_second/update": sum(len(r.completion.token_ids) for r in rollouts) * cfg.algo.epochs / max(t_update, 1e-9)})
+        logger.log(state["step"], metrics)
+        if cfg.sample_every and state["step"] % cfg.sample_every == 0:
+            logger.samples(state["step"], [{"id": r.problem.id, "reference": r.problem.answer, "text": r.completion.text,
+                                            "reward": r.reward, **{f"reward/{k}": v for k, v in r.rewards.items()}}
+                                           for r in rollouts[: cfg.group_size]])
+        bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics.get('reward/accuracy/mean', float('nan')):.3f}",
+                        len=f"{metrics['response/len_mean']:.0f}")
+        last = state["step"] == cfg.steps
+        if eval_problems and cfg.eval.every and state["step"] % cfg.eval.every == 0 and not last:
+            evaluate_heldout(cfg, engine, task, eval_problems, state["step"], logger)
+        if (cfg.save_every and state["step"] % cfg.save_every == 0) or last:
+            checkpoint(state["step"])
+    bar.close()
+    if eval_problems and (state["step"] == cfg.steps):
+        ev = evaluate_heldout(cfg, engine, task, eval_problems, cfg.steps, logger)
+        print(f"step {cfg.steps} held-out: accuracy {ev['eval/pass@1']:.3f}, format {ev['eval/format_rate']:.3f}", flush=True)
+    final = save_pretrained(model, tokenizer, run_dir / "final")
+    logger.close()
+    plot_run(run_dir)
+    return final
+
+
+def rollout_metrics(drawn: list[Rollout], rollouts: list[Rollout], g: int) -> dict:
+    """Reward and length statistics of the trained batch (and of everything drawn, for dynamic sampling)."""
+    out: dict[str, float] = {}
+    rew = torch.tensor([r.reward for r in rollouts])
+    out["reward/mean"], out["reward/std"] = float(rew.mean()), float(rew.std()) if len(rew) > 1 else 0.0
+    for name in rollouts[0].rewards:
+        x = torch.tensor([r.rewards[name] for r in rollouts])
+        out[f"reward/{name}/mean"], out[f"reward/{name}/std"] = float(x.mean()), float(x.std()) if len(x) > 1 else 0.0
+    groups = [torch.tensor([r.reward for r in drawn[i : i + g]]) for i in range(0, len(drawn), g)]
+    out["groups/zero_std_frac"] = sum(float(x.std() == 0) for x in groups) / len(groups)
+    lens = torch.tensor([len(r.completion.token_ids) for r in rollouts], dtype=torch.float)
+    out["response/len_mean"], out["response/len_max"] = float(lens.mean()), float(lens.max())
+    out["response/truncated_frac"] = sum(r.completion.finish_reason == "length" for r in rollouts) / len(rollouts)
+    return out
