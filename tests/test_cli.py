@@ -90,3 +90,21 @@ def test_real_binary_bad_input_has_no_traceback(tmp_path):
     assert run.returncode == 2
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_chat_keeps_a_conversation_and_resets(model_dir, monkeypatch, capsys):
+    lines = iter(["hello", "and again", "/reset", "", "fresh start", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    seen = []
+    import thinkrl.cli as cli
+
+    original = cli._answer
+
+    def spy(engine, cfg, history, seed):
+        seen.append([m["content"] for m in history if m["role"] == "user"])
+        return original(engine, cfg, history, seed)
+
+    monkeypatch.setattr(cli, "_answer", spy)
+    assert main(["chat", "--model", str(model_dir), "--max-new-tokens", "4"]) == 0
+    assert seen == [["hello"], ["hello", "and again"], ["fresh start"]]
+    assert capsys.readouterr().out.count("[answer]") == 3

@@ -118,7 +118,7 @@ class KVRunner:
     def _layers(self, h: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, rows: int | None):
         return decoder_layers(self.base, h, positions, lambda i, layer, x, cos, sin: self._attend(i, layer, x, cos, sin, mask, rows))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def prefill(self, ids: torch.Tensor, attn: torch.Tensor, n: int) -> torch.Tensor:
         """Append left-padded tokens [P, T] after the columns already filled; each of the P rows
         stands for n cache rows. A first call with one row and n = batch writes a prefix shared by
@@ -139,7 +139,7 @@ class KVRunner:
         logits = self.model.lm_head(h[:, -1])  # [P, V]: only the last position is needed
         return logits.repeat_interleave(n, dim=0)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         self.valid[:, self.t] = True
         mask = self.valid[:, None, None, : self.t + 1]  # [B, 1, 1, S]
@@ -159,7 +159,7 @@ class HFRunner:
     def __init__(self, model):
         self.model = model
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def prefill(self, ids: torch.Tensor, attn: torch.Tensor, n: int) -> torch.Tensor:
         from transformers import DynamicCache
 
@@ -174,7 +174,7 @@ class HFRunner:
         self.pos = (positions[:, -1] + 1).repeat_interleave(n)
         return out.logits[:, -1].repeat_interleave(n, dim=0)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         self.attn = torch.cat([self.attn, torch.ones_like(self.attn[:, :1])], dim=1)
         out = self.model(
