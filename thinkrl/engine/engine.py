@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from thinkrl.engine.runner import make_runner, supports_prefix
+from thinkrl.engine.runner import make_runner, pad, supports_prefix
 from thinkrl.engine.sampling import SamplingParams, sample, stream_keys, uniforms
 from thinkrl.errors import UserError
 
@@ -104,12 +104,8 @@ class Engine:
         shared = common_prefix(prompts) if len(prompts) > 1 and supports_prefix(self.model) else 0
         shared = shared if shared >= MIN_SHARED_PREFIX else 0
         suffixes = [p[shared:] for p in prompts]
-        width = max(len(p) for p in suffixes)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(prompts), width), dtype=torch.bool)
-        for r, p in enumerate(suffixes):  # left padding: every row's last prompt token is in the last column
-            ids[r, width - len(p) :] = torch.tensor(p)
-            attn[r, width - len(p) :] = True
+        ids, attn = pad(suffixes, self.pad_id, left=True)  # every row's last prompt token in the last column
+        width = ids.shape[1]
         runner = make_runner(self.model, rows, shared + width + params.max_new_tokens)
         if shared:
             prefix = torch.tensor([prompts[0][:shared]], device=dev)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from thinkrl.engine.runner import KV_FAMILY, decoder_layers, head_shape, positions_from_mask, project_qkv
+from thinkrl.engine.runner import KV_FAMILY, decoder_layers, head_shape, pad, positions_from_mask, project_qkv
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
@@ -31,27 +31,6 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: flo
     logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
     return logp, entropy
-
-
-def _pad_right(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for r, s in enumerate(seqs):
-        ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[r, : len(s)] = True
-    return ids, mask
-
-
-def _pad_left(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for r, s in enumerate(seqs):
-        if s:
-            ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-            mask[r, width - len(s) :] = True
-    return ids, mask
 
 
 def completion_logprobs(
@@ -76,8 +55,8 @@ def completion_logprobs(
 
 def _full_forward(model, prompts, prompt_of_row, completions, temperature, with_entropy, pad_id):
     dev = next(model.parameters()).device
-    p_ids, p_mask = _pad_left([prompts[i] for i in prompt_of_row], pad_id)  # [B, Tp]
-    c_ids, c_mask = _pad_right(completions, pad_id)  # [B, Tc]
+    p_ids, p_mask = pad([prompts[i] for i in prompt_of_row], pad_id, left=True)  # [B, Tp]
+    c_ids, c_mask = pad(completions, pad_id, left=False)  # [B, Tc]
     ids = torch.cat([p_ids, c_ids], 1).to(dev)
     attn = torch.cat([p_mask, c_mask], 1).to(dev)
     tc = c_ids.shape[1]
@@ -97,7 +76,7 @@ def _detached_prompt_forward(model, prompts, prompt_of_row, completions, tempera
     heads = [p[:-1] for p in prompts]
     prefix_k, prefix_v = [], []
     tp = max(len(h) for h in heads)
-    pre_ids, pre_mask = _pad_left(heads, pad_id)
+    pre_ids, pre_mask = pad(heads, pad_id, left=True)
     pre_ids, pre_mask = pre_ids.to(dev), pre_mask.to(dev)
     if tp > 0:
         causal = torch.ones(tp, tp, dtype=torch.bool, device=dev).tril()
@@ -115,8 +94,8 @@ def _detached_prompt_forward(model, prompts, prompt_of_row, completions, tempera
 
     # 2. [last prompt token, completion[:-1]] with gradient, attending to the cached prefix
     inputs = [[prompts[p][-1]] + c[:-1] for p, c in zip(prompt_of_row, completions)]
-    x_ids, x_mask = _pad_right(inputs, pad_id)
-    c_ids, _ = _pad_right(completions, pad_id)
+    x_ids, x_mask = pad(inputs, pad_id, left=False)
+    c_ids, _ = pad(completions, pad_id, left=False)
     x_ids, x_mask, c_ids = x_ids.to(dev), x_mask.to(dev), c_ids.to(dev)
     tc = x_ids.shape[1]
     start = torch.tensor([len(prompts[p]) - 1 for p in prompt_of_row], device=dev)

@@ -15,6 +15,7 @@ exactly where the uninterrupted one would be.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import random
 import time
@@ -53,12 +54,17 @@ class Rollout:
 # ---------------------------------------------------------------- data order and seeds
 
 
+@functools.lru_cache(maxsize=4)
+def epoch_order(size: int, seed: int, epoch: int) -> tuple[int, ...]:
+    order = list(range(size))
+    random.Random(f"{seed}-epoch-{epoch}").shuffle(order)
+    return tuple(order)
+
+
 def problem_at(problems: list[Problem], position: int, seed: int) -> Problem:
     """The problem at a position of the endless, per-epoch shuffled stream of train problems."""
     epoch, i = divmod(position, len(problems))
-    order = list(range(len(problems)))
-    random.Random(f"{seed}-epoch-{epoch}").shuffle(order)
-    return problems[order[i]]
+    return problems[epoch_order(len(problems), seed, epoch)[i]]
 
 
 def rollout_seed(seed: int, step: int, draw: int, slot: int) -> int:
