@@ -108,3 +108,9 @@ def test_chat_keeps_a_conversation_and_resets(model_dir, monkeypatch, capsys):
     assert main(["chat", "--model", str(model_dir), "--max-new-tokens", "4"]) == 0
     assert seen == [["hello"], ["hello", "and again"], ["fresh start"]]
     assert capsys.readouterr().out.count("[answer]") == 3
+
+
+def test_default_recipe_is_found_from_any_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["rl", "--print-config"]) == 0
+    assert 'digits = "2,1"' in capsys.readouterr().out  # recipes/r1_zero.toml, not the bare defaults

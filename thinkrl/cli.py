@@ -228,6 +228,15 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def _find_default_recipe(name: str) -> str:
+    """A default recipe from the working directory, else from the project folder beside the package
+    (so `thinkrl rl` works from anywhere in a source checkout); load() reports it if neither has it."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (base / name).is_file():
+            return str(base / name)
+    return name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thinkrl", description="RL from verifiable rewards for reasoning LMs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -259,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             if key.startswith("switch_") and value:
                 overrides.append(f"{key[7:].replace('__', '.')}=true")
         recipe = getattr(args, "recipe_arg", None) or args.recipe
+        if recipe and recipe == cmd.default_recipe:
+            recipe = _find_default_recipe(recipe)
         cfg = C.load(cmd.config, recipe, overrides)
         if args.print_config:
             print(C.to_toml(cfg), end="")
