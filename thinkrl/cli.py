@@ -176,6 +176,53 @@ def run_rl(cfg: C.RLConfig, args) -> int:
     return 0
 
 
+def run_sft(cfg: C.SFTConfig, args) -> int:
+    from thinkrl.train.sft import train
+
+    final = train(cfg)
+    print(f"final model: {final}")
+    return 0
+
+
+def run_sample(cfg: C.SampleConfig, args) -> int:
+    from tqdm import tqdm
+
+    from thinkrl.train.sample import sample
+
+    bar = tqdm(total=(cfg.limit or None) and cfg.limit * cfg.samples, desc="sample", unit="sample", dynamic_ncols=True)
+    path, stats = sample(cfg, on_batch=lambda batch: bar.update(len(batch)))
+    bar.close()
+    print(json.dumps({k: stats[k] for k in ("prompts", "samples", "kept", "verdicts", "kept_tokens")}))
+    print(f"wrote {path}")
+    return 0
+
+
+def run_rm(cfg: C.RMConfig, args) -> int:
+    from thinkrl.train.rm import train
+
+    final = train(cfg)
+    print(f"final reward model: {final} (name it in an RL recipe: [rewards] reward_model = \"{final}\")")
+    return 0
+
+
+def run_distill(cfg: C.DistillConfig, args) -> int:
+    from thinkrl.train.distill import distill
+
+    final, report = distill(cfg)
+    print(json.dumps({k: v for k, v in report.items() if k.endswith("_eval")}, indent=2))
+    print(f"student: {final}")
+    return 0
+
+
+def run_pipeline(cfg: C.PipelineConfig, args) -> int:
+    from thinkrl.train.pipeline import run
+
+    run(cfg)
+    print((Path(cfg.out_dir) / "report.md").read_text(encoding="utf-8"), end="")
+    print(f"wrote {Path(cfg.out_dir) / 'report.json'}")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "rl": Command(
         help="R1-Zero reinforcement learning with the GRPO family and rule-based rewards",
@@ -189,6 +236,64 @@ COMMANDS: dict[str, Command] = {
         },
         default_recipe="recipes/r1_zero.toml",
         switches={"--resume": ("resume", "continue from the newest checkpoint in out_dir")},
+    ),
+    "sft": Command(
+        help="supervised fine-tuning on chat JSONL (cold start, rejection-sampled data), loss on assistant tokens",
+        config=C.SFTConfig,
+        run=run_sft,
+        flags={
+            "--model": ("model.name", str, "local HF folder or embedded name"),
+            "--data": ("data", str, "chat JSONL, one {\"messages\": [...]} per line"),
+            "--epochs": ("epochs", int, "passes over the data"),
+            "--out-dir": ("out_dir", str, "where the run writes everything"),
+        },
+        switches={"--resume": ("resume", "continue from the newest checkpoint in out_dir")},
+    ),
+    "sample": Command(
+        help="k completions per prompt, keep the correct/formatted/readable ones as SFT data (cold start, rejection sampling)",
+        config=C.SampleConfig,
+        run=run_sample,
+        flags={
+            "--model": ("model.name", str, "the model to sample (base, teacher or RL checkpoint)"),
+            "--task": ("task.name", str, "gsm8k | arithmetic | countdown | jsonl:PATH"),
+            "--limit": ("limit", int, "first N prompts of the split"),
+            "--samples": ("samples", int, "completions per prompt (k)"),
+            "--out": ("out", str, "chat JSONL to write"),
+        },
+    ),
+    "rm": Command(
+        help="train a scalar reward model on preference pairs (Bradley-Terry); held-out pairwise accuracy",
+        config=C.RMConfig,
+        run=run_rm,
+        flags={
+            "--model": ("model.name", str, "the causal LM it starts from (local HF folder or embedded name)"),
+            "--data": ("data", str, "preference JSONL: {\"prompt\", \"chosen\", \"rejected\"} per line"),
+            "--epochs": ("epochs", int, "passes over the pairs"),
+            "--out-dir": ("out_dir", str, "where the run writes everything"),
+        },
+        switches={"--resume": ("resume", "continue from the newest checkpoint in out_dir")},
+    ),
+    "distill": Command(
+        help="distillation: rejection-sample a teacher's correct traces, SFT a (smaller) student on them",
+        config=C.DistillConfig,
+        run=run_distill,
+        flags={
+            "--teacher": ("teacher.name", str, "the teacher model (e.g. an RL checkpoint)"),
+            "--student": ("student.name", str, "the student's base model"),
+            "--student-layers": ("student_layers", int, "keep this many decoder layers of the student"),
+            "--out-dir": ("out_dir", str, "where the run writes everything"),
+        },
+    ),
+    "pipeline": Command(
+        help="the DeepSeek-R1 recipe: cold start -> reasoning RL -> rejection sampling + SFT -> RL for all scenarios",
+        config=C.PipelineConfig,
+        run=run_pipeline,
+        flags={
+            "--model": ("model.name", str, "the base model"),
+            "--out-dir": ("out_dir", str, "where the pipeline writes every stage"),
+        },
+        default_recipe="recipes/r1.toml",
+        switches={"--resume": ("resume", "skip finished stages, resume the interrupted one")},
     ),
     "eval": Command(
         help="evaluate a model on a task: pass@k, maj@k, format rate, lengths",

@@ -26,6 +26,8 @@ from thinkrl.errors import UserError
 from thinkrl.rewards import RewardConfig
 from thinkrl.tasks import TaskConfig
 
+ALGORITHMS = ("grpo", "ppo")  # algo.algorithm
+
 
 @dataclass
 class ModelConfig:
@@ -82,6 +84,7 @@ def _choice(key: str, value: str, choices) -> None:
 class AlgoConfig:
     """The policy-gradient algorithm: every switch independent (see thinkrl.algos)."""
 
+    algorithm: str = "grpo"  # grpo: group-relative advantages (estimator, scale) | ppo: a critic and GAE per token
     estimator: str = "grpo"  # grpo (group mean baseline) | rloo (leave-one-out)
     scale: str = "group"  # group (GRPO std) | batch | none (Dr. GRPO)
     clip_low: float = 0.2
@@ -98,8 +101,16 @@ class AlgoConfig:
     mini_batches: int = 1  # optimizer steps per pass (ratio != 1 from the second on)
     micro_batch_size: int = 8  # rows per forward/backward; gradients accumulate over a mini-batch
     detach_prompt: bool = False  # train on completion tokens only, prompt encoded without gradient (CPU)
+    # ppo only (thinkrl.algos.ppo): a value model from the same initial weights, trained at optim.critic_lr
+    gamma: float = 1.0  # discount per token
+    lam: float = 0.95  # GAE lambda: 1 = Monte Carlo returns, 0 = one-step TD
+    value_clip: float = 0.2  # clipped value loss: values move at most this far from the rollout's; 0 = off
+    kl_in_reward: bool = False  # kl_coef * KL to the reference as a per-token reward penalty, not a loss term
+    whiten_advantages: bool = True  # per-token advantages scaled to mean 0, std 1 over the batch
+    critic_warmup_steps: int = 0  # the first N steps train only the critic (the policy waits for a useful baseline)
 
     def __post_init__(self):
+        _choice("algo.algorithm", self.algorithm, ALGORITHMS)
         _choice("algo.estimator", self.estimator, ESTIMATORS)
         _choice("algo.scale", self.scale, SCALES)
         _choice("algo.aggregation", self.aggregation, AGGREGATIONS)
@@ -111,6 +122,18 @@ class AlgoConfig:
         for key in ("max_draws", "epochs", "mini_batches", "micro_batch_size"):
             if getattr(self, key) < 1:
                 raise UserError(f"algo.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("gamma", "lam"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise UserError(f"algo.{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.value_clip < 0 or self.critic_warmup_steps < 0:
+            raise UserError("algo.value_clip and algo.critic_warmup_steps must be >= 0")
+        if self.algorithm != "ppo" and (self.kl_in_reward or self.critic_warmup_steps):
+            raise UserError("algo.kl_in_reward and algo.critic_warmup_steps need a critic: set algo.algorithm = 'ppo'")
+        if self.algorithm == "ppo" and self.kl_in_reward and not self.kl_coef:
+            raise UserError("algo.kl_in_reward = true with algo.kl_coef = 0 penalises nothing: set algo.kl_coef > 0")
+        if self.algorithm == "ppo" and self.dynamic_sampling:
+            raise UserError("algo.dynamic_sampling drops groups of equal rewards, which only group advantages need; "
+                            "with algo.algorithm = 'ppo' the critic is the baseline: turn it off")
 
 
 @dataclass
@@ -123,11 +146,14 @@ class OptimConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # max gradient norm; 0 = no clipping
+    critic_lr: float = 1e-5  # algo.algorithm = 'ppo': the value model's learning rate (same schedule, betas, clipping)
 
     def __post_init__(self):
         _choice("optim.schedule", self.schedule, ("constant", "linear", "cosine"))
         if self.lr <= 0:
             raise UserError(f"optim.lr must be > 0, got {self.lr}")
+        if self.critic_lr <= 0:
+            raise UserError(f"optim.critic_lr must be > 0, got {self.critic_lr}")
 
 
 @dataclass
@@ -167,13 +193,47 @@ class RLConfig:
         for key in ("steps", "prompts_per_step", "group_size", "rollout_batch"):
             if getattr(self, key) < 1:
                 raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.group_size < 2 and (self.algo.scale == "group" or self.algo.estimator == "rloo"):
+        if self.algo.algorithm == "grpo" and self.group_size < 2 and (self.algo.scale == "group" or self.algo.estimator == "rloo"):
             raise UserError(
                 f"group_size = {self.group_size} cannot have algo.scale = 'group' or algo.estimator = 'rloo' "
                 "(a group of one has no spread and no other members): use group_size >= 2"
             )
+        if self.algo.algorithm == "ppo" and self.algo.critic_warmup_steps >= self.steps:
+            raise UserError(f"algo.critic_warmup_steps = {self.algo.critic_warmup_steps} leaves none of the {self.steps} "
+                            "steps to train the policy")
         if self.algo.aggregation == "seq_mean_token_sum_norm" and self.sampling.max_new_tokens < 1:
             raise UserError("seq_mean_token_sum_norm divides by sampling.max_new_tokens, which must be >= 1")
+
+
+@dataclass
+class RMConfig:
+    """`thinkrl rm`: a scalar reward model on preference pairs (Bradley-Terry), from a causal LM."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)  # the causal LM the reward model starts from
+    data: str = ""  # preference JSONL: {"prompt", "chosen", "rejected"} or {"chosen": [messages], "rejected": [messages]}
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5))
+    epochs: int = 1
+    steps: int = 0  # optimizer steps; 0 = epochs x (train pairs / batch_size)
+    batch_size: int = 16  # pairs per optimizer step
+    micro_batch_size: int = 8  # pairs per forward/backward (2x this many sequences)
+    max_len: int = 1024  # tokens per conversation; a longer one keeps its end (the response, where the score is read)
+    eval_fraction: float = 0.1  # share of the prompts held out for pairwise accuracy (0 = none)
+    eval_every: int = 0  # steps between held-out evaluations; 0 = at the start and the end only
+    seed: int = 0
+    out_dir: str = "runs/rm"
+    save_every: int = 0  # optimizer steps between checkpoints; 0 = only at the end
+    keep_checkpoints: int = 2
+    resume: bool = False
+
+    def __post_init__(self):
+        for key in ("epochs", "batch_size", "micro_batch_size", "max_len"):
+            if getattr(self, key) < 1:
+                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("steps", "eval_every", "save_every"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.eval_fraction < 1:
+            raise UserError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
 
 
 # ---------------------------------------------------------------- building dataclasses from dicts
@@ -349,3 +409,138 @@ def save(cfg, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_toml(cfg), encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------- supervised stages (R1 cold start, rejection SFT, distillation)
+
+
+@dataclass
+class SFTConfig:
+    """`thinkrl sft`: supervised fine-tuning on chat JSONL, loss on the assistant's tokens only."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: str = ""  # chat JSONL: one {"messages": [{"role": ..., "content": ...}, ...]} per line
+    task: TaskConfig = field(default_factory=TaskConfig)  # held-out evaluation task (eval.limit > 0 turns it on)
+    eval: RLEvalConfig = field(default_factory=lambda: RLEvalConfig(limit=0))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5))
+    epochs: int = 1
+    steps: int = 0  # optimizer steps; 0 = epochs x (train examples / batch_size)
+    batch_size: int = 16  # sequences per optimizer step
+    micro_batch_size: int = 8  # sequences per forward/backward
+    max_len: int = 2048  # examples longer than this (prompt + response tokens) are left out, and counted
+    eval_fraction: float = 0.05  # share of the data held out for the validation loss (0 = none)
+    detach_prompt: bool = False  # encode the tokens before the first assistant token without gradient (CPU)
+    teacher: str = ""  # distillation: a model sharing the student's tokenizer, for a token-level KL term
+    kl_coef: float = 0.0  # weight of KL(teacher || student) added to the cross-entropy
+    kl_temperature: float = 1.0
+    seed: int = 0
+    out_dir: str = "runs/sft"
+    save_every: int = 0  # optimizer steps between checkpoints; 0 = only at the end
+    keep_checkpoints: int = 2
+    resume: bool = False
+
+    def __post_init__(self):
+        for key in ("epochs", "batch_size", "micro_batch_size", "max_len"):
+            if getattr(self, key) < 1:
+                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.steps < 0:
+            raise UserError(f"steps must be >= 0 (0 = whole epochs), got {self.steps}")
+        if not 0 <= self.eval_fraction < 1:
+            raise UserError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.kl_coef < 0 or self.kl_temperature <= 0:
+            raise UserError("kl_coef must be >= 0 and kl_temperature > 0")
+
+
+@dataclass
+class SampleConfig:
+    """`thinkrl sample`: k completions per prompt, keep the good ones, write SFT-ready chat JSONL.
+
+    The cold-start data of R1 (from a few-shot-prompted model, or R1-Zero's readable outputs) and
+    its rejection-sampling step (pointed at an RL checkpoint)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)  # prompts and verifier; task.shots primes the sampling only
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.8, top_p=0.95, max_new_tokens=512))
+    split: str = "train"  # prompts come from this split (never the eval split when the data trains a model)
+    limit: int = 0  # first N prompts of the split (0 = all)
+    samples: int = 4  # completions drawn per prompt (k)
+    keep: int = 1  # accepted completions written per prompt (0 = every distinct one)
+    prefer: str = "first"  # which accepted ones to keep: first (sampling order) | shortest (long2short)
+    require_correct: bool = True  # the task's verifier accepts the answer
+    require_format: bool = True  # the template's answer format (<think>/<answer> for r1_zero)
+    min_language: float = 0.9  # readability: share of reasoning words in language_target (0 = off)
+    language_target: str = "en"
+    data_shots: int = 0  # worked examples kept in the written prompts (sampling may use more, via task.shots)
+    batch_size: int = 64
+    seed: int = 0
+    out: str = "runs/sample/data.jsonl"  # chat JSONL; statistics go beside it (<name>.stats.json)
+
+    def __post_init__(self):
+        _choice("prefer", self.prefer, ("first", "shortest"))
+        for key in ("samples", "batch_size"):
+            if getattr(self, key) < 1:
+                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.keep < 0 or self.limit < 0 or self.data_shots < 0:
+            raise UserError("keep, limit and data_shots must be >= 0")
+        if not 0 <= self.min_language <= 1:
+            raise UserError(f"min_language must be in [0, 1], got {self.min_language}")
+
+
+@dataclass
+class DistillConfig:
+    """`thinkrl distill`: the teacher's correct traces (rejection-sampled) -> student SFT.
+
+    The stage sections are whole configs; distill fills in their wiring: sample.model = teacher,
+    sample.out, sft.model = the student, sft.data, sft.out_dir (and sft.teacher when
+    sft.kl_coef > 0). The held-out evaluation uses sample.task's eval split."""
+
+    teacher: ModelConfig = field(default_factory=ModelConfig)
+    student: ModelConfig = field(default_factory=ModelConfig)
+    student_layers: int = 0  # > 0: the student keeps this many evenly spaced decoder layers (a smaller model)
+    data: str = ""  # teacher traces already sampled (chat JSONL): skip the sampling stage
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: RLEvalConfig = field(default_factory=RLEvalConfig)
+    seed: int = 0
+    out_dir: str = "runs/distill"
+
+    def __post_init__(self):
+        if self.student_layers < 0:
+            raise UserError(f"student_layers must be >= 0, got {self.student_layers}")
+
+
+PIPELINE_STAGES = ("cold_start_data", "cold_start_sft", "reasoning_rl", "rejection_data", "rejection_sft", "all_rl")
+
+
+@dataclass
+class PipelineConfig:
+    """`thinkrl pipeline`: DeepSeek-R1, stage by stage.
+
+    cold_start_data (sample) -> cold_start_sft -> reasoning_rl -> rejection_data (sample the RL
+    model) -> rejection_sft -> all_rl. Each section is that stage's whole config; the pipeline
+    fills in the wiring (which model a stage starts from, which data it reads, where it writes)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)  # the base model
+    stages: list[str] = field(default_factory=lambda: list(PIPELINE_STAGES))  # which stages run, in this order
+    cold_start_model: str = ""  # the model the cold-start data is sampled from ("" = the base model)
+    rejection_sft_from: str = "base"  # base (as R1: retrain the base on the new data) | previous (the RL model)
+    compare: list[str] = field(default_factory=list)  # more models for the final report (e.g. an R1-Zero run)
+    cold_start_data: SampleConfig = field(default_factory=SampleConfig)
+    cold_start_sft: SFTConfig = field(default_factory=SFTConfig)
+    reasoning_rl: RLConfig = field(default_factory=RLConfig)
+    rejection_data: SampleConfig = field(default_factory=SampleConfig)
+    rejection_sft: SFTConfig = field(default_factory=SFTConfig)
+    all_rl: RLConfig = field(default_factory=RLConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)  # the held-out evaluation every stage's model gets
+    eval: RLEvalConfig = field(default_factory=RLEvalConfig)
+    seed: int = 0
+    out_dir: str = "runs/r1"
+    resume: bool = False  # skip finished stages, resume an interrupted one from its checkpoint
+
+    def __post_init__(self):
+        _choice("rejection_sft_from", self.rejection_sft_from, ("base", "previous"))
+        for s in self.stages:
+            _choice("stages entry", s, PIPELINE_STAGES)
+        order = [PIPELINE_STAGES.index(s) for s in self.stages]
+        if order != sorted(order) or len(set(order)) != len(order):
+            raise UserError(f"stages must keep the R1 order without repeats: {', '.join(PIPELINE_STAGES)}")

@@ -71,7 +71,8 @@ def policy_loss(
     entropy: torch.Tensor | None = None,
     entropy_coef: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """(loss, metrics). logp/old_logp/ref_logp/mask/entropy [B, T]; advantages [B].
+    """(loss, metrics). logp/old_logp/ref_logp/mask/entropy [B, T]; advantages [B] (one per
+    completion, the GRPO family) or [B, T] (one per token, PPO with a critic).
 
     Metrics are means over the masked tokens of this call: clip fractions (low: negative advantage
     with ratio below 1 - clip_low; high: positive advantage with ratio above 1 + clip_high; dual),
@@ -79,7 +80,7 @@ def policy_loss(
     """
     if dual_clip is not None and dual_clip <= 1.0:
         raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
-    adv = advantages[:, None].to(logp.dtype)  # [B, 1] broadcast over tokens
+    adv = (advantages[:, None] if advantages.dim() == 1 else advantages).to(logp.dtype)  # [B, 1] broadcasts over tokens
     log_ratio = logp - old_logp
     ratio = torch.exp(log_ratio)
     pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1.0 - clip_low, 1.0 + clip_high))  # [B, T]

@@ -9,8 +9,17 @@ Built in (weights in the recipe's [rewards] table; 0 switches one off):
 - format_soft   a <think>...</think> block followed later by an <answer>...</answer> block
 - tag_count     0.25 for each of the four tags that appears exactly once (partial credit)
 - overlong      DAPO's soft overlong punishment (0 down to -1 over the last `overlong_buffer` tokens)
+- language      R1's language consistency: share of the reasoning's words in `language_target`
+- rm            a trained reward model's score (`reward_model = "runs/rm/final"`, `thinkrl rm` trains one),
+                of the final answer (`reward_model_input = "answer"`) or the whole response; batched
 A user's reward: `custom = ["mypkg.rewards:brevity"]` with `custom_weights = [0.5]`; the module is
-imported from the Python path, only because the recipe names it.
+imported from the Python path, only because the recipe names it. A function with the attribute
+`batched = True` is called once per rollout batch with lists (completions, references, infos)
+and returns one float per completion (the reward model is one).
+
+Which rewards apply to a problem: `problem.meta["rewards"]`, a list of reward names (None: all).
+A reward that does not apply adds 0 to the total and is left out of its `reward/<name>/mean`, so a
+batch can mix reasoning prompts (rule rewards) and general prompts (the reward model).
 """
 
 from __future__ import annotations
@@ -28,8 +37,16 @@ RewardFn = Callable[[str, str, dict], float]
 _SOFT = re.compile(r"<think>.*?</think>.*?<answer>.*?</answer>", re.DOTALL)
 
 
+# every name a problem's `rewards` list may hold, besides the recipe's custom reward names
+BUILTIN = ("accuracy", "format", "format_soft", "tag_count", "overlong", "language", "rm")
+
+
 def accuracy(completion: str, reference: str, info: dict) -> float:
-    return float(info["task"].score(completion, info["problem"]))
+    problem = info["problem"]
+    if not str(problem.answer).strip():
+        raise UserError(f"problem {_where(problem)} has no reference answer but the accuracy reward applies to it: "
+                        "give it an answer, or a \"rewards\" list without \"accuracy\" (e.g. [\"rm\"])")
+    return float(info["task"].score(completion, problem))
 
 
 def format_strict(completion: str, reference: str, info: dict) -> float:
@@ -59,10 +76,23 @@ class RewardConfig:
     tag_count: float = 0.0
     overlong: float = 0.0
     overlong_buffer: int = 16  # tokens before max_new_tokens where the overlong penalty starts
+    language: float = 0.0  # R1 language consistency of the reasoning (thinkrl.rewards.language)
+    language_target: str = "en"  # the language the reasoning should be written in
     custom: list[str] = field(default_factory=list)  # "module:function" rewards of your own
     custom_weights: list[float] = field(default_factory=list)  # one weight per custom reward
+    reward_model: str = ""  # folder of a reward model trained by `thinkrl rm`; "" = none
+    reward_model_weight: float = 1.0  # weight of its score (the reward named "rm")
+    reward_model_input: str = "answer"  # answer (the final answer only, R1 helpfulness) | response (all of it)
+    reward_model_batch_size: int = 16  # completions per reward-model forward pass
+    reward_model_max_length: int = 1024  # tokens of prompt + response it reads (longer: the end is kept)
 
     def __post_init__(self):
+        from thinkrl.rewards.model import RM_INPUTS
+
+        if self.reward_model_input not in RM_INPUTS:
+            raise UserError(f"rewards.reward_model_input must be one of {', '.join(RM_INPUTS)}, got '{self.reward_model_input}'")
+        if self.reward_model_batch_size < 1:
+            raise UserError(f"rewards.reward_model_batch_size must be >= 1, got {self.reward_model_batch_size}")
         if len(self.custom) != len(self.custom_weights):
             raise UserError(
                 f"rewards.custom has {len(self.custom)} entries but rewards.custom_weights has {len(self.custom_weights)}: give one weight each"
@@ -84,8 +114,65 @@ def load_custom(spec: str) -> RewardFn:
     return fn
 
 
-def build(cfg: RewardConfig) -> list[tuple[str, float, RewardFn]]:
-    """(name, weight, fn) for every reward with a non-zero weight."""
+def _language_reward(lang: str) -> RewardFn:
+    from thinkrl.rewards.language import language_share, reasoning_part
+
+    language_share("", lang)  # an unknown language fails when the recipe is read, not mid-run
+
+    def language(completion: str, reference: str, info: dict) -> float:
+        return language_share(reasoning_part(completion), lang)
+
+    return language
+
+
+def _where(problem) -> str:
+    source = problem.meta.get("source")
+    return f"'{problem.id}'" + (f" ({source})" if source else "")
+
+
+def applies(name: str, problem) -> bool:
+    """Does the reward `name` apply to `problem`? Its meta["rewards"] lists those that do (None: all)."""
+    names = problem.meta.get("rewards")
+    return names is None or name in names
+
+
+def _check_names(problem, known: set[str]) -> None:
+    unknown = [n for n in problem.meta.get("rewards") or [] if n not in known]
+    if unknown:
+        raise UserError(f"problem {_where(problem)}: its rewards list names '{unknown[0]}', which is no reward; "
+                        f"choose from {', '.join(sorted(known))}")
+
+
+def score_batch(rewards: list[tuple[str, float, RewardFn]], completions: list[str],
+                infos: list[dict]) -> list[tuple[dict[str, float], float]]:
+    """(components, weighted total) of each completion; infos[i]["problem"] says which rewards apply.
+
+    A component appears in a completion's dict only where it applies (so its logged mean is over
+    those completions); a total sums the applicable ones. Per-completion rewards are called once
+    per completion, batched ones (`fn.batched`) once with every completion they apply to.
+    """
+    known = set(BUILTIN) | {name for name, _, _ in rewards}
+    for info in infos:
+        _check_names(info["problem"], known)
+    parts: list[dict[str, float]] = [{} for _ in completions]
+    for name, _, fn in rewards:
+        rows = [i for i, info in enumerate(infos) if applies(name, info["problem"])]
+        if not rows:
+            continue
+        if getattr(fn, "batched", False):
+            values = fn([completions[i] for i in rows], [infos[i]["problem"].answer for i in rows], [infos[i] for i in rows])
+            if len(values) != len(rows):
+                raise UserError(f"batched reward '{name}' returned {len(values)} scores for {len(rows)} completions")
+        else:
+            values = [fn(completions[i], infos[i]["problem"].answer, infos[i]) for i in rows]
+        for i, v in zip(rows, values):
+            parts[i][name] = float(v)
+    return [(p, sum(w * p[name] for name, w, _ in rewards if name in p)) for p in parts]
+
+
+def build(cfg: RewardConfig, device: str = "cpu", dtype=None) -> list[tuple[str, float, RewardFn]]:
+    """(name, weight, fn) for every reward with a non-zero weight; a reward model is loaded on
+    `device` in `dtype` (those of the policy; default fp32)."""
     out: list[tuple[str, float, RewardFn]] = []
     for name, fn in (("accuracy", accuracy), ("format", format_strict), ("format_soft", format_soft), ("tag_count", tag_count)):
         if getattr(cfg, name):
@@ -95,8 +182,16 @@ def build(cfg: RewardConfig) -> list[tuple[str, float, RewardFn]]:
             return overlong_penalty(info["tokens"], info["max_new_tokens"], cfg.overlong_buffer)
 
         out.append(("overlong", cfg.overlong, overlong))
+    if cfg.language:
+        out.append(("language", cfg.language, _language_reward(cfg.language_target)))
     for spec, weight in zip(cfg.custom, cfg.custom_weights):
         out.append((spec.split(":")[-1], weight, load_custom(spec)))
+    if cfg.reward_model and cfg.reward_model_weight:
+        from thinkrl.rewards.model import RewardModelReward
+
+        out.append(("rm", cfg.reward_model_weight, RewardModelReward(
+            cfg.reward_model, device, dtype, input=cfg.reward_model_input, batch_size=cfg.reward_model_batch_size,
+            max_length=cfg.reward_model_max_length)))
     if not out:
-        raise UserError("every reward weight is 0: set at least one of rewards.accuracy, rewards.format, ...")
+        raise UserError("every reward weight is 0: set at least one of rewards.accuracy, rewards.format, ..., rewards.reward_model")
     return out

@@ -1,6 +1,7 @@
 """The task registry: `TaskConfig` (the `[task]` table of a recipe) and `get_task(cfg) -> Task`.
 
-Task names: `gsm8k`, `aime2025`, `arithmetic`, `countdown`, `jsonl:PATH`. Every field has a
+Task names: `gsm8k`, `aime2025`, `arithmetic`, `countdown`, `jsonl:PATH`, and `mix:A+B+...` of
+those (thinkrl/tasks/mix.py: one RL batch of reasoning and general prompts). Every field has a
 default and a simple type (str, int, float, bool) because recipes set them from TOML and
 `--set task.x=...` strings are converted by the field's type. Knobs of a task that is not selected
 are ignored, but still validated, so a typo'd value fails early wherever it is.
@@ -8,12 +9,12 @@ are ignored, but still validated, so a typo'd value fails early wherever it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from thinkrl.errors import UserError
 from thinkrl.tasks.base import SPLITS, Problem, Task, check_split
 
-NAMES = ("gsm8k", "aime2025", "arithmetic", "countdown", "jsonl:PATH")
+NAMES = ("gsm8k", "aime2025", "arithmetic", "countdown", "jsonl:PATH", "mix:A+B")
 ARITHMETIC_OPS = "+-*"
 
 __all__ = ["NAMES", "SPLITS", "Problem", "Task", "TaskConfig", "check_split", "get_task"]
@@ -23,7 +24,7 @@ __all__ = ["NAMES", "SPLITS", "Problem", "Task", "TaskConfig", "check_split", "g
 class TaskConfig:
     """Which task to train/evaluate on, how prompts look, and the knobs of each task."""
 
-    name: str = "gsm8k"  # gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH
+    name: str = "gsm8k"  # gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH | mix:A+B (e.g. mix:arithmetic+jsonl:PATH)
     template: str = "r1_zero"  # prompt template: r1_zero | boxed | raw (see thinkrl.prompts)
     shots: int = 0  # worked examples (from the train side) put before the question
     seed: int = 0  # seeds generated tasks (arithmetic, countdown) and the jsonl train/eval split
@@ -46,6 +47,9 @@ class TaskConfig:
     prompt_field: str = "question"  # JSON key holding the question text
     answer_field: str = "answer"  # JSON key holding the reference answer (string or number)
     eval_fraction: float = 0.1  # share of the file held out as eval (seeded shuffle; 0..1)
+    # which rewards apply, and mixes
+    rewards: str = ""  # reward names for problems whose data lists none, e.g. "accuracy,format"; "" = all rewards
+    mix_weights: str = ""  # mix:A+B: share of train prompts per part, e.g. "3,1"; "" = in proportion to part sizes
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -71,8 +75,19 @@ def _check_values(cfg: TaskConfig) -> None:
     """Ranges and choices, each error naming its key and what to do."""
     from thinkrl.prompts import TEMPLATES  # noqa: PLC0415 - prompts imports tasks.base: no cycle at call time
 
-    if cfg.name not in NAMES[:-1] and not (cfg.name.startswith("jsonl:") and cfg.name[6:].strip()):
-        _fail("name", cfg.name, f"unknown task; choose one of {', '.join(NAMES)}")
+    for part in mix_parts(cfg.name) if cfg.name.startswith("mix:") else [cfg.name]:
+        if part not in NAMES[:-2] and not (part.startswith("jsonl:") and part[6:].strip()):
+            _fail("name", cfg.name, f"unknown task{f' {part!r} in the mix' if part != cfg.name else ''}; choose one of {', '.join(NAMES)}")
+    if cfg.name.startswith("mix:"):
+        parts = mix_parts(cfg.name)
+        if len(set(parts)) != len(parts):
+            _fail("name", cfg.name, "names a task twice; each part of a mix once")
+        if cfg.mix_weights and len(_weights(cfg.mix_weights) or []) != len(parts):
+            _fail("mix_weights", cfg.mix_weights, f"must be {len(parts)} non-negative numbers, one per part of {cfg.name}, not all 0")
+    if cfg.mix_weights and _weights(cfg.mix_weights) is None:
+        _fail("mix_weights", cfg.mix_weights, "must be comma-separated non-negative numbers, not all 0, e.g. '3,1'")
+    if cfg.rewards and not all(n.strip() for n in cfg.rewards.split(",")):
+        _fail("rewards", cfg.rewards, "must be comma-separated reward names, e.g. 'accuracy,format' (empty = all)")
     if cfg.template not in TEMPLATES:
         _fail("template", cfg.template, f"unknown template; choose one of {', '.join(TEMPLATES)}")
     checks = [
@@ -104,8 +119,40 @@ def _valid_digits(text: str) -> bool:
     return 2 <= len(parts) <= 10 and all(p.strip().isdigit() and 1 <= int(p) <= 18 for p in parts)
 
 
+def mix_parts(name: str) -> list[str]:
+    """'mix:arithmetic+jsonl:a.jsonl' -> ['arithmetic', 'jsonl:a.jsonl'] (a path must not hold '+')."""
+    return [p.strip() for p in name[len("mix:") :].split("+")]
+
+
+def _weights(text: str) -> list[float] | None:
+    """'3, 1' -> [3.0, 1.0]; None unless non-negative numbers, not all 0."""
+    try:
+        ws = [float(x) for x in text.split(",")]
+    except ValueError:
+        return None
+    return ws if all(w >= 0 and w == w for w in ws) and sum(ws) > 0 else None
+
+
+def reward_names(cfg: TaskConfig) -> list[str] | None:
+    """task.rewards as a list; None (all rewards apply) when empty."""
+    return [n.strip() for n in cfg.rewards.split(",")] if cfg.rewards else None
+
+
 def get_task(cfg: TaskConfig) -> Task:
-    """The Task that `cfg.name` names, built with its knobs from `cfg`."""
+    """The Task that `cfg.name` names, built with its knobs from `cfg`; with `task.rewards`, its
+    problems that list no rewards of their own carry those."""
+    from thinkrl.tasks import jsonl, mix  # noqa: PLC0415 - load on use
+
+    if cfg.name.startswith("mix:"):
+        parts = [get_task(replace(cfg, name=part)) for part in mix_parts(cfg.name)]
+        return mix.Mix(parts, _weights(cfg.mix_weights) if cfg.mix_weights else None)
+    task = _build(cfg)
+    if reward_names(cfg) is not None and not isinstance(task, jsonl.JsonlTask):  # jsonl applies them per line
+        task = mix.WithRewards(task, reward_names(cfg))
+    return task
+
+
+def _build(cfg: TaskConfig) -> Task:
     from thinkrl.tasks import aime, arithmetic, countdown, gsm8k, jsonl  # noqa: PLC0415 - load on use
 
     if cfg.name == "gsm8k":
@@ -125,6 +172,6 @@ def get_task(cfg: TaskConfig) -> Task:
     if cfg.name.startswith("jsonl:"):
         return jsonl.JsonlTask(
             cfg.name[len("jsonl:") :].strip(), prompt_field=cfg.prompt_field, answer_field=cfg.answer_field,
-            eval_fraction=cfg.eval_fraction, seed=cfg.seed,
+            eval_fraction=cfg.eval_fraction, seed=cfg.seed, rewards=reward_names(cfg),
         )  # fmt: skip
     raise UserError(f"unknown task '{cfg.name}' (key task.name): choose one of {', '.join(NAMES)}")

@@ -12,6 +12,7 @@ import random
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -49,10 +50,18 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, keep: int,
+                    extra: Callable[[Path], None] | None = None) -> Path:
+    """`extra(tmp_folder)` adds files (a critic's weights) that land atomically with the model and state."""
     path = Path(run_dir) / "checkpoints" / f"step-{step:06d}"
     state = {**trainer_state, "rng": rng_state()}
-    save_pretrained(model, tokenizer, path, extra=lambda tmp: torch.save(state, tmp / STATE_FILE))
+
+    def write_state(tmp: Path) -> None:
+        if extra is not None:
+            extra(tmp)
+        torch.save(state, tmp / STATE_FILE)
+
+    save_pretrained(model, tokenizer, path, extra=write_state)
     for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return path

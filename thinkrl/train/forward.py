@@ -48,12 +48,23 @@ def completion_logprobs(
 
     Returns (logp [B, T], entropy [B, T] or None, mask [B, T] float) with T the longest completion.
     """
+    logits, targets, mask = completion_logits(model, prompts, prompt_of_row, completions, detach_prompt=detach_prompt,
+                                              pad_id=pad_id)
+    logp, entropy = token_logprobs(logits, targets, temperature, with_entropy)
+    return logp, entropy, mask
+
+
+def completion_logits(model, prompts, prompt_of_row, completions, *, detach_prompt: bool = False, pad_id: int = 0):
+    """The logits that predict each completion token: (logits [B, T, V], targets [B, T], mask [B, T] float).
+
+    For losses that need the whole distribution (token-level distillation), not only the
+    log-prob of the sampled token."""
     if detach_prompt and getattr(model.config, "model_type", None) in KV_FAMILY:
-        return _detached_prompt_forward(model, prompts, prompt_of_row, completions, temperature, with_entropy, pad_id)
-    return _full_forward(model, prompts, prompt_of_row, completions, temperature, with_entropy, pad_id)
+        return _detached_prompt_forward(model, prompts, prompt_of_row, completions, pad_id)
+    return _full_forward(model, prompts, prompt_of_row, completions, pad_id)
 
 
-def _full_forward(model, prompts, prompt_of_row, completions, temperature, with_entropy, pad_id):
+def _full_forward(model, prompts, prompt_of_row, completions, pad_id):
     dev = next(model.parameters()).device
     p_ids, p_mask = pad([prompts[i] for i in prompt_of_row], pad_id, left=True)  # [B, Tp]
     c_ids, c_mask = pad(completions, pad_id, left=False)  # [B, Tc]
@@ -62,11 +73,10 @@ def _full_forward(model, prompts, prompt_of_row, completions, temperature, with_
     tc = c_ids.shape[1]
     out = model(input_ids=ids, attention_mask=attn.long(), position_ids=positions_from_mask(attn), logits_to_keep=tc + 1)
     logits = out.logits[:, :-1]  # position Tp-1+j predicts completion token j
-    logp, entropy = token_logprobs(logits, c_ids.to(dev), temperature, with_entropy)
-    return logp, entropy, c_mask.to(dev).float()
+    return logits, c_ids.to(dev), c_mask.to(dev).float()
 
 
-def _detached_prompt_forward(model, prompts, prompt_of_row, completions, temperature, with_entropy, pad_id):
+def _detached_prompt_forward(model, prompts, prompt_of_row, completions, pad_id):
     base = model.model
     dev = next(model.parameters()).device
     n_heads, n_kv, head_dim = head_shape(model.config)
@@ -113,5 +123,4 @@ def _detached_prompt_forward(model, prompts, prompt_of_row, completions, tempera
         return layer.self_attn.o_proj(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
 
     h = decoder_layers(base, base.embed_tokens(x_ids), positions, attend)
-    logp, entropy = token_logprobs(model.lm_head(h), c_ids, temperature, with_entropy)
-    return logp, entropy, x_mask.float()
+    return model.lm_head(h), c_ids, x_mask.float()

@@ -7,6 +7,11 @@ clipped policy loss over `epochs` x `mini_batches` optimizer steps. The engine's
 log-probs are the "old" log-probs: they equal a training forward of the same weights (the
 `mismatch/*` metrics show by how much), so no extra forward pass is spent on them.
 
+With algo.algorithm = "ppo" a critic (thinkrl.train.critic) replaces the group baseline: its values
+of the rollout (computed once, before the update) give per-token GAE advantages
+(thinkrl.algos.ppo), and it is trained on the returns with the clipped value loss, over the same
+mini-batches, with its own optimizer.
+
 Exact resume: data order, rollout seeds and mini-batch order are functions of (seed, step), and
 a checkpoint holds the model, optimizer, scheduler and RNG states, so a resumed run continues
 exactly where the uninterrupted one would be.
@@ -26,6 +31,7 @@ import torch
 
 from thinkrl import rewards as rewards_mod
 from thinkrl.algos import group_advantages, policy_loss
+from thinkrl.algos import explained_variance, gae, kl_penalty, masked_whiten, token_rewards, value_loss
 from thinkrl.config import RLConfig, save as save_config
 from thinkrl.engine import Completion, Engine
 from thinkrl.errors import UserError
@@ -36,6 +42,7 @@ from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
 from thinkrl.tasks.base import Problem, Task
 from thinkrl.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from thinkrl.train.critic import completion_values, load_critic, load_critic_weights, save_critic_weights
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.logger import RunLogger
 
@@ -91,11 +98,15 @@ def lr_lambda(cfg, total_steps: int):
 # ---------------------------------------------------------------- rollouts and rewards
 
 
-def score(task: Task, problem: Problem, c: Completion, rewards, max_new_tokens: int) -> tuple[dict[str, float], float]:
-    info = {"task": task, "problem": problem, "tokens": len(c.token_ids), "finish_reason": c.finish_reason,
-            "max_new_tokens": max_new_tokens}
-    parts = {name: float(fn(c.text, problem.answer, info)) for name, _, fn in rewards}
-    return parts, sum(w * parts[name] for name, w, _ in rewards)
+def score(task: Task, problems: list[Problem], completions: list[Completion], rewards,
+          max_new_tokens: int) -> list[tuple[dict[str, float], float]]:
+    """(components, weighted total) per completion, completions[i] answering problems[i].
+
+    One call per rollout batch, so a reward model scores the whole batch in a few forward passes.
+    A component is present only where it applies to the problem (`problem.meta["rewards"]`)."""
+    infos = [{"task": task, "problem": p, "tokens": len(c.token_ids), "finish_reason": c.finish_reason,
+              "max_new_tokens": max_new_tokens} for p, c in zip(problems, completions)]
+    return rewards_mod.score_batch(rewards, [c.text for c in completions], infos)
 
 
 def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task, problems: list[Problem], encode,
@@ -112,11 +123,10 @@ def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task,
         prompts = [encode(p) for p in batch]
         seeds = [rollout_seed(cfg.seed, step, draws, i) for i in range(want)]
         outs = engine.generate(prompts, cfg.sampling, n=g, seeds=seeds)
+        scored = score(task, [batch[j // g] for j in range(len(outs))], outs, rewards, cfg.sampling.max_new_tokens)
         for i, p in enumerate(batch):
-            group = []
-            for c in outs[i * g : (i + 1) * g]:
-                parts, total = score(task, p, c, rewards, cfg.sampling.max_new_tokens)
-                group.append(Rollout(p, prompts[i], c, parts, total))
+            group = [Rollout(p, prompts[i], c, parts, total)
+                     for c, (parts, total) in zip(outs[i * g : (i + 1) * g], scored[i * g : (i + 1) * g])]
             all_rollouts += group
             if not cfg.algo.dynamic_sampling or len({r.reward for r in group}) > 1:
                 kept.append(group)
@@ -139,13 +149,39 @@ def _pad(rows: list[list[float]], width: int, device) -> torch.Tensor:
     return out
 
 
+def _micro_inputs(rollouts: list[Rollout], micro: list[int]) -> tuple[list[list[int]], list[int], list[list[int]]]:
+    """(distinct prompts, prompt index of each row, completions) of some rows: a group's rows share one prompt."""
+    prompts: list[list[int]] = []
+    index: dict[int, int] = {}
+    prompt_of_row = []
+    for i in micro:
+        key = id(rollouts[i].prompt)
+        if key not in index:
+            index[key] = len(prompts)
+            prompts.append(rollouts[i].prompt)
+        prompt_of_row.append(index[key])
+    return prompts, prompt_of_row, [rollouts[i].completion.token_ids for i in micro]
+
+
+def _rows(x: torch.Tensor, micro: list[int], width: int, device) -> torch.Tensor:
+    """Rows `micro` of a per-completion [N] or per-token [N, T] tensor, per-token ones cut to `width` tokens."""
+    return (x[micro] if x.dim() == 1 else x[micro][:, :width]).to(device)
+
+
+def _keep(cfg: RLConfig, rollouts: list[Rollout]) -> list[bool]:
+    return [not (cfg.algo.mask_truncated and r.completion.finish_reason == "length") for r in rollouts]
+
+
 def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rollouts: list[Rollout],
            advantages: torch.Tensor, pad_id: int) -> dict:
-    """epochs x mini_batches optimizer steps on one rollout batch; returns averaged metrics."""
+    """epochs x mini_batches optimizer steps on one rollout batch; returns averaged metrics.
+
+    advantages: [N] one per rollout (the GRPO family) or [N, T] per token (PPO), T >= the longest completion.
+    """
     a = cfg.algo
     dev = next(model.parameters()).device
     n = len(rollouts)
-    keep = [not (a.mask_truncated and r.completion.finish_reason == "length") for r in rollouts]
+    keep = _keep(cfg, rollouts)
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
     sums: dict[str, float] = {}
     weight = 0.0
@@ -161,16 +197,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
             normalizer = float(max(tokens, 1)) if a.aggregation == "token_mean" else float(len(rows))
             for start in range(0, len(rows), a.micro_batch_size):
                 micro = rows[start : start + a.micro_batch_size]
-                prompts: list[list[int]] = []
-                index: dict[int, int] = {}
-                prompt_of_row = []
-                for i in micro:  # distinct prompts once: a group shares its prompt encoding
-                    key = id(rollouts[i].prompt)
-                    if key not in index:
-                        index[key] = len(prompts)
-                        prompts.append(rollouts[i].prompt)
-                    prompt_of_row.append(index[key])
-                completions = [rollouts[i].completion.token_ids for i in micro]
+                prompts, prompt_of_row, completions = _micro_inputs(rollouts, micro)
                 logp, entropy, mask = completion_logprobs(
                     model, prompts, prompt_of_row, completions, temperature=cfg.sampling.temperature,
                     detach_prompt=a.detach_prompt, with_entropy=True, pad_id=pad_id,
@@ -183,7 +210,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
                         ref, _, _ = completion_logprobs(ref_model, prompts, prompt_of_row, completions,
                                                         temperature=cfg.sampling.temperature, pad_id=pad_id)
                 loss, m = policy_loss(
-                    logp, old, advantages[micro].to(dev), mask, clip_low=a.clip_low, clip_high=a.clip_high,
+                    logp, old, _rows(advantages, micro, logp.shape[1], dev), mask, clip_low=a.clip_low, clip_high=a.clip_high,
                     dual_clip=a.dual_clip or None, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
                     normalizer=normalizer, ref_logp=ref, kl_coef=a.kl_coef, kl_estimator=a.kl_estimator,
                     entropy=entropy if a.entropy_coef else entropy.detach(), entropy_coef=a.entropy_coef,
@@ -212,6 +239,117 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
     out = {k: (v if k.startswith("mismatch") or k == "skipped_updates" else v / max(weight, 1.0)) for k, v in sums.items()}
     out["grad_norm"] = sums.get("grad_norm", 0.0) / updates
     out["lr"] = scheduler.get_last_lr()[0]
+    return out
+
+
+# ---------------------------------------------------------------- PPO: the critic
+
+
+@dataclass
+class Critic:
+    """PPO's value model (thinkrl.train.critic) with its own optimizer and learning-rate schedule."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+def _batched_no_grad(cfg: RLConfig, rollouts: list[Rollout], width: int, fn) -> torch.Tensor:
+    """fn(prompts, prompt_of_row, completions) -> [b, t] over micro-batches of rollouts, without
+    gradient, stacked into [N, width] (zeros past each row's end)."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(rollouts), cfg.algo.micro_batch_size):
+            x = fn(*_micro_inputs(rollouts, list(range(start, min(start + cfg.algo.micro_batch_size, len(rollouts))))))
+            out.append(torch.nn.functional.pad(x.float(), (0, width - x.shape[1])))
+    return torch.cat(out)
+
+
+def ppo_advantages(cfg: RLConfig, rollouts: list[Rollout], critic, ref_model, pad_id: int):
+    """(advantages [N, T], returns [N, T], old values [N, T], metrics) for one rollout batch.
+
+    The critic's values V(s_t) of every completion token, computed once before the update; the
+    rollout's rewards at each last token (minus kl_coef * KL to the reference per token with
+    algo.kl_in_reward, the KL measured on the sampling log-probs); GAE(gamma, lam); advantages
+    whitened over the batch's trained tokens (algo.whiten_advantages). T is the longest completion.
+    """
+    a = cfg.algo
+    dev = next(critic.parameters()).device
+    width = max(len(r.completion.token_ids) for r in rollouts)
+    mask = _pad([[1.0] * len(r.completion.token_ids) for r in rollouts], width, dev)
+    trained = mask * torch.tensor([float(k) for k in _keep(cfg, rollouts)], device=dev)[:, None]
+    values = _batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_values(
+        critic, p, rows, c, detach_prompt=a.detach_prompt, pad_id=pad_id)[0]) * mask
+    metrics = {}
+    kl = None
+    if a.kl_in_reward and ref_model is not None:
+        ref = _batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_logprobs(
+            ref_model, p, rows, c, temperature=cfg.sampling.temperature, pad_id=pad_id)[0])
+        kl = kl_penalty(_pad([r.completion.logprobs for r in rollouts], width, dev), ref, a.kl_estimator) * mask
+        metrics["kl"] = float(kl.sum() / mask.sum().clamp(min=1))
+    rewards = token_rewards(torch.tensor([r.reward for r in rollouts], device=dev), mask, kl, a.kl_coef)
+    advantages, returns = gae(rewards, values, mask, a.gamma, a.lam)
+    n = trained.sum().clamp(min=1)
+    metrics.update({
+        "critic/explained_variance": explained_variance(values, returns, trained),
+        "critic/values_mean": float((values * trained).sum() / n),
+        "critic/returns_mean": float((returns * trained).sum() / n),
+        "critic/advantages_mean": float((advantages * trained).sum() / n),
+    })
+    if a.whiten_advantages:
+        advantages = masked_whiten(advantages, trained)
+    return advantages, returns, values, metrics
+
+
+def update_critic(cfg: RLConfig, step: int, critic: Critic, rollouts: list[Rollout], returns: torch.Tensor,
+                  old_values: torch.Tensor, pad_id: int) -> dict:
+    """The clipped value loss on returns [N, T] around old_values [N, T], over the same epochs x
+    mini-batches as the policy's update; returns averaged critic/* metrics."""
+    a = cfg.algo
+    dev = next(critic.model.parameters()).device
+    n = len(rollouts)
+    keep = _keep(cfg, rollouts)
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)  # the policy update's mini-batches
+    sums: dict[str, float] = {}
+    weight, grad_norms, skipped = 0.0, 0.0, 0
+    critic.model.train()
+    for _ in range(a.epochs):
+        order = torch.randperm(n, generator=gen).tolist()
+        for mb in range(a.mini_batches):
+            # in row order: rollouts are prompt-major, so a micro-batch holds few distinct prompts to encode
+            rows = sorted(order[mb * n // a.mini_batches : (mb + 1) * n // a.mini_batches])
+            if not rows:
+                continue
+            tokens = sum(len(rollouts[i].completion.token_ids) for i in rows if keep[i])
+            normalizer = float(max(tokens, 1)) if a.aggregation == "token_mean" else float(len(rows))
+            for start in range(0, len(rows), a.micro_batch_size):
+                micro = rows[start : start + a.micro_batch_size]
+                prompts, prompt_of_row, completions = _micro_inputs(rollouts, micro)
+                values, mask = completion_values(critic.model, prompts, prompt_of_row, completions,
+                                                 detach_prompt=a.detach_prompt, pad_id=pad_id)
+                mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
+                width = values.shape[1]
+                loss, m = value_loss(values, _rows(old_values, micro, width, dev), _rows(returns, micro, width, dev), mask,
+                                     clip=a.value_clip, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
+                                     normalizer=normalizer)
+                loss.backward()
+                w = float(mask.sum())
+                for k in ("value_loss", "clip_frac"):
+                    sums[k] = sums.get(k, 0.0) + m[k] * w
+                weight += w
+            grad_norm = torch.nn.utils.clip_grad_norm_(critic.model.parameters(), cfg.optim.grad_clip or float("inf"))
+            if torch.isfinite(grad_norm):
+                critic.optimizer.step()
+                grad_norms += float(grad_norm)
+            else:
+                skipped += 1
+            critic.scheduler.step()
+            critic.optimizer.zero_grad(set_to_none=True)
+    out = {f"critic/{k}": v / max(weight, 1.0) for k, v in sums.items()}
+    out["critic/grad_norm"] = grad_norms / (a.epochs * a.mini_batches)
+    out["critic/lr"] = critic.scheduler.get_last_lr()[0]
+    if skipped:
+        out["critic/skipped_updates"] = skipped
     return out
 
 
@@ -245,10 +383,18 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     eval_problems = task.problems("eval")[: cfg.eval.limit] if cfg.eval.limit else []
     if not train_problems:
         raise UserError(f"task '{cfg.task.name}' has no train problems")
-    rewards = rewards_mod.build(cfg.rewards)
+    rewards = rewards_mod.build(cfg.rewards, *device_and_dtype(cfg.model.device, cfg.model.dtype))  # a reward model sits beside the policy
 
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
     model, tokenizer = load_model(ckpt if ckpt else cfg.model.name, device=device, dtype=dtype)
+    ppo = cfg.algo.algorithm == "ppo"
+    critic = None
+    if ppo:  # from the initial weights; a resumed run loads the checkpoint's critic weights below
+        critic_model = load_critic(cfg.model.name, device=device, dtype=dtype)
+        critic_opt = torch.optim.AdamW(critic_model.parameters(), lr=cfg.optim.critic_lr,
+                                       betas=(cfg.optim.beta1, cfg.optim.beta2), weight_decay=cfg.optim.weight_decay)
+        critic_updates = cfg.steps * cfg.algo.epochs * cfg.algo.mini_batches
+        critic = Critic(critic_model, critic_opt, torch.optim.lr_scheduler.LambdaLR(critic_opt, lr_lambda(cfg, critic_updates)))
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     engine = Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.rollout_batch)
@@ -258,7 +404,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         ref_model.eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
                                   weight_decay=cfg.optim.weight_decay)
-    total_updates = cfg.steps * cfg.algo.epochs * cfg.algo.mini_batches
+    total_updates = (cfg.steps - (cfg.algo.critic_warmup_steps if ppo else 0)) * cfg.algo.epochs * cfg.algo.mini_batches
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_updates))
     state = {"step": 0, "position": 0}
     if ckpt:
@@ -267,6 +413,10 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         scheduler.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"])
         state = {"step": saved["step"], "position": saved["position"]}
+        if critic is not None:
+            load_critic_weights(critic.model, ckpt)
+            critic.optimizer.load_state_dict(saved["critic_optimizer"])
+            critic.scheduler.load_state_dict(saved["critic_scheduler"])
         print(f"resuming from {ckpt} (step {state['step']})", flush=True)
     logger = RunLogger(run_dir, resume_step=state["step"] if ckpt else None)
     save_config(cfg, run_dir / "config.toml")
@@ -279,10 +429,14 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         return cache[p.id]
 
     def checkpoint(step: int) -> None:
-        save_checkpoint(run_dir, step, model, tokenizer, {
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": step, "position": state["position"],
-        }, keep=cfg.keep_checkpoints)
+        trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "step": step, "position": state["position"]}
+        if critic is None:
+            save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints)
+            return
+        trainer_state.update(critic_optimizer=critic.optimizer.state_dict(), critic_scheduler=critic.scheduler.state_dict())
+        save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints,
+                        extra=functools.partial(save_critic_weights, critic.model))
 
     if state["step"] == 0 and eval_problems:
         ev = evaluate_heldout(cfg, engine, task, eval_problems, 0, logger)
@@ -294,14 +448,24 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         rollouts, state["position"], m_draw, drawn = collect(
             cfg, step, state["position"], engine, task, train_problems, encode, rewards)
         t_gen = time.perf_counter() - t0
-        reward = torch.tensor([r.reward for r in rollouts])
-        advantages = group_advantages(reward, cfg.group_size, estimator=cfg.algo.estimator, scale=cfg.algo.scale)
+        m_critic: dict[str, float] = {}
+        if ppo:
+            t1 = time.perf_counter()
+            advantages, returns, old_values, m_critic = ppo_advantages(cfg, rollouts, critic.model, ref_model, engine.pad_id)
+            m_critic.update(update_critic(cfg, step, critic, rollouts, returns, old_values, engine.pad_id))
+            m_critic["time/critic"] = time.perf_counter() - t1
+        else:
+            reward = torch.tensor([r.reward for r in rollouts])
+            advantages = group_advantages(reward, cfg.group_size, estimator=cfg.algo.estimator, scale=cfg.algo.scale)
         t1 = time.perf_counter()
-        m_update = update(cfg, step, model, ref_model, optimizer, scheduler, rollouts, advantages, engine.pad_id)
+        m_update = {}
+        if not ppo or step >= cfg.algo.critic_warmup_steps:  # critic warm-up: the policy waits
+            m_update = update(cfg, step, model, None if cfg.algo.kl_in_reward else ref_model, optimizer, scheduler,
+                              rollouts, advantages, engine.pad_id)
         t_update = time.perf_counter() - t1
         state["step"] = step + 1
 
-        metrics = {**rollout_metrics(drawn, rollouts, cfg.group_size), **m_draw, **m_update}
+        metrics = {**rollout_metrics(drawn, rollouts, cfg.group_size), **m_draw, **m_update, **m_critic}
         gen_tokens = sum(len(r.completion.token_ids) for r in drawn)
         metrics.update({"time/generate": t_gen, "time/update": t_update, "time/step": time.perf_counter() - t0,
                         "tokens_per_second/generate": gen_tokens / max(t_gen, 1e-9),
@@ -323,6 +487,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         ev = evaluate_heldout(cfg, engine, task, eval_problems, cfg.steps, logger)
         print(f"step {cfg.steps} held-out: accuracy {ev['eval/pass@1']:.3f}, format {ev['eval/format_rate']:.3f}", flush=True)
     final = save_pretrained(model, tokenizer, run_dir / "final")
+    if critic is not None:  # an HF token-classification folder: AutoModelForTokenClassification reads it
+        save_pretrained(critic.model, tokenizer, run_dir / "critic")
     logger.close()
     plot_run(run_dir)
     return final
@@ -333,11 +499,11 @@ def rollout_metrics(drawn: list[Rollout], rollouts: list[Rollout], g: int) -> di
     out: dict[str, float] = {}
     rew = torch.tensor([r.reward for r in rollouts])
     out["reward/mean"], out["reward/std"] = float(rew.mean()), float(rew.std()) if len(rew) > 1 else 0.0
-    for name in rollouts[0].rewards:
-        x = torch.tensor([r.rewards[name] for r in rollouts])
+    for name in dict.fromkeys(k for r in rollouts for k in r.rewards):  # each over the rollouts it applies to
+        x = torch.tensor([r.rewards[name] for r in rollouts if name in r.rewards])
         out[f"reward/{name}/mean"], out[f"reward/{name}/std"] = float(x.mean()), float(x.std()) if len(x) > 1 else 0.0
     groups = [torch.tensor([r.reward for r in drawn[i : i + g]]) for i in range(0, len(drawn), g)]
-    out["groups/zero_std_frac"] = sum(float(x.std() == 0) for x in groups) / len(groups)
+    out["groups/zero_std_frac"] = sum(float(len(x) > 1 and bool(x.std() == 0)) for x in groups) / len(groups)
     lens = torch.tensor([len(r.completion.token_ids) for r in rollouts], dtype=torch.float)
     out["response/len_mean"], out["response/len_max"] = float(lens.mean()), float(lens.max())
     out["response/truncated_frac"] = sum(r.completion.finish_reason == "length" for r in rollouts) / len(rollouts)

@@ -1,0 +1,139 @@
+"""PPO's value model: the policy's initial weights with a scalar head, and its per-token values.
+
+The critic is a separate model (not a head on the policy), so the value loss never pulls on the
+policy's weights and the two get their own learning rates: an HF `...ForTokenClassification` with
+`num_labels = 1`, loaded from the same folder as the policy, its head zeroed so every value starts
+at 0 (the advantages of the first steps are then the discounted rewards, whitened). Saved, it is a
+plain HF folder that `AutoModelForTokenClassification.from_pretrained` reads.
+
+Alignment, the same as the log-probs of thinkrl.train.forward: values[b, t] = V(s_t) with
+s_t = prompt + completion[:t], read from the hidden state at the position whose logits predict
+completion token t (the prompt's last token for t = 0).
+
+`detach_prompt` has the policy's meaning: the prompt minus its last token is encoded once per
+distinct prompt without gradient (through the HF KV cache, so any architecture works), and the
+completion attends to those cached keys and values. The values are exactly the full forward's; the
+gradient leaves out the paths through the prompt's own keys and values, which on a CPU roughly
+halves the critic's cost as it does the policy's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+from thinkrl.engine.runner import pad, positions_from_mask
+from thinkrl.errors import UserError
+from thinkrl.models import resolve_model
+
+WEIGHTS_FILE = "critic.safetensors"  # the critic's weights inside a checkpoint folder
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """The load report lists the new head as 'missing', which here is the point: keep it out of the log."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def value_head(critic) -> torch.nn.Linear:
+    """The [hidden -> 1] head of a token-classification model (`score` in the llama/qwen family)."""
+    head = getattr(critic, "score", None) or getattr(critic, "classifier", None)
+    if not isinstance(head, torch.nn.Linear):
+        raise UserError(f"{type(critic).__name__} has no linear value head (score / classifier)")
+    return head
+
+
+def load_critic(name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """A value model from a causal-LM folder or embedded name: its transformer plus a zeroed scalar head."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    folder = resolve_model(str(name_or_path))
+    try:
+        config = AutoConfig.from_pretrained(folder, num_labels=1)
+        config.classifier_dropout = 0.0  # a value regression, not a classifier to regularise
+        with _quiet_transformers():
+            critic = AutoModelForTokenClassification.from_pretrained(folder, config=config, dtype=dtype)
+    except ValueError as e:
+        raise UserError(f"model folder {folder}: transformers has no token-classification (value) model for it "
+                        f"({str(e).splitlines()[0]}); algo.algorithm = 'ppo' needs one") from e
+    head = value_head(critic)
+    with torch.no_grad():
+        head.weight.zero_()
+        if head.bias is not None:
+            head.bias.zero_()
+    return critic.to(device)
+
+
+def completion_values(critic, prompts: list[list[int]], prompt_of_row: list[int], completions: list[list[int]], *,
+                      detach_prompt: bool = False, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values [B, T] fp32, mask [B, T] float) of each row's completion given prompts[prompt_of_row[r]].
+
+    T is the longest completion; see the module docstring for the alignment and `detach_prompt`.
+    """
+    if detach_prompt and max(len(p) for p in prompts) > 1:
+        h, mask = _detached_prompt_states(critic, prompts, prompt_of_row, completions, pad_id)
+    else:
+        h, mask = _full_states(critic, prompts, prompt_of_row, completions, pad_id)
+    return value_head(critic)(h).squeeze(-1).float(), mask
+
+
+def _full_states(critic, prompts, prompt_of_row, completions, pad_id):
+    """Hidden states [B, Tc, H] predicting each completion token: one forward over [prompt | completion]."""
+    dev = next(critic.parameters()).device
+    p_ids, p_mask = pad([prompts[i] for i in prompt_of_row], pad_id, left=True)  # [B, Tp]
+    c_ids, c_mask = pad(completions, pad_id, left=False)  # [B, Tc]
+    attn = torch.cat([p_mask, c_mask], 1).to(dev)
+    out = critic.base_model(input_ids=torch.cat([p_ids, c_ids], 1).to(dev), attention_mask=attn.long(),
+                            position_ids=positions_from_mask(attn), use_cache=False)
+    tp, tc = p_ids.shape[1], c_ids.shape[1]
+    return out.last_hidden_state[:, tp - 1 : tp - 1 + tc], c_mask.to(dev).float()
+
+
+def _detached_prompt_states(critic, prompts, prompt_of_row, completions, pad_id):
+    """The same states with each distinct prompt's head (all but its last token) cached without gradient."""
+    dev = next(critic.parameters()).device
+    base = critic.base_model
+    rows = torch.tensor(prompt_of_row, device=dev)
+    pre_ids, pre_mask = pad([p[:-1] for p in prompts], pad_id, left=True)  # [P, Tp - 1]
+    pre_ids, pre_mask = pre_ids.to(dev), pre_mask.to(dev)
+    with torch.no_grad():
+        cache = base(input_ids=pre_ids, attention_mask=pre_mask.long(), position_ids=positions_from_mask(pre_mask),
+                     use_cache=True).past_key_values
+    cache.reorder_cache(rows)  # one cache row per completion: [P, ...] -> [B, ...]
+    # inputs: [last prompt token, completion[:-1]]; position j holds state s_j
+    inputs = [[prompts[p][-1]] + c[:-1] for p, c in zip(prompt_of_row, completions)]
+    x_ids, x_mask = pad(inputs, pad_id, left=False)
+    x_ids, x_mask = x_ids.to(dev), x_mask.to(dev)
+    start = torch.tensor([len(prompts[p]) - 1 for p in prompt_of_row], device=dev)
+    positions = start[:, None] + torch.arange(x_ids.shape[1], device=dev)[None]
+    attn = torch.cat([pre_mask[rows], x_mask], 1)
+    out = base(input_ids=x_ids, attention_mask=attn.long(), position_ids=positions, past_key_values=cache, use_cache=True)
+    lengths = torch.tensor([len(c) for c in completions], device=dev)
+    mask = torch.arange(x_ids.shape[1], device=dev)[None] < lengths[:, None]  # an empty completion has no state
+    return out.last_hidden_state, mask.float()
+
+
+def save_critic_weights(critic, folder: Path) -> None:
+    """The critic's weights as one safetensors file in `folder` (a checkpoint's temp folder)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous() for k, v in critic.state_dict().items()}, str(Path(folder) / WEIGHTS_FILE))
+
+
+def load_critic_weights(critic, folder: Path) -> None:
+    from safetensors.torch import load_file
+
+    path = Path(folder) / WEIGHTS_FILE
+    if not path.is_file():
+        raise UserError(f"checkpoint {folder} has no {WEIGHTS_FILE}: it was not written by a run with algo.algorithm = 'ppo'")
+    critic.load_state_dict(load_file(str(path), device=str(next(critic.parameters()).device)))

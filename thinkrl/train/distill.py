@@ -1,0 +1,95 @@
+"""`thinkrl distill`: a student learns from a teacher's correct reasoning traces (DeepSeek-R1 distillation).
+
+Three steps, each an existing stage: rejection-sample the teacher (`thinkrl sample`: correct,
+formatted, readable, deduplicated), SFT the student on those traces (`thinkrl sft`, optionally
+with a token-level KL to the teacher when both share a tokenizer), and evaluate teacher, student
+before and student after on the same held-out problems. The student can be made smaller than its
+base by keeping `student_layers` evenly spaced decoder layers (`shrink`), the way a small model is
+carved out of a larger one without a separate pretraining.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from thinkrl.config import DistillConfig, RLEvalConfig, ModelConfig, save as save_config
+from thinkrl.errors import UserError
+from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
+from thinkrl.tasks import TaskConfig, get_task
+
+
+def keep_indices(total: int, keep: int) -> list[int]:
+    """`keep` evenly spaced layer indices of `total`, always the first and the last."""
+    if not 1 <= keep <= total:
+        raise UserError(f"student_layers must be between 1 and the model's {total} layers, got {keep}")
+    if keep == 1:
+        return [0]
+    return sorted({round(i * (total - 1) / (keep - 1)) for i in range(keep)})
+
+
+def shrink(model, keep: int):
+    """The model with only `keep` evenly spaced decoder layers (in place); a plain HF model still."""
+    layers = model.model.layers
+    idx = keep_indices(len(layers), keep)
+    model.model.layers = torch.nn.ModuleList([layers[i] for i in idx])
+    for new, layer in enumerate(model.model.layers):
+        layer.self_attn.layer_idx = new  # the KV cache is indexed by it
+    model.config.num_hidden_layers = len(idx)
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = [model.config.layer_types[i] for i in idx]
+    return model
+
+
+def heldout_eval(model_name: str | Path, mc: ModelConfig, task_cfg: TaskConfig, ev: RLEvalConfig, seed: int) -> dict:
+    """`thinkrl eval`'s metrics for one model on the task's held-out problems (ev.limit of them)."""
+    from thinkrl.engine import Engine
+    from thinkrl.evaluate import run_eval
+
+    task = get_task(task_cfg)
+    problems = task.problems("eval")[: ev.limit or None]
+    device, dtype = device_and_dtype(mc.device, mc.dtype)
+    model, tok = load_model(model_name, device=device, dtype=dtype)
+    engine = Engine(model, tok, eos_token_ids(model, tok), max_batch=ev.batch_size)
+    metrics, _ = run_eval(engine, task, problems, template=task_cfg.template, shots=task_cfg.shots, params=ev.sampling,
+                          samples=ev.samples, batch_size=ev.batch_size, seed=seed)
+    return {k: metrics[k] for k in ("n", "pass@1", "format_rate", "mean_response_tokens", "truncated_rate")}
+
+
+def distill(cfg: DistillConfig) -> tuple[Path, dict]:
+    """Run the three steps; returns (the student's final folder, the report)."""
+    from thinkrl.train import sft as sft_mod
+    from thinkrl.train.sample import sample
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.toml")
+    if cfg.data:
+        data = Path(cfg.data)
+        if not data.is_file():
+            raise UserError(f"data {data} not found (key data)")
+    else:
+        data, stats = sample(dataclasses.replace(cfg.sample, model=cfg.teacher, out=str(out / "teacher_data.jsonl")))
+        print(f"teacher traces: kept {stats['kept']} of {stats['samples']} ({stats['verdicts']})", flush=True)
+
+    student = cfg.student.name
+    if cfg.student_layers:
+        model, tok = load_model(student)
+        before = len(model.model.layers)
+        student = str(save_pretrained(shrink(model, cfg.student_layers), tok, out / "student_init"))
+        print(f"student: {cfg.student_layers} of {before} layers of {cfg.student.name} -> {student}", flush=True)
+    sft_cfg = dataclasses.replace(
+        cfg.sft, model=dataclasses.replace(cfg.student, name=student), data=str(data), out_dir=str(out / "student"),
+        teacher=cfg.teacher.name if cfg.sft.kl_coef else cfg.sft.teacher,
+    )
+    final = sft_mod.train(sft_cfg)
+
+    report = {"teacher": cfg.teacher.name, "student_init": student, "student_final": str(final), "data": str(data)}
+    for name, path in (("teacher", cfg.teacher.name), ("student_before", student), ("student_after", final)):
+        report[name + "_eval"] = heldout_eval(path, cfg.student, cfg.sample.task, cfg.eval, cfg.seed)
+        print(f"{name}: held-out accuracy {report[name + '_eval']['pass@1']:.3f}", flush=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return final, report

@@ -1,0 +1,112 @@
+"""`thinkrl sample`: draw k completions per prompt, keep the good ones, write SFT-ready chat JSONL.
+
+R1's cold-start data and its rejection-sampling step are the same operation on different models:
+sample the prompts of a task's train split, judge every completion (the task's verifier, the
+template's format, language consistency of the reasoning), drop duplicates and write the
+accepted ones as `{"messages": [...]}` lines that `thinkrl sft` reads. The written prompt is the
+one `thinkrl rl` and `thinkrl eval` give a model (same template), with `data_shots` worked
+examples (default none: the data teaches the format, so the trained model needs no priming).
+A `<name>.stats.json` beside the data says how many were drawn, accepted, rejected and why, and
+the lengths of what was kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from thinkrl.config import SampleConfig, save as save_config
+from thinkrl.errors import UserError
+from thinkrl.evaluate import Scored, run_eval
+from thinkrl.prompts import build_messages
+from thinkrl.rewards.language import language_share, reasoning_part
+from thinkrl.tasks import get_task
+
+
+def verdict(s: Scored, cfg: SampleConfig) -> str:
+    """'ok' or the first reason the completion is rejected."""
+    if s.completion.finish_reason == "length":
+        return "truncated"
+    if cfg.require_format and not s.formatted:
+        return "format"
+    if cfg.require_correct and not s.correct:
+        return "incorrect"
+    if cfg.min_language and language_share(reasoning_part(s.completion.text), cfg.language_target) < cfg.min_language:
+        return "language"
+    return "ok"
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split())
+
+
+def select(group: list[Scored], cfg: SampleConfig) -> tuple[list[Scored], Counter]:
+    """The completions of one prompt to keep, and a count of each verdict (duplicates included)."""
+    reasons: Counter = Counter()
+    accepted, seen = [], set()
+    for s in group:
+        v = verdict(s, cfg)
+        if v == "ok" and _normal(s.completion.text) in seen:
+            v = "duplicate"
+        reasons[v] += 1
+        if v == "ok":
+            seen.add(_normal(s.completion.text))
+            accepted.append(s)
+    if cfg.prefer == "shortest":
+        accepted.sort(key=lambda s: len(s.completion.token_ids))
+    return (accepted[: cfg.keep] if cfg.keep else accepted), reasons
+
+
+def _quantiles(xs: list[int]) -> dict:
+    if not xs:
+        return {}
+    xs = sorted(xs)
+    return {"mean": sum(xs) / len(xs), "min": xs[0], "p50": xs[len(xs) // 2], "p90": xs[int(len(xs) * 0.9)], "max": xs[-1]}
+
+
+def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
+    """Run the sampling and write the data and its statistics; returns (data path, stats)."""
+    from thinkrl.cli import _engine
+
+    if cfg.min_language:
+        language_share("", cfg.language_target)  # an unknown language fails before any sampling
+    task = get_task(cfg.task)
+    problems = task.problems(cfg.split)[: cfg.limit or None]
+    if not problems:
+        raise UserError(f"task '{cfg.task.name}' split '{cfg.split}' has no problems")
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    engine = engine or _engine(cfg.model, cfg.batch_size)
+    metrics, scored = run_eval(engine, task, problems, template=cfg.task.template, shots=cfg.task.shots,
+                               params=cfg.sampling, samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed,
+                               on_batch=on_batch)
+    reasons: Counter = Counter()
+    kept_per_prompt: Counter = Counter()
+    lengths: list[int] = []
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for i, p in enumerate(problems):
+            keep, why = select(scored[i * cfg.samples : (i + 1) * cfg.samples], cfg)
+            reasons.update(why)
+            kept_per_prompt[len(keep)] += 1
+            prompt = build_messages(p, task, cfg.task.template, cfg.data_shots)
+            for s in keep:
+                lengths.append(len(s.completion.token_ids))
+                row = {"messages": prompt + [{"role": "assistant", "content": s.completion.text.strip()}],
+                       "id": p.id, "reference": p.answer, "tokens": len(s.completion.token_ids)}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out)  # the data appears whole or not at all
+    stats = {
+        "model": cfg.model.name, "task": cfg.task.name, "split": cfg.split, "prompts": len(problems),
+        "samples": len(scored), "kept": len(lengths), "verdicts": dict(reasons),
+        "prompts_by_kept": {str(k): v for k, v in sorted(kept_per_prompt.items())},
+        "kept_tokens": _quantiles(lengths), "sampled": {k: metrics[k] for k in ("pass@1", "format_rate", "mean_response_tokens")},
+        "seconds": metrics["seconds"],
+    }
+    out.with_name(out.stem + ".stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    save_config(cfg, out.with_name(out.stem + ".config.toml"))
+    return out, stats

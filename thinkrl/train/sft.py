@@ -1,0 +1,292 @@
+"""`thinkrl sft`: supervised fine-tuning on chat JSONL, loss on the assistant's tokens only.
+
+R1 uses it twice: the cold start (a few thousand readable long chains of thought before reasoning
+RL) and the SFT on rejection-sampled data after it; `thinkrl distill` uses it to train a student
+on a teacher's correct traces, optionally with a token-level KL to the teacher.
+
+Data: one `{"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}` per line.
+Each conversation goes through the tokenizer's chat template; a token carries loss when it lies in
+an assistant turn (its content and the end-of-turn token that teaches the model to stop).
+Batches are length-bucketed (examples of similar length together, so little compute is spent on
+padding) and the order is a function of (seed, epoch), so a resumed run sees the same batches.
+The sum of token losses of a batch is divided by the batch's assistant-token count: every
+assistant token weighs the same, whatever micro-batch it falls in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from thinkrl.algos.sft import distill_kl, sft_loss
+from thinkrl.config import SFTConfig, save as save_config
+from thinkrl.errors import UserError
+from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
+from thinkrl.report import plot_run
+from thinkrl.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from thinkrl.train.forward import completion_logits, token_logprobs
+from thinkrl.train.logger import RunLogger
+from thinkrl.train.rl import lr_lambda
+
+ROLES = ("system", "user", "assistant")
+BUCKET = 16  # batches per length bucket: sort within 16 batches' worth of examples
+
+
+@dataclass
+class Example:
+    """One tokenized conversation, split at its first assistant token.
+
+    prompt: the tokens before it (no loss, can be encoded without gradient); completion: the
+    rest; mask: 1 on completion tokens inside assistant turns (0 on later user turns)."""
+
+    prompt: list[int]
+    completion: list[int]
+    mask: list[float]
+
+    def __len__(self) -> int:
+        return len(self.prompt) + len(self.completion)
+
+
+# ---------------------------------------------------------------- data
+
+
+def read_chat_jsonl(path: str | Path) -> list[list[dict]]:
+    """Conversations from a chat JSONL file; a bad line is a UserError naming file:line and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file {path} not found")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{where}: not valid JSON ({e.msg})") from None
+            messages = row.get("messages") if isinstance(row, dict) else None
+            if not isinstance(messages, list) or not messages:
+                raise UserError(f"{where}: key 'messages' must be a non-empty list of {{role, content}}")
+            for i, m in enumerate(messages):
+                if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                    raise UserError(f"{where}: messages[{i}] needs 'role' in {', '.join(ROLES)} and a string 'content'")
+            if not any(m["role"] == "assistant" for m in messages):
+                raise UserError(f"{where}: no assistant turn, so nothing to learn from this line")
+            out.append([{"role": m["role"], "content": m["content"]} for m in messages])
+    if not out:
+        raise UserError(f"data file {path} holds no conversations")
+    return out
+
+
+def _encode(tokenizer, messages: list[dict], open_turn: bool) -> list[int]:
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=open_turn, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def tokenize(tokenizer, messages: list[dict]) -> Example:
+    """Token ids of a conversation and its assistant-token mask, through the chat template.
+
+    An assistant turn's tokens are those between the template's opened assistant turn
+    (add_generation_prompt) and the end of that turn, so the prompt seen here is exactly the one
+    `thinkrl rl` and `thinkrl eval` give the model."""
+    ids = _encode(tokenizer, messages, open_turn=False)
+    mask = [0.0] * len(ids)
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start = len(_encode(tokenizer, messages[:i], open_turn=True))
+        upto = _encode(tokenizer, messages[: i + 1], open_turn=False)
+        if ids[: len(upto)] != upto or start > len(upto):
+            raise UserError("the tokenizer's chat template does not render a conversation as the sum of its turns; "
+                            "assistant tokens cannot be located")
+        mask[start : len(upto)] = [1.0] * (len(upto) - start)
+    first = mask.index(1.0)
+    return Example(ids[:first], ids[first:], mask[first:])
+
+
+def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """(train, held-out): a seeded share of the examples, at least one when fraction > 0."""
+    if fraction <= 0 or len(examples) < 2:
+        return examples, []
+    order = list(range(len(examples)))
+    random.Random(f"{seed}-sft-split").shuffle(order)
+    n_eval = max(1, int(len(examples) * fraction))
+    held = set(order[:n_eval])
+    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Length-bucketed batches of one epoch: shuffle, sort within buckets of BUCKET batches,
+    cut into batches, shuffle the batches. A function of (seed, epoch) only."""
+    rng = random.Random(f"{seed}-sft-epoch-{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    span = batch_size * BUCKET
+    batches = []
+    for start in range(0, len(order), span):
+        bucket = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches += [bucket[i : i + batch_size] for i in range(0, len(bucket), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+# ---------------------------------------------------------------- the loss of one micro-batch
+
+
+def batch_loss(model, examples: list[Example], *, normalizer: float, detach_prompt: bool, pad_id: int,
+               teacher=None, kl_coef: float = 0.0, kl_temperature: float = 1.0):
+    """Cross-entropy on the assistant tokens (+ kl_coef x KL to the teacher); returns (loss, metrics)."""
+    prompts = [e.prompt for e in examples]
+    completions = [e.completion for e in examples]
+    logits, targets, pad_mask = completion_logits(model, prompts, list(range(len(examples))), completions,
+                                                  detach_prompt=detach_prompt, pad_id=pad_id)
+    mask = torch.zeros_like(pad_mask)
+    for r, e in enumerate(examples):
+        mask[r, : len(e.mask)] = torch.tensor(e.mask, device=mask.device)
+    logp, _ = token_logprobs(logits, targets, 1.0, with_entropy=False)
+    loss, metrics = sft_loss(logp, mask, normalizer)
+    if teacher is not None and kl_coef:
+        with torch.no_grad():
+            t_logits, _, _ = completion_logits(teacher, prompts, list(range(len(examples))), completions,
+                                               detach_prompt=detach_prompt, pad_id=pad_id)
+        kl, m_kl = distill_kl(logits, t_logits, mask, kl_temperature, normalizer)
+        loss = loss + kl_coef * kl
+        metrics.update(m_kl)
+    return loss, metrics
+
+
+@torch.no_grad()
+def heldout_loss(model, examples: list[Example], micro: int, detach_prompt: bool, pad_id: int) -> float:
+    """Mean NLL per assistant token on held-out examples."""
+    model.eval()
+    total, tokens = 0.0, 0.0
+    for i in range(0, len(examples), micro):
+        part = examples[i : i + micro]
+        _, m = batch_loss(model, part, normalizer=1.0, detach_prompt=detach_prompt, pad_id=pad_id)
+        total += m["nll"] * m["tokens"]
+        tokens += m["tokens"]
+    return total / max(tokens, 1.0)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
+    from tqdm import tqdm
+
+    from thinkrl.engine import Engine
+    from thinkrl.tasks import get_task
+    from thinkrl.train.rl import evaluate_heldout
+
+    if not cfg.data:
+        raise UserError("no training data: set data = \"path/to/chat.jsonl\" (or --data)")
+    if cfg.kl_coef and not cfg.teacher:
+        raise UserError("kl_coef > 0 needs a teacher model: set teacher = \"path/to/model\"")
+    run_dir = Path(cfg.out_dir)
+    ckpt = latest_checkpoint(run_dir) if cfg.resume else None
+    if cfg.resume and ckpt is None:
+        raise UserError(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}")
+    if not cfg.resume and (run_dir / "metrics.jsonl").exists():
+        raise UserError(f"out_dir {run_dir} already holds a run: pass --resume to continue it, or set out_dir elsewhere")
+    conversations = read_chat_jsonl(cfg.data)
+    task = get_task(cfg.task) if cfg.eval.limit else None
+    eval_problems = task.problems("eval")[: cfg.eval.limit] if task else []
+
+    device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
+    model, tokenizer = load_model(ckpt if ckpt else cfg.model.name, device=device, dtype=dtype)
+    teacher = None
+    if cfg.teacher and cfg.kl_coef:
+        teacher = load_model(cfg.teacher, device=device, dtype=dtype)[0].requires_grad_(False)
+        if teacher.get_output_embeddings().weight.shape[0] != model.get_output_embeddings().weight.shape[0]:
+            raise UserError(f"teacher {cfg.teacher} and student {cfg.model.name} have different vocabularies: "
+                            "token-level KL needs one tokenizer (set kl_coef = 0 to train on the traces alone)")
+    examples = [tokenize(tokenizer, m) for m in conversations]
+    too_long = sum(len(e) > cfg.max_len for e in examples)
+    examples = [e for e in examples if len(e) <= cfg.max_len]
+    if not examples:
+        raise UserError(f"every example in {cfg.data} is longer than max_len = {cfg.max_len} tokens")
+    train_set, held_out = split_examples(examples, cfg.eval_fraction, cfg.seed)
+    lengths = [len(e) for e in train_set]
+    per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total = cfg.steps or cfg.epochs * per_epoch
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    torch.manual_seed(cfg.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                                  weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+    step = 0
+    if ckpt:
+        saved = load_trainer_state(ckpt)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+        step = saved["step"]
+        print(f"resuming from {ckpt} (step {step})", flush=True)
+    logger = RunLogger(run_dir, resume_step=step if ckpt else None)
+    save_config(cfg, run_dir / "config.toml")
+    print(f"sft: {len(train_set)} train / {len(held_out)} held-out examples ({too_long} longer than max_len left out), "
+          f"{total} steps of {cfg.batch_size}", flush=True)
+    engine = Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.eval.batch_size) if task else None
+
+    def evaluate(at: int) -> None:
+        out = {}
+        if held_out:
+            out["eval/loss"] = heldout_loss(model, held_out, cfg.micro_batch_size, cfg.detach_prompt, pad_id)
+        if out:
+            logger.log(at, out)
+        if engine is not None and eval_problems:
+            out.update(evaluate_heldout(cfg, engine, task, eval_problems, at, logger))
+        if out:
+            print(f"step {at}: " + ", ".join(f"{k} {v:.4f}" for k, v in out.items() if k != "eval/seconds"), flush=True)
+
+    if step == 0:
+        evaluate(0)
+    bar = tqdm(range(step, total), initial=step, total=total, desc="sft", disable=not show_progress, dynamic_ncols=True)
+    for step in bar:
+        t0 = time.perf_counter()
+        epoch, i = divmod(step, per_epoch)
+        batch = [train_set[j] for j in epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch)[i]]
+        normalizer = float(max(sum(sum(e.mask) for e in batch), 1.0))
+        model.train()
+        sums: dict[str, float] = {}
+        for start in range(0, len(batch), cfg.micro_batch_size):
+            loss, m = batch_loss(model, batch[start : start + cfg.micro_batch_size], normalizer=normalizer,
+                                 detach_prompt=cfg.detach_prompt, pad_id=pad_id, teacher=teacher,
+                                 kl_coef=cfg.kl_coef, kl_temperature=cfg.kl_temperature)
+            loss.backward()
+            for k, v in m.items():  # token-weighted means over the batch
+                sums[k] = sums.get(k, 0.0) + (v if k == "tokens" else v * m["tokens"])
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
+        skipped = not torch.isfinite(grad_norm)
+        if not skipped:
+            optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens = sums.pop("tokens")
+        metrics = {f"train/{k}": v / max(tokens, 1.0) for k, v in sums.items()}
+        metrics.update({"train/tokens": tokens, "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0],
+                        "skipped_updates": float(skipped), "epoch": epoch + i / per_epoch,
+                        "time/step": time.perf_counter() - t0})
+        logger.log(step + 1, metrics)
+        bar.set_postfix(loss=f"{metrics['train/nll']:.3f}")
+        done = step + 1
+        if cfg.eval.every and done % cfg.eval.every == 0 and done != total:
+            evaluate(done)
+        if (cfg.save_every and done % cfg.save_every == 0) or done == total:
+            save_checkpoint(run_dir, done, model, tokenizer, {"optimizer": optimizer.state_dict(),
+                                                              "scheduler": scheduler.state_dict(), "step": done},
+                            keep=cfg.keep_checkpoints)
+    bar.close()
+    evaluate(total)
+    final = save_pretrained(model, tokenizer, run_dir / "final")
+    logger.close()
+    plot_run(run_dir)
+    return final
