@@ -9,7 +9,7 @@ from thinkrl import config as C
 from thinkrl.engine import Completion, Engine, SamplingParams
 from thinkrl.errors import UserError
 from thinkrl.evaluate import Scored
-from thinkrl.models import eos_token_ids, load_model, save_pretrained, tiny_model
+from thinkrl.models import load_model, save_pretrained, tiny_model
 from thinkrl.tasks.base import Problem
 from thinkrl.train import distill as distill_mod
 from thinkrl.train import pipeline

@@ -69,3 +69,12 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: d
 
 def load_trainer_state(path: Path) -> dict:
     return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def restore(path: Path, optimizer, scheduler) -> dict:
+    """Load a checkpoint's optimizer, scheduler and RNG states in place; returns the whole trainer state."""
+    saved = load_trainer_state(path)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    set_rng_state(saved["rng"])
+    return saved

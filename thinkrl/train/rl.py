@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -41,10 +40,11 @@ from thinkrl.prompts import build_messages
 from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
 from thinkrl.tasks.base import Problem, Task
-from thinkrl.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from thinkrl.train.checkpoint import latest_checkpoint, restore, save_checkpoint
 from thinkrl.train.critic import completion_values, load_critic, load_critic_weights, save_critic_weights
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.logger import RunLogger
+from thinkrl.train.optim import adamw
 
 
 @dataclass
@@ -76,23 +76,6 @@ def problem_at(problems: list[Problem], position: int, seed: int) -> Problem:
 
 def rollout_seed(seed: int, step: int, draw: int, slot: int) -> int:
     return random.Random(f"{seed}-rollout-{step}-{draw}-{slot}").randrange(2**31 - 1)
-
-
-def lr_lambda(cfg, total_steps: int):
-    """Multiplier of the base learning rate after `s` optimizer steps: warm-up, then the schedule."""
-    o = cfg.optim
-
-    def f(s: int) -> float:
-        if s < o.warmup_steps:
-            return (s + 1) / o.warmup_steps
-        if o.schedule == "constant":
-            return 1.0
-        progress = min(1.0, (s - o.warmup_steps) / max(1, total_steps - o.warmup_steps))
-        if o.schedule == "linear":
-            return 1.0 - (1.0 - o.min_lr_ratio) * progress
-        return o.min_lr_ratio + (1.0 - o.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return f
 
 
 # ---------------------------------------------------------------- rollouts and rewards
@@ -391,10 +374,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     critic = None
     if ppo:  # from the initial weights; a resumed run loads the checkpoint's critic weights below
         critic_model = load_critic(cfg.model.name, device=device, dtype=dtype)
-        critic_opt = torch.optim.AdamW(critic_model.parameters(), lr=cfg.optim.critic_lr,
-                                       betas=(cfg.optim.beta1, cfg.optim.beta2), weight_decay=cfg.optim.weight_decay)
         critic_updates = cfg.steps * cfg.algo.epochs * cfg.algo.mini_batches
-        critic = Critic(critic_model, critic_opt, torch.optim.lr_scheduler.LambdaLR(critic_opt, lr_lambda(cfg, critic_updates)))
+        critic = Critic(critic_model, *adamw(critic_model.parameters(), cfg.optim, critic_updates, lr=cfg.optim.critic_lr))
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     engine = Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.rollout_batch)
@@ -402,16 +383,11 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     if cfg.algo.kl_coef:
         ref_model = load_model(cfg.model.name, device=device, dtype=dtype)[0] if ckpt else copy.deepcopy(model)
         ref_model.eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
-                                  weight_decay=cfg.optim.weight_decay)
     total_updates = (cfg.steps - (cfg.algo.critic_warmup_steps if ppo else 0)) * cfg.algo.epochs * cfg.algo.mini_batches
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_updates))
+    optimizer, scheduler = adamw(model.parameters(), cfg.optim, total_updates)
     state = {"step": 0, "position": 0}
     if ckpt:
-        saved = load_trainer_state(ckpt)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
+        saved = restore(ckpt, optimizer, scheduler)
         state = {"step": saved["step"], "position": saved["position"]}
         if critic is not None:
             load_critic_weights(critic.model, ckpt)

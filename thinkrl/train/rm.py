@@ -45,9 +45,10 @@ from thinkrl.config import RMConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, save_pretrained
 from thinkrl.rewards.model import answer_part, conversation, encode_conversation, load_reward_model, sequence_scores
-from thinkrl.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from thinkrl.train.checkpoint import latest_checkpoint, restore, save_checkpoint
 from thinkrl.train.logger import RunLogger
-from thinkrl.train.rl import epoch_order, lr_lambda
+from thinkrl.train.optim import adamw
+from thinkrl.train.rl import epoch_order
 
 ROLES = ("system", "user", "assistant")
 
@@ -191,16 +192,10 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
     per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
     total = cfg.steps or cfg.epochs * per_epoch
     torch.manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
-                                  weight_decay=cfg.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+    optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
     step = 0
     if ckpt:
-        saved = load_trainer_state(ckpt)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
-        step = saved["step"]
+        step = restore(ckpt, optimizer, scheduler)["step"]
         print(f"resuming from {ckpt} (step {step})", flush=True)
     logger = RunLogger(run_dir, resume_step=step if ckpt else None)
     save_config(cfg, run_dir / "config.toml")

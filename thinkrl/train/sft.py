@@ -29,10 +29,10 @@ from thinkrl.config import SFTConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
 from thinkrl.report import plot_run
-from thinkrl.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from thinkrl.train.checkpoint import latest_checkpoint, restore, save_checkpoint
 from thinkrl.train.forward import completion_logits, token_logprobs
 from thinkrl.train.logger import RunLogger
-from thinkrl.train.rl import lr_lambda
+from thinkrl.train.optim import adamw
 
 ROLES = ("system", "user", "assistant")
 BUCKET = 16  # batches per length bucket: sort within 16 batches' worth of examples
@@ -219,16 +219,10 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     torch.manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
-                                  weight_decay=cfg.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+    optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
     step = 0
     if ckpt:
-        saved = load_trainer_state(ckpt)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
-        step = saved["step"]
+        step = restore(ckpt, optimizer, scheduler)["step"]
         print(f"resuming from {ckpt} (step {step})", flush=True)
     logger = RunLogger(run_dir, resume_step=step if ckpt else None)
     save_config(cfg, run_dir / "config.toml")
