@@ -35,7 +35,7 @@ def test_select_filters_dedups_and_prefers_shortest():
     ]
     kept, why = select(group, cfg)
     assert [len(s.completion.token_ids) for s in kept] == [10, 30]
-    assert why == {"ok": 2, "duplicate": 1, "incorrect": 1, "format": 1, "truncated": 1, "language": 1}
+    assert why == {"accepted": 2, "duplicate": 1, "incorrect": 1, "format": 1, "truncated": 1, "language": 1}
     kept, _ = select(group, C.SampleConfig(keep=0, require_correct=False, min_language=0.0))
     assert len(kept) == 4  # every distinct formatted, untruncated one
 

@@ -26,7 +26,7 @@ from thinkrl.tasks import get_task
 
 
 def verdict(s: Scored, cfg: SampleConfig) -> str:
-    """'ok' or the first reason the completion is rejected."""
+    """'accepted' or the first reason the completion is rejected."""
     if s.completion.finish_reason == "length":
         return "truncated"
     if cfg.require_format and not s.formatted:
@@ -35,7 +35,7 @@ def verdict(s: Scored, cfg: SampleConfig) -> str:
         return "incorrect"
     if cfg.min_language and language_share(reasoning_part(s.completion.text), cfg.language_target) < cfg.min_language:
         return "language"
-    return "ok"
+    return "accepted"
 
 
 def _normal(text: str) -> str:
@@ -48,10 +48,10 @@ def select(group: list[Scored], cfg: SampleConfig) -> tuple[list[Scored], Counte
     accepted, seen = [], set()
     for s in group:
         v = verdict(s, cfg)
-        if v == "ok" and _normal(s.completion.text) in seen:
+        if v == "accepted" and _normal(s.completion.text) in seen:
             v = "duplicate"
         reasons[v] += 1
-        if v == "ok":
+        if v == "accepted":
             seen.add(_normal(s.completion.text))
             accepted.append(s)
     if cfg.prefer == "shortest":
