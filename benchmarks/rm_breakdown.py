@@ -1,9 +1,8 @@
 """Held-out pairwise accuracy of a trained reward model split by pair kind (RESULTS.md, issue 4).
 
 Paths are those of the recorded run; both formatted = only correctness differs."""
-import json
 from thinkrl.train.rm import load_pairs, split_pairs
-from thinkrl.rewards.model import load_reward_model, score_conversations, reward_pad_id
+from thinkrl.rewards.model import load_reward_model, score_conversations
 from thinkrl.prompts import split_response
 
 pairs = load_pairs("/work/bench/pref/pairs2.jsonl")
