@@ -43,3 +43,24 @@ def bradley_terry_loss(
         diff = diff - margin.float()
     loss = -F.logsigmoid(diff).sum() / (normalizer if normalizer is not None else chosen.shape[0])
     return loss, pairwise_metrics(chosen, rejected)
+
+
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float = 0.1,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Direct preference optimisation (Rafailov et al. 2023). Inputs: [B] sequence log-probs
+    (sums over the response tokens) of the chosen and rejected answers under the policy and the
+    frozen reference. The implicit reward is beta * (log pi - log ref); the loss is Bradley-Terry
+    on it: -log sigmoid(beta * ((pc - rc) - (pr - rr))), averaged over pairs.
+    Metrics: accuracy and margin of the implicit rewards, and `logratio`, the mean
+    (log pi(rejected) - log pi(chosen)) that training drives down."""
+    chosen = beta * (policy_chosen - ref_chosen)
+    rejected = beta * (policy_rejected - ref_rejected)
+    loss = -F.logsigmoid(chosen - rejected).mean()
+    metrics = pairwise_metrics(chosen, rejected)
+    metrics["logratio"] = float((policy_rejected - policy_chosen).detach().mean())
+    return loss, metrics

@@ -10,6 +10,8 @@ Built in (weights in the recipe's [rewards] table; 0 switches one off):
 - tag_count     0.25 for each of the four tags that appears exactly once (partial credit)
 - overlong      DAPO's soft overlong punishment (0 down to -1 over the last `overlong_buffer` tokens)
 - language      R1's language consistency: share of the reasoning's words in `language_target`
+- length_kimi   Kimi k1.5 length penalty within each prompt's group of samples (tokens, batched)
+- length_cosine cosine length reward: short correct and long wrong answers preferred (`cosine_max_len`)
 - rm            a trained reward model's score (`reward_model = "runs/rm/final"`, `thinkrl rm` trains one),
                 of the final answer (`reward_model_input = "answer"`) or the whole response; batched
 A user's reward: `custom = ["mypkg.rewards:brevity"]` with `custom_weights = [0.5]`; the module is
@@ -31,6 +33,7 @@ from typing import Callable
 
 from thinkrl.errors import UserError
 from thinkrl.prompts import split_response
+from thinkrl.rewards.length import cosine_length_reward, kimi_length_rewards
 
 RewardFn = Callable[[str, str, dict], float]
 
@@ -38,7 +41,7 @@ _SOFT = re.compile(r"<think>.*?</think>.*?<answer>.*?</answer>", re.DOTALL)
 
 
 # every name a problem's `rewards` list may hold, besides the recipe's custom reward names
-BUILTIN = ("accuracy", "format", "format_soft", "tag_count", "overlong", "language", "rm")
+BUILTIN = ("accuracy", "format", "format_soft", "tag_count", "overlong", "language", "length_kimi", "length_cosine", "rm")
 
 
 def accuracy(completion: str, reference: str, info: dict) -> float:
@@ -78,6 +81,9 @@ class RewardConfig:
     overlong_buffer: int = 16  # tokens before max_new_tokens where the overlong penalty starts
     language: float = 0.0  # R1 language consistency of the reasoning (thinkrl.rewards.language)
     language_target: str = "en"  # the language the reasoning should be written in
+    length_kimi: float = 0.0  # Kimi k1.5 length penalty within each prompt's group (thinkrl.rewards.length)
+    length_cosine: float = 0.0  # cosine length reward: short correct and long wrong answers preferred
+    cosine_max_len: int = 0  # tokens at which the cosine reaches its long value; 0 = sampling.max_new_tokens
     custom: list[str] = field(default_factory=list)  # "module:function" rewards of your own
     custom_weights: list[float] = field(default_factory=list)  # one weight per custom reward
     reward_model: str = ""  # folder of a reward model trained by `thinkrl rm`; "" = none
@@ -170,6 +176,22 @@ def score_batch(rewards: list[tuple[str, float, RewardFn]], completions: list[st
     return [(p, sum(w * p[name] for name, w, _ in rewards if name in p)) for p in parts]
 
 
+def _kimi_reward(completions: list[str], references: list[str], infos: list[dict]) -> list[float]:
+    """Kimi k1.5 length reward, batched: the samples of one problem form its group."""
+    groups: dict[str, list[int]] = {}
+    for i, info in enumerate(infos):
+        groups.setdefault(info["problem"].id, []).append(i)
+    out = [0.0] * len(completions)
+    for rows in groups.values():
+        correct = [infos[i]["task"].score(completions[i], infos[i]["problem"]) > 0 for i in rows]
+        for i, v in zip(rows, kimi_length_rewards([infos[i]["tokens"] for i in rows], correct)):
+            out[i] = v
+    return out
+
+
+_kimi_reward.batched = True
+
+
 def build(cfg: RewardConfig, device: str = "cpu", dtype=None) -> list[tuple[str, float, RewardFn]]:
     """(name, weight, fn) for every reward with a non-zero weight; a reward model is loaded on
     `device` in `dtype` (those of the policy; default fp32)."""
@@ -184,6 +206,14 @@ def build(cfg: RewardConfig, device: str = "cpu", dtype=None) -> list[tuple[str,
         out.append(("overlong", cfg.overlong, overlong))
     if cfg.language:
         out.append(("language", cfg.language, _language_reward(cfg.language_target)))
+    if cfg.length_kimi:
+        out.append(("length_kimi", cfg.length_kimi, _kimi_reward))
+    if cfg.length_cosine:
+        def length_cosine(completion: str, reference: str, info: dict) -> float:
+            correct = info["task"].score(completion, info["problem"]) > 0
+            return cosine_length_reward(info["tokens"], cfg.cosine_max_len or info["max_new_tokens"], correct)
+
+        out.append(("length_cosine", cfg.length_cosine, length_cosine))
     for spec, weight in zip(cfg.custom, cfg.custom_weights):
         out.append((spec.split(":")[-1], weight, load_custom(spec)))
     if cfg.reward_model and cfg.reward_model_weight:

@@ -1,0 +1,74 @@
+"""Length rewards and the DPO loss against hand-computed numbers (issue 5's pure functions)."""
+
+import math
+
+import pytest
+import torch
+
+from thinkrl.algos.preference import dpo_loss
+from thinkrl.rewards.length import cosine_length_reward, kimi_length_rewards, l1_exact_reward, l1_max_reward
+
+
+def test_kimi_length_rewards_by_hand():
+    # lengths 10, 20, 30: lambda = 0.5 - (len - 10) / 20 = 0.5, 0.0, -0.5
+    assert kimi_length_rewards([10, 20, 30], [True, True, True]) == [0.5, 0.0, -0.5]
+    # a wrong answer never gains from brevity: min(0, lambda)
+    assert kimi_length_rewards([10, 20, 30], [False, False, False]) == [0.0, 0.0, -0.5]
+    assert kimi_length_rewards([10, 40], [True, False]) == [0.5, -0.5]
+    assert kimi_length_rewards([7, 7, 7], [True, False, True]) == [0.0, 0.0, 0.0]
+
+
+def test_cosine_length_reward_by_hand():
+    # correct: 2.0 at length 0, 1.0 at max_len; halfway: 1.0 + 1.0 * (1 + cos(pi/2)) / 2 = 1.5
+    assert cosine_length_reward(0, 100, True) == pytest.approx(2.0)
+    assert cosine_length_reward(50, 100, True) == pytest.approx(1.5)
+    assert cosine_length_reward(100, 100, True) == pytest.approx(1.0)
+    assert cosine_length_reward(250, 100, True) == pytest.approx(1.0)  # progress clamped at 1
+    # wrong: -10 at 0, 0 at max; a quarter of the way: 0 + (-10) * (1 + cos(pi/4)) / 2 = -8.5355
+    assert cosine_length_reward(25, 100, False) == pytest.approx(-10 * (1 + math.cos(math.pi / 4)) / 2)
+    assert cosine_length_reward(25, 100, False) == pytest.approx(-8.5355, abs=1e-4)
+
+
+def test_l1_rewards_by_hand():
+    assert l1_exact_reward(True, 120, 100, 0.001) == pytest.approx(1 - 0.02)
+    assert l1_exact_reward(False, 80, 100, 0.001) == pytest.approx(-0.02)
+    # max mode: 1 * clip(0.01 * (100 - 80) + 0.5, 0, 1) = clip(0.7) = 0.7
+    assert l1_max_reward(True, 80, 100, 0.01, 0.5) == pytest.approx(0.7)
+    assert l1_max_reward(True, 200, 100, 0.01, 0.5) == 0.0  # clip(-0.5) = 0
+    assert l1_max_reward(True, 10, 100, 0.01, 0.5) == 1.0  # clip(1.4) = 1
+    assert l1_max_reward(False, 80, 100, 0.01, 0.5) == 0.0
+
+
+def test_dpo_loss_by_hand():
+    # implicit rewards: chosen 0.1 * (-10 - -12) = 0.2, rejected 0.1 * (-15 - -14) = -0.1; gap 0.3
+    # loss = -log sigmoid(0.3) = log(1 + e^-0.3) = 0.5544
+    pc, pr = torch.tensor([-10.0], requires_grad=True), torch.tensor([-15.0], requires_grad=True)
+    loss, m = dpo_loss(pc, pr, torch.tensor([-12.0]), torch.tensor([-14.0]), beta=0.1)
+    assert float(loss.detach()) == pytest.approx(math.log(1 + math.exp(-0.3)), abs=1e-6)
+    assert float(loss.detach()) == pytest.approx(0.5544, abs=1e-4)
+    assert m["accuracy"] == 1.0 and m["margin"] == pytest.approx(0.3) and m["logratio"] == pytest.approx(-5.0)
+    loss.backward()
+    # d loss / d pc = -beta * sigmoid(-0.3) = -0.1 * 0.42556: raising the chosen log-prob lowers the loss
+    assert float(pc.grad) == pytest.approx(-0.1 * (1 / (1 + math.exp(0.3))), abs=1e-6)
+    assert float(pr.grad) == pytest.approx(0.1 * (1 / (1 + math.exp(0.3))), abs=1e-6)
+
+
+def test_length_rewards_from_a_recipe_score_groups_on_tokens():
+    from thinkrl.rewards import RewardConfig, build, score_batch
+    from thinkrl.tasks import TaskConfig, get_task
+
+    task = get_task(TaskConfig(name="arithmetic", digits="1,1", ops="+", num_eval=10))
+    p, q = task.problems("train")[:2]
+    right, wrong = f"<answer>{p.answer}</answer>", "<answer>-1</answer>"
+    texts = [right, right, wrong, right]
+    problems = [p, p, p, q]
+    tokens = [10, 30, 20, 5]
+    infos = [{"task": task, "problem": pr, "tokens": n, "finish_reason": "eos", "max_new_tokens": 40}
+             for pr, n in zip(problems, tokens)]
+    rewards = build(RewardConfig(accuracy=0.0, length_kimi=1.0, length_cosine=1.0))
+    parts = [x[0] for x in score_batch(rewards, texts, infos)]
+    # group of p: lengths 10, 30, 20 -> lambda 0.5, -0.5, 0.0; the wrong one gets min(0, 0.0) = 0
+    assert [x["length_kimi"] for x in parts] == [0.5, -0.5, 0.0, 0.0]  # q is a group of one
+    # cosine over max_new_tokens = 40: correct at 10 tokens = 1 + (1 + cos(pi/4)) / 2
+    assert parts[0]["length_cosine"] == pytest.approx(1 + (1 + math.cos(math.pi / 4)) / 2)
+    assert parts[2]["length_cosine"] == pytest.approx(-10 * (1 + math.cos(math.pi / 2)) / 2)
