@@ -223,6 +223,14 @@ def run_pipeline(cfg: C.PipelineConfig, args) -> int:
     return 0
 
 
+def run_dpo(cfg: C.DPOConfig, args) -> int:
+    from thinkrl.train.dpo import train
+
+    final = train(cfg)
+    print(f"final model: {final}")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "rl": Command(
         help="R1-Zero reinforcement learning with the GRPO family and rule-based rewards",
@@ -272,6 +280,16 @@ COMMANDS: dict[str, Command] = {
             "--out-dir": ("out_dir", str, "where the run writes everything"),
         },
         switches={"--resume": ("resume", "continue from the newest checkpoint in out_dir")},
+    ),
+    "dpo": Command(
+        help="direct preference optimisation on chosen/rejected pairs (e.g. shortest correct vs longer: long2short)",
+        config=C.DPOConfig,
+        run=run_dpo,
+        flags={
+            "--model": ("model.name", str, "the starting model (also the reference)"),
+            "--data": ("data", str, "preference JSONL (thinkrl rm's format)"),
+            "--out-dir": ("out_dir", str, "where the run writes everything"),
+        },
     ),
     "distill": Command(
         help="distillation: rejection-sample a teacher's correct traces, SFT a (smaller) student on them",

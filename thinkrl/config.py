@@ -544,3 +544,31 @@ class PipelineConfig:
         order = [PIPELINE_STAGES.index(s) for s in self.stages]
         if order != sorted(order) or len(set(order)) != len(order):
             raise UserError(f"stages must keep the R1 order without repeats: {', '.join(PIPELINE_STAGES)}")
+
+
+@dataclass
+class DPOConfig:
+    """`thinkrl dpo`: direct preference optimisation on chosen/rejected pairs (Kimi's long2short route)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: str = ""  # preference JSONL, the format `thinkrl rm` reads
+    beta: float = 0.1  # strength of the implicit KL to the reference (the starting model)
+    epochs: int = 1
+    steps: int = 0  # optimizer steps; 0 = epochs x (train pairs / batch_size)
+    batch_size: int = 8  # pairs per optimizer step
+    micro_batch_size: int = 4  # pairs per forward/backward
+    max_len: int = 2048  # pairs with a longer conversation are left out, and counted
+    eval_fraction: float = 0.1  # share of the prompts held out (0 = none)
+    detach_prompt: bool = False  # encode the prompt without gradient (CPU)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-6))
+    seed: int = 0
+    out_dir: str = "runs/dpo"
+
+    def __post_init__(self):
+        for key in ("epochs", "batch_size", "micro_batch_size", "max_len"):
+            if getattr(self, key) < 1:
+                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.beta <= 0:
+            raise UserError(f"beta must be > 0, got {self.beta}")
+        if not 0 <= self.eval_fraction < 1:
+            raise UserError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
