@@ -231,6 +231,13 @@ def run_dpo(cfg: C.DPOConfig, args) -> int:
     return 0
 
 
+def run_merge(cfg: C.MergeConfig, args) -> int:
+    from thinkrl.train.merge import merge
+
+    print(f"merged model: {merge(cfg)}")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "rl": Command(
         help="R1-Zero reinforcement learning with the GRPO family and rule-based rewards",
@@ -289,6 +296,16 @@ COMMANDS: dict[str, Command] = {
             "--model": ("model.name", str, "the starting model (also the reference)"),
             "--data": ("data", str, "preference JSONL (thinkrl rm's format)"),
             "--out-dir": ("out_dir", str, "where the run writes everything"),
+        },
+    ),
+    "merge": Command(
+        help="weighted average of checkpoints of one architecture (long2short by merging)",
+        config=C.MergeConfig,
+        run=run_merge,
+        flags={
+            "--models": ("models", str, "comma-separated model folders"),
+            "--weights": ("weights", str, "comma-separated weights summing to 1 (default: equal)"),
+            "--out": ("out", str, "folder to write"),
         },
     ),
     "distill": Command(

@@ -572,3 +572,20 @@ class DPOConfig:
             raise UserError(f"beta must be > 0, got {self.beta}")
         if not 0 <= self.eval_fraction < 1:
             raise UserError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+
+
+@dataclass
+class MergeConfig:
+    """`thinkrl merge`: a weighted average of checkpoints of one architecture (Kimi's long2short merge)."""
+
+    models: list[str] = field(default_factory=list)  # two or more model folders (or embedded names)
+    weights: list[float] = field(default_factory=list)  # one per model, summing to 1; empty = equal weights
+    out: str = "runs/merged"
+    dtype: str = "float32"  # dtype of the merged weights: float32 | bfloat16 | float16
+
+    def __post_init__(self):
+        _choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        if self.weights and len(self.weights) != len(self.models):
+            raise UserError(f"weights has {len(self.weights)} entries for {len(self.models)} models: give one each")
+        if self.weights and abs(sum(self.weights) - 1.0) > 1e-6:
+            raise UserError(f"weights must sum to 1, got {sum(self.weights)}")
