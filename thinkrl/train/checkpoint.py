@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from thinkrl.errors import UserError
 from thinkrl.models import save_pretrained
 
 STATE_FILE = "trainer_state.pt"
@@ -34,6 +35,18 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     dirs = checkpoint_dirs(run_dir)
     return dirs[-1] if dirs else None
+
+
+def checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint a run continues from (None: a fresh run), after the checks every loop needs:
+    --resume needs a complete checkpoint, and a fresh run must not write over an earlier one."""
+    run_dir = Path(run_dir)
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if resume and ckpt is None:
+        raise UserError(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}")
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        raise UserError(f"out_dir {run_dir} already holds a run: pass --resume to continue it, or set out_dir elsewhere")
+    return ckpt
 
 
 def rng_state() -> dict:

@@ -40,7 +40,7 @@ from thinkrl.prompts import build_messages
 from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
 from thinkrl.tasks.base import Problem, Task
-from thinkrl.train.checkpoint import latest_checkpoint, restore, save_checkpoint
+from thinkrl.train.checkpoint import checkpoint_to_resume, restore, save_checkpoint
 from thinkrl.train.critic import completion_values, load_critic, load_critic_weights, save_critic_weights
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.logger import RunLogger
@@ -155,21 +155,15 @@ def _keep(cfg: RLConfig, rollouts: list[Rollout]) -> list[bool]:
     return [not (cfg.algo.mask_truncated and r.completion.finish_reason == "length") for r in rollouts]
 
 
-def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rollouts: list[Rollout],
-           advantages: torch.Tensor, pad_id: int) -> dict:
-    """epochs x mini_batches optimizer steps on one rollout batch; returns averaged metrics.
+def minibatches(cfg: RLConfig, step: int, rollouts: list[Rollout], keep: list[bool], in_row_order: bool = False):
+    """The optimizer steps of one update: (rows, loss normalizer) for each of epochs x mini_batches.
 
-    advantages: [N] one per rollout (the GRPO family) or [N, T] per token (PPO), T >= the longest completion.
-    """
+    Rows are a fresh seeded permutation per epoch, a function of (seed, step), so the policy and
+    the critic see the same mini-batches and a resumed run the same as an uninterrupted one. The
+    normalizer is the mini-batch's trained-token count (token_mean) or its row count."""
     a = cfg.algo
-    dev = next(model.parameters()).device
     n = len(rollouts)
-    keep = _keep(cfg, rollouts)
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
-    sums: dict[str, float] = {}
-    weight = 0.0
-    first = True
-    model.train()
     for _ in range(a.epochs):
         order = torch.randperm(n, generator=gen).tolist()
         for mb in range(a.mini_batches):
@@ -178,46 +172,63 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
                 continue
             tokens = sum(len(rollouts[i].completion.token_ids) for i in rows if keep[i])
             normalizer = float(max(tokens, 1)) if a.aggregation == "token_mean" else float(len(rows))
-            for start in range(0, len(rows), a.micro_batch_size):
-                micro = rows[start : start + a.micro_batch_size]
-                prompts, prompt_of_row, completions = _micro_inputs(rollouts, micro)
-                logp, entropy, mask = completion_logprobs(
-                    model, prompts, prompt_of_row, completions, temperature=cfg.sampling.temperature,
-                    detach_prompt=a.detach_prompt, with_entropy=True, pad_id=pad_id,
-                )
-                old = _pad([rollouts[i].completion.logprobs for i in micro], logp.shape[1], dev)
-                mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
-                ref = None
-                if ref_model is not None:
-                    with torch.no_grad():
-                        ref, _, _ = completion_logprobs(ref_model, prompts, prompt_of_row, completions,
-                                                        temperature=cfg.sampling.temperature, pad_id=pad_id)
-                loss, m = policy_loss(
-                    logp, old, _rows(advantages, micro, logp.shape[1], dev), mask, clip_low=a.clip_low, clip_high=a.clip_high,
-                    dual_clip=a.dual_clip or None, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
-                    normalizer=normalizer, ref_logp=ref, kl_coef=a.kl_coef, kl_estimator=a.kl_estimator,
-                    entropy=entropy if a.entropy_coef else entropy.detach(), entropy_coef=a.entropy_coef,
-                )
-                loss.backward()
-                w = float(mask.sum())
-                if first:  # before any update: training forward vs the engine's sampling log-probs
-                    diff = ((logp.detach() - old).abs() * mask)
-                    m["mismatch/max"] = float(diff.max())
-                    m["mismatch/mean"] = float(diff.sum() / mask.sum().clamp(min=1))
-                    first = False
-                for k, v in m.items():
-                    if k == "pg_loss":
-                        continue
-                    sums[k] = sums.get(k, 0.0) + (v if k.startswith("mismatch") else v * w)
-                weight += w
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-            if torch.isfinite(grad_norm):
-                optimizer.step()
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
-            else:
-                sums["skipped_updates"] = sums.get("skipped_updates", 0.0) + 1
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            yield (sorted(rows) if in_row_order else rows), normalizer
+
+
+def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rollouts: list[Rollout],
+           advantages: torch.Tensor, pad_id: int) -> dict:
+    """epochs x mini_batches optimizer steps on one rollout batch; returns averaged metrics.
+
+    advantages: [N] one per rollout (the GRPO family) or [N, T] per token (PPO), T >= the longest completion.
+    """
+    a = cfg.algo
+    dev = next(model.parameters()).device
+    keep = _keep(cfg, rollouts)
+    sums: dict[str, float] = {}
+    weight = 0.0
+    first = True
+    model.train()
+    for rows, normalizer in minibatches(cfg, step, rollouts, keep):
+        for start in range(0, len(rows), a.micro_batch_size):
+            micro = rows[start : start + a.micro_batch_size]
+            prompts, prompt_of_row, completions = _micro_inputs(rollouts, micro)
+            logp, entropy, mask = completion_logprobs(
+                model, prompts, prompt_of_row, completions, temperature=cfg.sampling.temperature,
+                detach_prompt=a.detach_prompt, with_entropy=True, pad_id=pad_id,
+            )
+            old = _pad([rollouts[i].completion.logprobs for i in micro], logp.shape[1], dev)
+            mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
+            ref = None
+            if ref_model is not None:
+                with torch.no_grad():
+                    ref, _, _ = completion_logprobs(ref_model, prompts, prompt_of_row, completions,
+                                                    temperature=cfg.sampling.temperature, pad_id=pad_id)
+            loss, m = policy_loss(
+                logp, old, _rows(advantages, micro, logp.shape[1], dev), mask, clip_low=a.clip_low, clip_high=a.clip_high,
+                dual_clip=a.dual_clip or None, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
+                normalizer=normalizer, ref_logp=ref, kl_coef=a.kl_coef, kl_estimator=a.kl_estimator,
+                entropy=entropy if a.entropy_coef else entropy.detach(), entropy_coef=a.entropy_coef,
+            )
+            loss.backward()
+            w = float(mask.sum())
+            if first:  # before any update: training forward vs the engine's sampling log-probs
+                diff = ((logp.detach() - old).abs() * mask)
+                m["mismatch/max"] = float(diff.max())
+                m["mismatch/mean"] = float(diff.sum() / mask.sum().clamp(min=1))
+                first = False
+            for k, v in m.items():
+                if k == "pg_loss":
+                    continue
+                sums[k] = sums.get(k, 0.0) + (v if k.startswith("mismatch") else v * w)
+            weight += w
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
+        if torch.isfinite(grad_norm):
+            optimizer.step()
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+        else:
+            sums["skipped_updates"] = sums.get("skipped_updates", 0.0) + 1
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
     updates = a.epochs * a.mini_batches
     out = {k: (v if k.startswith("mismatch") or k == "skipped_updates" else v / max(weight, 1.0)) for k, v in sums.items()}
     out["grad_norm"] = sums.get("grad_norm", 0.0) / updates
@@ -290,44 +301,36 @@ def update_critic(cfg: RLConfig, step: int, critic: Critic, rollouts: list[Rollo
     mini-batches as the policy's update; returns averaged critic/* metrics."""
     a = cfg.algo
     dev = next(critic.model.parameters()).device
-    n = len(rollouts)
     keep = _keep(cfg, rollouts)
-    gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)  # the policy update's mini-batches
     sums: dict[str, float] = {}
     weight, grad_norms, skipped = 0.0, 0.0, 0
     critic.model.train()
-    for _ in range(a.epochs):
-        order = torch.randperm(n, generator=gen).tolist()
-        for mb in range(a.mini_batches):
-            # in row order: rollouts are prompt-major, so a micro-batch holds few distinct prompts to encode
-            rows = sorted(order[mb * n // a.mini_batches : (mb + 1) * n // a.mini_batches])
-            if not rows:
-                continue
-            tokens = sum(len(rollouts[i].completion.token_ids) for i in rows if keep[i])
-            normalizer = float(max(tokens, 1)) if a.aggregation == "token_mean" else float(len(rows))
-            for start in range(0, len(rows), a.micro_batch_size):
-                micro = rows[start : start + a.micro_batch_size]
-                prompts, prompt_of_row, completions = _micro_inputs(rollouts, micro)
-                values, mask = completion_values(critic.model, prompts, prompt_of_row, completions,
-                                                 detach_prompt=a.detach_prompt, pad_id=pad_id)
-                mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
-                width = values.shape[1]
-                loss, m = value_loss(values, _rows(old_values, micro, width, dev), _rows(returns, micro, width, dev), mask,
-                                     clip=a.value_clip, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
-                                     normalizer=normalizer)
-                loss.backward()
-                w = float(mask.sum())
-                for k in ("value_loss", "clip_frac"):
-                    sums[k] = sums.get(k, 0.0) + m[k] * w
-                weight += w
-            grad_norm = torch.nn.utils.clip_grad_norm_(critic.model.parameters(), cfg.optim.grad_clip or float("inf"))
-            if torch.isfinite(grad_norm):
-                critic.optimizer.step()
-                grad_norms += float(grad_norm)
-            else:
-                skipped += 1
-            critic.scheduler.step()
-            critic.optimizer.zero_grad(set_to_none=True)
+    # the policy update's mini-batches, each in row order: rollouts are prompt-major, so a
+    # micro-batch holds few distinct prompts to encode
+    for rows, normalizer in minibatches(cfg, step, rollouts, keep, in_row_order=True):
+        for start in range(0, len(rows), a.micro_batch_size):
+            micro = rows[start : start + a.micro_batch_size]
+            prompts, prompt_of_row, completions = _micro_inputs(rollouts, micro)
+            values, mask = completion_values(critic.model, prompts, prompt_of_row, completions,
+                                             detach_prompt=a.detach_prompt, pad_id=pad_id)
+            mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
+            width = values.shape[1]
+            loss, m = value_loss(values, _rows(old_values, micro, width, dev), _rows(returns, micro, width, dev), mask,
+                                 clip=a.value_clip, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
+                                 normalizer=normalizer)
+            loss.backward()
+            w = float(mask.sum())
+            for k in ("value_loss", "clip_frac"):
+                sums[k] = sums.get(k, 0.0) + m[k] * w
+            weight += w
+        grad_norm = torch.nn.utils.clip_grad_norm_(critic.model.parameters(), cfg.optim.grad_clip or float("inf"))
+        if torch.isfinite(grad_norm):
+            critic.optimizer.step()
+            grad_norms += float(grad_norm)
+        else:
+            skipped += 1
+        critic.scheduler.step()
+        critic.optimizer.zero_grad(set_to_none=True)
     out = {f"critic/{k}": v / max(weight, 1.0) for k, v in sums.items()}
     out["critic/grad_norm"] = grad_norms / (a.epochs * a.mini_batches)
     out["critic/lr"] = critic.scheduler.get_last_lr()[0]
@@ -356,11 +359,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     from tqdm import tqdm
 
     run_dir = Path(cfg.out_dir)
-    ckpt = latest_checkpoint(run_dir) if cfg.resume else None
-    if cfg.resume and ckpt is None:
-        raise UserError(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}")
-    if not cfg.resume and (run_dir / "metrics.jsonl").exists():
-        raise UserError(f"out_dir {run_dir} already holds a run: pass --resume to continue it, or set out_dir elsewhere")
+    ckpt = checkpoint_to_resume(run_dir, cfg.resume)
     task = get_task(cfg.task)
     train_problems = task.problems("train")
     eval_problems = task.problems("eval")[: cfg.eval.limit] if cfg.eval.limit else []

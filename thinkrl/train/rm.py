@@ -45,7 +45,7 @@ from thinkrl.config import RMConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, save_pretrained
 from thinkrl.rewards.model import answer_part, conversation, encode_conversation, load_reward_model, sequence_scores
-from thinkrl.train.checkpoint import latest_checkpoint, restore, save_checkpoint
+from thinkrl.train.checkpoint import checkpoint_to_resume, restore, save_checkpoint
 from thinkrl.train.logger import RunLogger
 from thinkrl.train.optim import adamw
 from thinkrl.train.rl import epoch_order
@@ -174,11 +174,7 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
     if not cfg.data:
         raise UserError("no preference data: set data = \"path/to/pairs.jsonl\" (or --data)")
     run_dir = Path(cfg.out_dir)
-    ckpt = latest_checkpoint(run_dir) if cfg.resume else None
-    if cfg.resume and ckpt is None:
-        raise UserError(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}")
-    if not cfg.resume and (run_dir / "metrics.jsonl").exists():
-        raise UserError(f"out_dir {run_dir} already holds a run: pass --resume to continue it, or set out_dir elsewhere")
+    ckpt = checkpoint_to_resume(run_dir, cfg.resume)
     train_pairs, held_out = split_pairs(load_pairs(cfg.data), cfg.eval_fraction, cfg.seed)
 
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)

@@ -29,7 +29,7 @@ from thinkrl.config import SFTConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
 from thinkrl.report import plot_run
-from thinkrl.train.checkpoint import latest_checkpoint, restore, save_checkpoint
+from thinkrl.train.checkpoint import checkpoint_to_resume, restore, save_checkpoint
 from thinkrl.train.forward import completion_logits, token_logprobs
 from thinkrl.train.logger import RunLogger
 from thinkrl.train.optim import adamw
@@ -190,11 +190,7 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     if cfg.kl_coef and not cfg.teacher:
         raise UserError("kl_coef > 0 needs a teacher model: set teacher = \"path/to/model\"")
     run_dir = Path(cfg.out_dir)
-    ckpt = latest_checkpoint(run_dir) if cfg.resume else None
-    if cfg.resume and ckpt is None:
-        raise UserError(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}")
-    if not cfg.resume and (run_dir / "metrics.jsonl").exists():
-        raise UserError(f"out_dir {run_dir} already holds a run: pass --resume to continue it, or set out_dir elsewhere")
+    ckpt = checkpoint_to_resume(run_dir, cfg.resume)
     conversations = read_chat_jsonl(cfg.data)
     task = get_task(cfg.task) if cfg.eval.limit else None
     eval_problems = task.problems("eval")[: cfg.eval.limit] if task else []
