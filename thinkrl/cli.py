@@ -31,22 +31,13 @@ class Command:
     switches: dict[str, tuple[str, str]] | None = None  # --flag -> (boolean key set to true, help)
 
 
-def _engine(mc: C.ModelConfig, max_batch: int):
-    from thinkrl.engine import Engine
-    from thinkrl.models import device_and_dtype, eos_token_ids, load_model
-
-    device, dtype = device_and_dtype(mc.device, mc.dtype)
-    model, tokenizer = load_model(mc.name, device=device, dtype=dtype)
-    return Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=max_batch)
-
-
 # ---------------------------------------------------------------- eval
 
 
 def run_eval(cfg: C.EvalConfig, args) -> int:
     from tqdm import tqdm
 
-    from thinkrl.evaluate import run_eval as evaluate
+    from thinkrl.evaluate import load_engine, run_eval as evaluate
     from thinkrl.tasks import get_task
 
     task = get_task(cfg.task)
@@ -55,7 +46,7 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
         problems = problems[: cfg.limit]
     if not problems:
         raise UserError(f"task '{cfg.task.name}' split '{cfg.split}' has no problems")
-    engine = _engine(cfg.model, cfg.batch_size)  # a bad model fails here, before anything is written
+    engine = load_engine(cfg.model, cfg.batch_size)  # a bad model fails here, before anything is written
     out = Path(cfg.out) if cfg.out else Path("runs") / f"eval-{_slug(cfg.task.name)}-{time.strftime('%Y%m%d-%H%M%S')}" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     C.save(cfg, out.with_name(out.stem + ".config.toml"))
@@ -134,13 +125,17 @@ def run_generate(cfg: C.GenerateConfig, args) -> int:
         prompt = sys.stdin.read()
     if not prompt.strip():
         raise UserError("generate needs a prompt: thinkrl generate \"What is 17 + 25?\" (or '-' to read stdin)")
-    engine = _engine(cfg.model, 1)
+    from thinkrl.evaluate import load_engine
+
+    engine = load_engine(cfg.model, 1)
     _show(_answer(engine, cfg, [{"role": "user", "content": prompt.strip()}], cfg.seed))
     return 0
 
 
 def run_chat(cfg: C.GenerateConfig, args) -> int:
-    engine = _engine(cfg.model, 1)
+    from thinkrl.evaluate import load_engine
+
+    engine = load_engine(cfg.model, 1)
     history: list[dict] = []
     print(f"thinkrl chat with {cfg.model.name}. /reset clears the conversation, /quit (or Ctrl-D) leaves.")
     turn = 0

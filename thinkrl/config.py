@@ -80,6 +80,13 @@ def _choice(key: str, value: str, choices) -> None:
         raise UserError(f"{key} must be one of {', '.join(choices)}, got '{value}'")
 
 
+def _at_least_one(cfg, keys, section: str = "") -> None:
+    """Each of `keys` on `cfg` must be >= 1 (counts and sizes); the error names the key."""
+    for key in keys:
+        if getattr(cfg, key) < 1:
+            raise UserError(f"{section}{key} must be >= 1, got {getattr(cfg, key)}")
+
+
 @dataclass
 class AlgoConfig:
     """The policy-gradient algorithm: every switch independent (see thinkrl.algos)."""
@@ -119,9 +126,7 @@ class AlgoConfig:
             raise UserError(f"algo.dual_clip must be > 1 (or 0 for off), got {self.dual_clip}")
         if self.clip_low < 0 or self.clip_high < 0:
             raise UserError("algo.clip_low and algo.clip_high must be >= 0")
-        for key in ("max_draws", "epochs", "mini_batches", "micro_batch_size"):
-            if getattr(self, key) < 1:
-                raise UserError(f"algo.{key} must be >= 1, got {getattr(self, key)}")
+        _at_least_one(self, ("max_draws", "epochs", "mini_batches", "micro_batch_size"), "algo.")
         for key in ("gamma", "lam"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise UserError(f"algo.{key} must be in [0, 1], got {getattr(self, key)}")
@@ -190,9 +195,7 @@ class RLConfig:
     resume: bool = False  # continue from the newest checkpoint in out_dir
 
     def __post_init__(self):
-        for key in ("steps", "prompts_per_step", "group_size", "rollout_batch"):
-            if getattr(self, key) < 1:
-                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
+        _at_least_one(self, ("steps", "prompts_per_step", "group_size", "rollout_batch"))
         if self.algo.algorithm == "grpo" and self.group_size < 2 and (self.algo.scale == "group" or self.algo.estimator == "rloo"):
             raise UserError(
                 f"group_size = {self.group_size} cannot have algo.scale = 'group' or algo.estimator = 'rloo' "
@@ -226,9 +229,7 @@ class RMConfig:
     resume: bool = False
 
     def __post_init__(self):
-        for key in ("epochs", "batch_size", "micro_batch_size", "max_len"):
-            if getattr(self, key) < 1:
-                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
+        _at_least_one(self, ("epochs", "batch_size", "micro_batch_size", "max_len"))
         for key in ("steps", "eval_every", "save_every"):
             if getattr(self, key) < 0:
                 raise UserError(f"{key} must be >= 0, got {getattr(self, key)}")
@@ -440,9 +441,7 @@ class SFTConfig:
     resume: bool = False
 
     def __post_init__(self):
-        for key in ("epochs", "batch_size", "micro_batch_size", "max_len"):
-            if getattr(self, key) < 1:
-                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
+        _at_least_one(self, ("epochs", "batch_size", "micro_batch_size", "max_len"))
         if self.steps < 0:
             raise UserError(f"steps must be >= 0 (0 = whole epochs), got {self.steps}")
         if not 0 <= self.eval_fraction < 1:
@@ -477,9 +476,7 @@ class SampleConfig:
 
     def __post_init__(self):
         _choice("prefer", self.prefer, ("first", "shortest"))
-        for key in ("samples", "batch_size"):
-            if getattr(self, key) < 1:
-                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
+        _at_least_one(self, ("samples", "batch_size"))
         if self.keep < 0 or self.limit < 0 or self.data_shots < 0:
             raise UserError("keep, limit and data_shots must be >= 0")
         if not 0 <= self.min_language <= 1:
@@ -565,9 +562,7 @@ class DPOConfig:
     out_dir: str = "runs/dpo"
 
     def __post_init__(self):
-        for key in ("epochs", "batch_size", "micro_batch_size", "max_len"):
-            if getattr(self, key) < 1:
-                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
+        _at_least_one(self, ("epochs", "batch_size", "micro_batch_size", "max_len"))
         if self.beta <= 0:
             raise UserError(f"beta must be > 0, got {self.beta}")
         if not 0 <= self.eval_fraction < 1:

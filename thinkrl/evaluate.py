@@ -50,6 +50,15 @@ class Scored:
     formatted: bool
 
 
+def load_engine(mc, max_batch: int, name: str | None = None) -> Engine:
+    """An Engine over the model a ModelConfig names (or `name`, on mc's device and dtype)."""
+    from thinkrl.models import device_and_dtype, eos_token_ids, load_model
+
+    device, dtype = device_and_dtype(mc.device, mc.dtype)
+    model, tokenizer = load_model(name or mc.name, device=device, dtype=dtype)
+    return Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=max_batch)
+
+
 def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
     """Apply the tokenizer's chat template with the assistant turn opened; returns token ids."""
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

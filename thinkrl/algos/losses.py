@@ -36,6 +36,12 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k3"
     raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
 
 
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean of x [B, T] over the tokens where mask [B, T] is non-zero (0 when there are none): a metric."""
+    m = mask.to(torch.bool)
+    return float((x.float() * m).sum() / m.sum().clamp(min=1).float())
+
+
 def aggregate(token_loss: torch.Tensor, mask: torch.Tensor, aggregation: str, max_len: int | None = None,
               normalizer: float | None = None) -> torch.Tensor:
     """Reduce per-token losses [B, T] under mask [B, T] to a scalar (see module docstring)."""
@@ -98,11 +104,8 @@ def policy_loss(
     loss = aggregate(token_loss, mask, aggregation, max_len, normalizer)
 
     with torch.no_grad():
-        m = mask.to(torch.bool)
-        n = m.sum().clamp(min=1).float()
-
         def mean(x):
-            return float((x.float() * m).sum() / n)
+            return masked_mean(x, mask)
 
         metrics = {
             "clip_frac_low": mean((adv < 0) & (ratio < 1.0 - clip_low)),

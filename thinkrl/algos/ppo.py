@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from thinkrl.algos.losses import aggregate
+from thinkrl.algos.losses import aggregate, masked_mean
 
 WHITEN_EPS = 1e-8
 
@@ -126,11 +126,8 @@ def value_loss(
         token_loss = 0.5 * unclipped
     loss = aggregate(token_loss, mask, aggregation, max_len, normalizer)
     with torch.no_grad():
-        m = mask.to(torch.bool)
-        n = m.sum().clamp(min=1).float()
-
         def mean(x):
-            return float((x.float() * m).sum() / n)
+            return masked_mean(x, mask)
 
         metrics = {
             "value_loss": mean(token_loss),

@@ -18,7 +18,7 @@ import torch
 
 from thinkrl.config import DistillConfig, RLEvalConfig, ModelConfig, save as save_config
 from thinkrl.errors import UserError
-from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
+from thinkrl.models import load_model, save_pretrained
 from thinkrl.tasks import TaskConfig, get_task
 
 
@@ -46,14 +46,11 @@ def shrink(model, keep: int):
 
 def heldout_eval(model_name: str | Path, mc: ModelConfig, task_cfg: TaskConfig, ev: RLEvalConfig, seed: int) -> dict:
     """`thinkrl eval`'s metrics for one model on the task's held-out problems (ev.limit of them)."""
-    from thinkrl.engine import Engine
-    from thinkrl.evaluate import run_eval
+    from thinkrl.evaluate import load_engine, run_eval
 
     task = get_task(task_cfg)
     problems = task.problems("eval")[: ev.limit or None]
-    device, dtype = device_and_dtype(mc.device, mc.dtype)
-    model, tok = load_model(model_name, device=device, dtype=dtype)
-    engine = Engine(model, tok, eos_token_ids(model, tok), max_batch=ev.batch_size)
+    engine = load_engine(mc, ev.batch_size, name=str(model_name))
     metrics, _ = run_eval(engine, task, problems, template=task_cfg.template, shots=task_cfg.shots, params=ev.sampling,
                           samples=ev.samples, batch_size=ev.batch_size, seed=seed)
     return {k: metrics[k] for k in ("n", "pass@1", "format_rate", "mean_response_tokens", "truncated_rate")}

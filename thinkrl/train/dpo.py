@@ -23,21 +23,15 @@ from thinkrl.algos.preference import dpo_loss
 from thinkrl.config import DPOConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, load_model, save_pretrained
-from thinkrl.train.forward import completion_logits, token_logprobs
 from thinkrl.train.logger import RunLogger
 from thinkrl.train.optim import adamw
 from thinkrl.train.rm import load_pairs, split_pairs
-from thinkrl.train.sft import Example, tokenize
+from thinkrl.train.sft import Example, assistant_logprobs, tokenize
 
 
 def sequence_logprobs(model, examples: list[Example], detach_prompt: bool, pad_id: int) -> torch.Tensor:
     """Sum of the log-probs of each example's assistant tokens: [B]."""
-    logits, targets, _ = completion_logits(model, [e.prompt for e in examples], list(range(len(examples))),
-                                           [e.completion for e in examples], detach_prompt=detach_prompt, pad_id=pad_id)
-    logp, _ = token_logprobs(logits, targets, 1.0, with_entropy=False)
-    mask = torch.zeros_like(logp)
-    for r, e in enumerate(examples):
-        mask[r, : len(e.mask)] = torch.tensor(e.mask, device=mask.device)
+    logp, mask, _ = assistant_logprobs(model, examples, detach_prompt, pad_id)
     return (logp * mask).sum(-1)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from thinkrl.config import SampleConfig, save as save_config
 from thinkrl.errors import UserError
-from thinkrl.evaluate import Scored, run_eval
+from thinkrl.evaluate import Scored, load_engine, run_eval
 from thinkrl.prompts import build_messages
 from thinkrl.rewards.language import language_share, reasoning_part
 from thinkrl.tasks import get_task
@@ -68,8 +68,6 @@ def _quantiles(xs: list[int]) -> dict:
 
 def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
     """Run the sampling and write the data and its statistics; returns (data path, stats)."""
-    from thinkrl.cli import _engine
-
     if cfg.min_language:
         language_share("", cfg.language_target)  # an unknown language fails before any sampling
     task = get_task(cfg.task)
@@ -78,7 +76,7 @@ def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
         raise UserError(f"task '{cfg.task.name}' split '{cfg.split}' has no problems")
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    engine = engine or _engine(cfg.model, cfg.batch_size)
+    engine = engine or load_engine(cfg.model, cfg.batch_size)
     metrics, scored = run_eval(engine, task, problems, template=cfg.task.template, shots=cfg.task.shots,
                                params=cfg.sampling, samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed,
                                on_batch=on_batch)

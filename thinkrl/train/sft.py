@@ -140,22 +140,26 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) ->
 # ---------------------------------------------------------------- the loss of one micro-batch
 
 
-def batch_loss(model, examples: list[Example], *, normalizer: float, detach_prompt: bool, pad_id: int,
-               teacher=None, kl_coef: float = 0.0, kl_temperature: float = 1.0):
-    """Cross-entropy on the assistant tokens (+ kl_coef x KL to the teacher); returns (loss, metrics)."""
-    prompts = [e.prompt for e in examples]
-    completions = [e.completion for e in examples]
-    logits, targets, pad_mask = completion_logits(model, prompts, list(range(len(examples))), completions,
-                                                  detach_prompt=detach_prompt, pad_id=pad_id)
+def assistant_logprobs(model, examples: list[Example], detach_prompt: bool, pad_id: int):
+    """(logp [B, T] of each completion token, mask [B, T] of the assistant's tokens, logits [B, T, V])."""
+    logits, targets, pad_mask = completion_logits(model, [e.prompt for e in examples], list(range(len(examples))),
+                                                  [e.completion for e in examples], detach_prompt=detach_prompt, pad_id=pad_id)
     mask = torch.zeros_like(pad_mask)
     for r, e in enumerate(examples):
         mask[r, : len(e.mask)] = torch.tensor(e.mask, device=mask.device)
     logp, _ = token_logprobs(logits, targets, 1.0, with_entropy=False)
+    return logp, mask, logits
+
+
+def batch_loss(model, examples: list[Example], *, normalizer: float, detach_prompt: bool, pad_id: int,
+               teacher=None, kl_coef: float = 0.0, kl_temperature: float = 1.0):
+    """Cross-entropy on the assistant tokens (+ kl_coef x KL to the teacher); returns (loss, metrics)."""
+    logp, mask, logits = assistant_logprobs(model, examples, detach_prompt, pad_id)
     loss, metrics = sft_loss(logp, mask, normalizer)
     if teacher is not None and kl_coef:
         with torch.no_grad():
-            t_logits, _, _ = completion_logits(teacher, prompts, list(range(len(examples))), completions,
-                                               detach_prompt=detach_prompt, pad_id=pad_id)
+            t_logits, _, _ = completion_logits(teacher, [e.prompt for e in examples], list(range(len(examples))),
+                                               [e.completion for e in examples], detach_prompt=detach_prompt, pad_id=pad_id)
         kl, m_kl = distill_kl(logits, t_logits, mask, kl_temperature, normalizer)
         loss = loss + kl_coef * kl
         metrics.update(m_kl)
