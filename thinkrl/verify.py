@@ -20,11 +20,23 @@ Choices (documented because graders differ):
   signs are dropped: "$5", "5 dollars" and "5" are equal.
 - An empty `<answer></answer>` or `\\boxed{}` is no answer (None).
 
-Timeouts: math_verify's own timeout uses `signal.alarm` with whole seconds and fails outside the
-main thread, so we pass it `None` and run the symbolic path under our own `signal.setitimer` timer
-(fractional seconds, one deadline for parsing and comparing both answers). Outside the main thread
-no signal timer is possible: the symbolic path then runs untimed, but only on short inputs
-without factorials, binomials or stacked powers (what could run away); anything else is False.
+Timeouts: every symbolic comparison runs under one deadline (`timeout` seconds, fractional, for
+parsing and comparing both answers), in any thread. math_verify's own timeout uses `signal.alarm`
+with whole seconds and fails outside the main thread, so we pass it `None` and bound it ourselves:
+- Main thread (and no other interval timer running): a `signal.setitimer` timer raises `_Timeout`
+  in the comparison. CPython checks for signals inside long big-integer arithmetic, so this also
+  stops sympy computing `10^{10^{10}}` or `(10^{10})!` in C.
+- Any other thread (or a timer already running): the comparison runs in a helper process
+  (`thinkrl.verify_process`), under the same signal timer in that process's main thread; the
+  caller waits on a pipe at most `timeout` + a small grace and, past it, kills the process and
+  answers False. A thread could not do this: a worker thread cannot be interrupted, and sympy's
+  big-integer arithmetic holds the GIL, so one runaway `10^{10^{10^{10}}}` froze every thread.
+  Both paths run the same sympy code under the same deadline, so the answer does not depend on
+  the calling thread.
+So `math_equal` returns within `timeout` + 0.5 s and never raises (benchmarks/fuzz_verifiers.py
+checks it), except that a thread's first symbolic comparison, and the first after a helper was
+killed, also wait for a helper process to start (about a second; once per process in practice).
+Answers longer than MAX_SYMBOLIC_CHARS never reach sympy at all.
 """
 
 from __future__ import annotations
@@ -36,7 +48,6 @@ import threading
 from fractions import Fraction
 
 MAX_SYMBOLIC_CHARS = 1000  # longer answers are never handed to sympy
-MAX_UNTIMED_SYMBOLIC_CHARS = 200  # outside the main thread (no timer), a tighter limit
 MAX_NORMALISE_CHARS = 10_000  # longer answers are compared as exact strings only
 MAX_NUMBER_CHARS = 400  # longest digit string the fast path turns into a Fraction
 MAX_EXPONENT = 400  # largest |exponent| accepted in scientific notation ("1e400")
@@ -268,15 +279,6 @@ def _can_use_timer() -> bool:
     )
 
 
-# Power towers ("9^9^9", "10^{10^{10}}") and huge exponent literals ("2^{12345}").
-_TOWER = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\w\s*\^|\^\s*\{?\s*[+-]?\d{4,}")
-
-
-def _risky_untimed(s: str) -> bool:
-    """What could run away in sympy with no timer to stop it: factorials, binomials, power towers."""
-    return "!" in s or "binom" in s or "choose" in s or _TOWER.search(s) is not None
-
-
 def _symbolic_equal(pred: str, gold: str) -> bool:
     """math_verify's comparison of the two normalised answers (untimed; callers bound it)."""
     from math_verify import parse, verify  # noqa: PLC0415 - heavy import, only when needed
@@ -289,30 +291,35 @@ def _symbolic_equal(pred: str, gold: str) -> bool:
 
 
 def _symbolic_equal_bounded(pred: str, gold: str, timeout: float) -> bool:
-    """The symbolic comparison under a timer (main thread) or input screens (other threads)."""
+    """The symbolic comparison under a `timeout`-second deadline, in any thread (module docstring)."""
     if len(pred) > MAX_SYMBOLIC_CHARS or len(gold) > MAX_SYMBOLIC_CHARS or timeout <= 0:
         return False
     # math_verify's LaTeX reader misreads Python's "**" ("$10**10**10$" parses as 10); use "^".
     pred, gold = pred.replace("**", "^"), gold.replace("**", "^")
+    if not _can_use_timer():
+        from thinkrl import verify_process  # noqa: PLC0415 - only threads without a timer need it
+
+        return verify_process.symbolic_equal(pred, gold, timeout)
+    return timed_symbolic_equal(pred, gold, timeout)
+
+
+def timed_symbolic_equal(pred: str, gold: str, timeout: float) -> bool:
+    """`_symbolic_equal` under a SIGALRM timer; False on timeout. Main thread only (`_can_use_timer`)."""
     import math_verify  # noqa: F401, PLC0415 - import before the timer starts, never inside it
 
     _quiet_math_verify()
-    if not _can_use_timer():
-        longest = max(len(pred), len(gold))
-        if longest > MAX_UNTIMED_SYMBOLIC_CHARS or _risky_untimed(pred) or _risky_untimed(gold):
-            return False
-        return _symbolic_equal(pred, gold)
     previous = signal.signal(signal.SIGALRM, _raise_timeout)
     try:
-        signal.setitimer(signal.ITIMER_REAL, timeout)
-        return _symbolic_equal(pred, gold)
-    except _Timeout:
-        return False
-    finally:
         try:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+            return _symbolic_equal(pred, gold)
         finally:
-            signal.signal(signal.SIGALRM, previous)
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            finally:
+                signal.signal(signal.SIGALRM, previous)
+    except _Timeout:  # also when the alarm fires in the clean-up, just after the comparison
+        return False
 
 
 def _quiet_math_verify() -> None:
