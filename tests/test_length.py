@@ -72,3 +72,64 @@ def test_length_rewards_from_a_recipe_score_groups_on_tokens():
     # cosine over max_new_tokens = 40: correct at 10 tokens = 1 + (1 + cos(pi/4)) / 2
     assert parts[0]["length_cosine"] == pytest.approx(1 + (1 + math.cos(math.pi / 4)) / 2)
     assert parts[2]["length_cosine"] == pytest.approx(-10 * (1 + math.cos(math.pi / 2)) / 2)
+
+
+def test_think_budgets_one_per_train_problem_every_one_per_eval_problem():
+    from thinkrl.prompts import build_messages
+    from thinkrl.tasks import TaskConfig, get_task
+    from thinkrl.tasks.budget import draw_budget
+
+    cfg = TaskConfig(name="arithmetic", digits="2,1", ops="*", num_eval=4, num_train=300, think_budgets="16,32,64")
+    task = get_task(cfg)
+    train = task.problems("train")
+    assert [p.meta["think_budget"] for p in train] == [draw_budget(p.id, [16, 32, 64]) for p in train]
+    assert {p.meta["think_budget"] for p in train} == {16, 32, 64}  # every budget is drawn
+    assert [p.meta["think_budget"] for p in get_task(cfg).problems("train")] == [p.meta["think_budget"] for p in train]
+    evals = task.problems("eval")
+    assert len(evals) == 12 and [p.meta["think_budget"] for p in evals[:3]] == [16, 32, 64]
+    assert len({p.id for p in evals}) == 12 and evals[0].question == evals[2].question
+    assert build_messages(evals[2], task, "r1_zero")[-1]["content"] == f"{evals[2].question}\nThink for 64 tokens."
+    assert task.score(f"<answer>{evals[0].answer}</answer>", evals[0]) == 1.0
+    from thinkrl.errors import UserError
+
+    with pytest.raises(UserError, match="task.think_budgets"):
+        TaskConfig(think_budgets="16,x")
+
+
+def test_l1_reward_reads_the_budget_and_the_token_count():
+    from thinkrl.errors import UserError
+    from thinkrl.rewards import RewardConfig, build, score_batch
+    from thinkrl.tasks import TaskConfig, get_task
+
+    task = get_task(TaskConfig(name="arithmetic", digits="1,1", ops="+", num_eval=4, think_budgets="20"))
+    p = task.problems("train")[0]
+    right, wrong = f"<answer>{p.answer}</answer>", "<answer>-1</answer>"
+    infos = [{"task": task, "problem": p, "tokens": n, "finish_reason": "eos", "max_new_tokens": 64} for n in (10, 30, 20)]
+    exact = build(RewardConfig(accuracy=0.0, length_l1=1.0, l1_alpha=0.01))
+    got = [x[1] for x in score_batch(exact, [right, right, wrong], infos)]
+    assert got == pytest.approx([1 - 0.1, 1 - 0.1, 0.0])  # |20 - 10| * 0.01, |20 - 30| * 0.01, wrong at the budget
+    most = build(RewardConfig(accuracy=0.0, length_l1=1.0, l1_mode="max", l1_alpha=0.02, l1_delta=0.5))
+    got = [x[1] for x in score_batch(most, [right, right, wrong], infos)]
+    assert got == pytest.approx([0.7, 0.3, 0.0])  # clip(0.02 * (20 - n) + 0.5, 0, 1)
+    plain = get_task(TaskConfig(name="arithmetic", digits="1,1", ops="+", num_eval=4))
+    info = {**infos[0], "task": plain, "problem": plain.problems("train")[0]}
+    with pytest.raises(UserError, match="think_budgets"):
+        score_batch(exact, [right], [info])
+
+
+def test_evaluation_reports_accuracy_and_length_per_budget():
+    from thinkrl.engine import Completion
+    from thinkrl.evaluate import score_completions, summarize
+    from thinkrl.tasks import TaskConfig, get_task
+
+    task = get_task(TaskConfig(name="arithmetic", digits="1,1", ops="+", num_eval=2, think_budgets="10,40"))
+    problems = task.problems("eval")  # p0@10, p0@40, p1@10, p1@40
+    texts = [f"<think>x</think> <answer>{p.answer}</answer>" for p in problems]
+    texts[2] = "<think>x</think> <answer>-1</answer>"
+    lengths = [8, 36, 12, 44]
+    completions = [Completion(i, 0, list(range(n)), [0.0] * n, [1] * n, "eos", t)
+                   for i, (n, t) in enumerate(zip(lengths, texts))]
+    m = summarize(score_completions(task, problems, completions, "r1_zero"), 1, task)
+    assert m["budget/10/pass@1"] == 0.5 and m["budget/40/pass@1"] == 1.0
+    assert m["budget/10/mean_response_tokens"] == 10.0 and m["budget/40/mean_response_tokens"] == 40.0
+    assert m["budget/40/length_ratio"] == 1.0

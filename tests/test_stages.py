@@ -15,6 +15,7 @@ from thinkrl.train import distill as distill_mod
 from thinkrl.train import pipeline
 from thinkrl.train.sample import sample, select
 from thinkrl.train.sft import read_chat_jsonl
+from thinkrl.tasks import get_task
 
 
 def _scored(text, n_tokens, correct=True, formatted=True, finish="eos"):
@@ -70,6 +71,28 @@ def test_sample_writes_sft_ready_data_and_stats(model_dir, tmp_path):
                                       **{**LOOSE, "require_correct": "true"}})
     _, stats = sample(strict)  # a random model is never right: nothing kept, the reason counted
     assert stats["kept"] == 0 and stats["verdicts"].get("incorrect", 0) + stats["verdicts"].get("truncated", 0) == 12
+
+
+@pytest.mark.parametrize("name,template", [("arithmetic", "r1_zero"), ("countdown", "r1_zero"), ("arithmetic", "boxed"),
+                                           ("gsm8k", "r1_zero")])
+def test_sample_from_written_solutions_needs_no_model(tmp_path, name, template):
+    over = {"task.name": name, "task.template": template, "limit": 20, "source": "solutions",
+            "model.name": str(tmp_path / "no-such-model"), "out": str(tmp_path / "d.jsonl")}
+    if name == "arithmetic":
+        over.update({"task.digits": "2,1", "task.ops": "*"})
+    if name != "gsm8k":
+        over["task.num_eval"] = 10
+    path, stats = sample(_load(C.SampleConfig, **over))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert stats["kept"] == len(rows) == 20 and stats["verdicts"] == {"accepted": 20}
+    assert stats["sampled"]["pass@1"] == 1.0 and "tokens" not in rows[0]
+    task = get_task(C.load(C.SampleConfig, None, [f"{k}={v}" for k, v in over.items()]).task)
+    problems = task.problems("train")[:20]
+    for row, p in zip(rows, problems):
+        assert row["messages"][-2]["content"].startswith(p.question) and task.score(row["messages"][-1]["content"], p) == 1.0
+    if name == "arithmetic" and template == "r1_zero":  # the computation, step by step, as the think part
+        a, b = problems[0].meta["numbers"]
+        assert rows[0]["messages"][-1]["content"].startswith(f"<think>{a} * {b} = ")
 
 
 def test_shrink_keeps_evenly_spaced_layers_and_a_working_cache():

@@ -4,6 +4,8 @@
   tags and says nothing about how to reason.
 - `boxed`: the DeepSeek-R1 evaluation instruction, "reason step by step ... \\boxed{}".
 - `raw`: the question alone.
+A problem with a thinking budget (`meta["think_budget"]`, from `task.think_budgets`) has
+"Think for N tokens." after its question.
 `shots` worked examples (the task's `examples()`, from its train side) come first as user/assistant
 turns: format priming for small models that do not follow the instruction zero-shot.
 """
@@ -23,13 +25,16 @@ R1_ZERO_SYSTEM = (
     "<answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> "
     "<answer> answer here </answer>."
 )
+BUDGET_INSTRUCTION = "Think for {n} tokens."  # L1's instruction, after the question (thinkrl.tasks.budget)
 BOXED_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
 
 TEMPLATES = ("r1_zero", "boxed", "raw")
 
 
-def _user_turn(question: str, template: str) -> str:
-    return question + BOXED_SUFFIX if template == "boxed" else question
+def _user_turn(question: str, template: str, budget: int = 0) -> str:
+    """The question, the template's instruction, and an L1 thinking budget ("Think for N tokens.")."""
+    text = question + BOXED_SUFFIX if template == "boxed" else question
+    return f"{text}\n{BUDGET_INSTRUCTION.format(n=budget)}" if budget else text
 
 
 def build_messages(problem: Problem, task: Task, template: str = "r1_zero", shots: int = 0) -> list[dict]:
@@ -45,8 +50,15 @@ def build_messages(problem: Problem, task: Task, template: str = "r1_zero", shot
     for question, response in examples:
         messages.append({"role": "user", "content": _user_turn(question, template)})
         messages.append({"role": "assistant", "content": response})
-    messages.append({"role": "user", "content": _user_turn(problem.question, template)})
+    messages.append({"role": "user", "content": _user_turn(problem.question, template, problem.meta.get("think_budget", 0))})
     return messages
+
+
+def write_response(reasoning: str, answer: str, template: str = "r1_zero") -> str:
+    """A response in the answer format `template` asks for, from a written solution and its answer."""
+    if template == "r1_zero":
+        return f"<think>{reasoning}</think> <answer>{answer}</answer>"
+    return f"{reasoning}\n\nThe answer is \\boxed{{{answer}}}."  # boxed; raw accepts it too
 
 
 _R1_FORMAT = re.compile(r"\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*", re.DOTALL)

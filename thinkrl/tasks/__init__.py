@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 
 from thinkrl.errors import UserError
 from thinkrl.tasks.base import SPLITS, Problem, Task, check_split
+from thinkrl.tasks.budget import Budgeted, parse_budgets
 
 NAMES = ("gsm8k", "aime2025", "arithmetic", "countdown", "jsonl:PATH", "mix:A+B")
 ARITHMETIC_OPS = "+-*"
@@ -50,6 +51,8 @@ class TaskConfig:
     # which rewards apply, and mixes
     rewards: str = ""  # reward names for problems whose data lists none, e.g. "accuracy,format"; "" = all rewards
     mix_weights: str = ""  # mix:A+B: share of train prompts per part, e.g. "3,1"; "" = in proportion to part sizes
+    # L1 thinking budgets: "16,32,64" asks each prompt to "Think for N tokens." (thinkrl.tasks.budget)
+    think_budgets: str = ""  # train: one budget per problem; eval: every problem at every budget
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -86,6 +89,8 @@ def _check_values(cfg: TaskConfig) -> None:
             _fail("mix_weights", cfg.mix_weights, f"must be {len(parts)} non-negative numbers, one per part of {cfg.name}, not all 0")
     if cfg.mix_weights and _weights(cfg.mix_weights) is None:
         _fail("mix_weights", cfg.mix_weights, "must be comma-separated non-negative numbers, not all 0, e.g. '3,1'")
+    if cfg.think_budgets and parse_budgets(cfg.think_budgets) is None:
+        _fail("think_budgets", cfg.think_budgets, "must be comma-separated positive token counts, e.g. '16,32,64'")
     if cfg.rewards and not all(n.strip() for n in cfg.rewards.split(",")):
         _fail("rewards", cfg.rewards, "must be comma-separated reward names, e.g. 'accuracy,format' (empty = all)")
     if cfg.template not in TEMPLATES:
@@ -143,6 +148,8 @@ def get_task(cfg: TaskConfig) -> Task:
     problems that list no rewards of their own carry those."""
     from thinkrl.tasks import jsonl, mix  # noqa: PLC0415 - load on use
 
+    if cfg.think_budgets:
+        return Budgeted(get_task(replace(cfg, think_budgets="")), parse_budgets(cfg.think_budgets), cfg.seed)
     if cfg.name.startswith("mix:"):
         parts = [get_task(replace(cfg, name=part)) for part in mix_parts(cfg.name)]
         return mix.Mix(parts, _weights(cfg.mix_weights) if cfg.mix_weights else None)

@@ -125,12 +125,16 @@ class Arithmetic(Task):
             self._cache["train"] = self._generate("train", self.num_train, eval_questions)
         return list(self._cache[split])
 
+    def solution(self, problem: Problem) -> tuple[str, str]:
+        """The computation step by step: "54 * 8 = 50 * 8 + 4 * 8 = 400 + 32 = 432"."""
+        return worked_steps(problem.meta["numbers"], problem.meta["ops"]), problem.answer
+
     def examples(self) -> list[tuple[str, str]]:
         """Worked examples from their own stream, never an eval question."""
         eval_questions = {p.question for p in self.problems("eval")}
         worked = []
         for p in self._generate("examples", NUM_EXAMPLES * 5, eval_questions):
-            steps = worked_steps(p.meta["numbers"], p.meta["ops"])
+            steps, _ = self.solution(p)
             worked.append((p.question, f"<think>{steps}</think> <answer>{p.answer}</answer>", steps.count("=")))
         # examples that show a computation first ("54 * 8 = 50 * 8 + 4 * 8 = ..."), not "62 * 1 = 62"
         worked.sort(key=lambda w: -min(w[2], 2))

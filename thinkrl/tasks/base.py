@@ -58,3 +58,11 @@ class Task:
     def examples(self) -> list[tuple[str, str]]:
         """Worked (question, assistant response) pairs for few-shot priming; none by default."""
         return []
+
+    def solution(self, problem: Problem) -> tuple[str, str] | None:
+        """A written worked solution of `problem`, (reasoning, final answer) without tags, or None.
+
+        Where a task has one (GSM8K's human-written solutions, the computation of a procedural
+        task), `thinkrl sample --set source=solutions` writes it as curated SFT data: R1's cold
+        start from readable, human-style chains of thought instead of a model's samples."""
+        return None

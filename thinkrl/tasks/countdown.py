@@ -241,11 +241,15 @@ class Countdown(Task):
         eval_keys = {_key(p) for p in self.problems("eval")}
         out = []
         for p in self._generate("examples", NUM_EXAMPLES, eval_keys):
-            nums, target, solution = p.meta["numbers"], p.meta["target"], p.meta["solution"]
-            steps = ", ".join(p.meta["steps"])
-            think = f"I need {target} from {', '.join(map(str, nums))}. Try {solution}: {steps}. That works."
-            out.append((p.question, f"<think>{think}</think> <answer>{solution}</answer>"))
+            think, equation = self.solution(p)
+            out.append((p.question, f"<think>{think}</think> <answer>{equation}</answer>"))
         return out
+
+    def solution(self, problem: Problem) -> tuple[str, str]:
+        """The generating equation, computed step by step; the answer is the equation."""
+        nums, target, equation = problem.meta["numbers"], problem.meta["target"], problem.meta["solution"]
+        steps = ", ".join(problem.meta["steps"])
+        return f"I need {target} from {', '.join(map(str, nums))}. Try {equation}: {steps}. That works.", equation
 
 
 def _key(p: Problem) -> tuple:

@@ -76,3 +76,7 @@ class GSM8K(Task):
         multi_step = [p for p in train if reasoning(p.meta["solution"]).count("\n") >= 2]
         shortest = sorted(multi_step, key=lambda p: len(p.meta["solution"]))[:2]
         return [(p.question, f"<think>{reasoning(p.meta['solution'])}</think> <answer>{p.answer}</answer>") for p in shortest]
+
+    def solution(self, problem: Problem) -> tuple[str, str]:
+        """The dataset's human-written solution, without calculator annotations."""
+        return reasoning(problem.meta["solution"]), problem.answer

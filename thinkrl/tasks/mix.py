@@ -71,6 +71,9 @@ class WithRewards(Task):
     def examples(self) -> list[tuple[str, str]]:
         return self.task.examples()
 
+    def solution(self, problem: Problem) -> tuple[str, str] | None:
+        return self.task.solution(problem)
+
 
 class Mix(Task):
     """Several tasks as one (see the module docstring)."""
@@ -108,3 +111,7 @@ class Mix(Task):
 
     def examples(self) -> list[tuple[str, str]]:
         return [e for t in self.parts for e in t.examples()]
+
+    def solution(self, problem: Problem) -> tuple[str, str] | None:
+        owner = self._owner.get(problem.id)
+        return owner.solution(problem) if owner is not None else None

@@ -8,19 +8,26 @@ one `thinkrl rl` and `thinkrl eval` give a model (same template), with `data_sho
 examples (default none: the data teaches the format, so the trained model needs no priming).
 A `<name>.stats.json` beside the data says how many were drawn, accepted, rejected and why, and
 the lengths of what was kept.
+
+`source = "solutions"` writes the task's own worked solutions instead (`Task.solution`: GSM8K's
+human-written ones, the step-by-step computation of a procedural task), in the template's answer
+format and through the same filters, with no model: R1's curated cold start.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
 from thinkrl.config import SampleConfig, save as save_config
 from thinkrl.errors import UserError
+from thinkrl.engine.engine import Completion
 from thinkrl.evaluate import Scored, load_engine, run_eval
-from thinkrl.prompts import build_messages
+from thinkrl.prompts import build_messages, follows_format, write_response
 from thinkrl.rewards.language import language_share, reasoning_part
 from thinkrl.tasks import get_task
 
@@ -66,6 +73,24 @@ def _quantiles(xs: list[int]) -> dict:
     return {"mean": sum(xs) / len(xs), "min": xs[0], "p50": xs[len(xs) // 2], "p90": xs[int(len(xs) * 0.9)], "max": xs[-1]}
 
 
+def written_solutions(task, problems, cfg: SampleConfig) -> tuple[dict, list[Scored]]:
+    """(metrics, one Scored per problem) for the task's own solutions, judged like samples.
+
+    A problem without a solution gets an empty response, which the format filter rejects."""
+    t0 = time.perf_counter()
+    scored = []
+    for i, p in enumerate(problems):
+        written = task.solution(p)
+        text = write_response(*written, cfg.task.template) if written is not None else ""
+        scored.append(Scored(problem=p, completion=Completion(prompt_index=i, sample_index=0, finish_reason="stop", text=text),
+                             answer=task.extract(text), correct=bool(text) and task.score(text, p) > 0,
+                             formatted=bool(text) and follows_format(text, cfg.task.template)))
+    n = max(len(scored), 1)
+    metrics = {"pass@1": sum(s.correct for s in scored) / n, "format_rate": sum(s.formatted for s in scored) / n,
+               "mean_response_tokens": None, "seconds": time.perf_counter() - t0}
+    return metrics, scored
+
+
 def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
     """Run the sampling and write the data and its statistics; returns (data path, stats)."""
     if cfg.min_language:
@@ -76,13 +101,18 @@ def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
         raise UserError(f"task '{cfg.task.name}' split '{cfg.split}' has no problems")
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    engine = engine or load_engine(cfg.model, cfg.batch_size)
-    metrics, scored = run_eval(engine, task, problems, template=cfg.task.template, shots=cfg.task.shots,
-                               params=cfg.sampling, samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed,
-                               on_batch=on_batch)
+    if cfg.source == "solutions":
+        metrics, scored = written_solutions(task, problems, cfg)
+        cfg = dataclasses.replace(cfg, samples=1)
+    else:
+        engine = engine or load_engine(cfg.model, cfg.batch_size)
+        metrics, scored = run_eval(engine, task, problems, template=cfg.task.template, shots=cfg.task.shots,
+                                   params=cfg.sampling, samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed,
+                                   on_batch=on_batch)
     reasons: Counter = Counter()
     kept_per_prompt: Counter = Counter()
     lengths: list[int] = []
+    kept = 0
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for i, p in enumerate(problems):
@@ -91,16 +121,19 @@ def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
             kept_per_prompt[len(keep)] += 1
             prompt = build_messages(p, task, cfg.task.template, cfg.data_shots)
             for s in keep:
-                lengths.append(len(s.completion.token_ids))
                 row = {"messages": prompt + [{"role": "assistant", "content": s.completion.text.strip()}],
-                       "id": p.id, "reference": p.answer, "tokens": len(s.completion.token_ids)}
+                       "id": p.id, "reference": p.answer}
+                if s.completion.token_ids:  # written solutions have no tokens: they never met a tokenizer
+                    lengths.append(len(s.completion.token_ids))
+                    row["tokens"] = len(s.completion.token_ids)
+                kept += 1
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, out)  # the data appears whole or not at all
     stats = {
-        "model": cfg.model.name, "task": cfg.task.name, "split": cfg.split, "prompts": len(problems),
-        "samples": len(scored), "kept": len(lengths), "verdicts": dict(reasons),
+        "model": cfg.model.name if cfg.source == "model" else "(the task's written solutions)", "task": cfg.task.name, "split": cfg.split, "prompts": len(problems),
+        "samples": len(scored), "kept": kept, "verdicts": dict(reasons),
         "prompts_by_kept": {str(k): v for k, v in sorted(kept_per_prompt.items())},
         "kept_tokens": _quantiles(lengths), "sampled": {k: metrics[k] for k in ("pass@1", "format_rate", "mean_response_tokens")},
         "seconds": metrics["seconds"],
