@@ -44,6 +44,20 @@ def test_generate_shows_answer(model_dir, capsys):
     assert "[answer]" in capsys.readouterr().out
 
 
+def test_generate_think_budget_asks_for_that_length(model_dir, monkeypatch, capsys):
+    from thinkrl import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "_answer", lambda engine, cfg, history, seed: seen.append(history) or _Done())
+    assert main(["generate", "--model", str(model_dir), "--think-budget", "32", "What is 2 + 3?"]) == 0
+    assert seen[0][-1]["content"] == "What is 2 + 3?\nThink for 32 tokens."
+    assert main(["generate", "--think-budget", "-1", "hi"]) == 2
+
+
+class _Done:
+    text, token_ids, finish_reason = "<think>a</think> <answer>5</answer>", [1, 2], "stop"
+
+
 def test_print_config(capsys):
     assert main(["eval", "--print-config", "--set", "sampling.top_k=5"]) == 0
     assert "top_k = 5" in capsys.readouterr().out

@@ -61,7 +61,7 @@ def test_bad_recipe_files(tmp_path):
         C.load(C.EvalConfig, tmp_path / "missing.toml")
     broken = tmp_path / "broken.toml"
     broken.write_text("limit = = 3\n")
-    with pytest.raises(UserError, match="broken.toml: not valid TOML"):
+    with pytest.raises(UserError, match="broken.toml:1: not valid TOML"):
         C.load(C.EvalConfig, broken)
     wrong_type = tmp_path / "type.toml"
     wrong_type.write_text('limit = "ten"\n')

@@ -94,6 +94,14 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(model_dir, tmp_p
     monkeypatch.setattr(rl, "save_checkpoint", original)
     with pytest.raises(UserError, match="already holds a run"):
         rl.train(_cfg(model_dir, tmp_path / "b"), show_progress=False)
+
+    def crash_in_final_save(*args, **kwargs):
+        raise KeyboardInterrupt  # killed after the last checkpoint (and the final evaluation), before final/
+
+    monkeypatch.setattr(rl, "save_pretrained", crash_in_final_save)
+    with pytest.raises(KeyboardInterrupt):
+        rl.train(_cfg(model_dir, tmp_path / "b", resume="true"), show_progress=False)
+    monkeypatch.undo()
     resumed = rl.train(_cfg(model_dir, tmp_path / "b", resume="true"), show_progress=False)
 
     a, _ = load_model(straight)

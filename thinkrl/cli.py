@@ -9,6 +9,7 @@ A UserError anywhere prints one line and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 import time
@@ -37,7 +38,7 @@ class Command:
 def run_eval(cfg: C.EvalConfig, args) -> int:
     from tqdm import tqdm
 
-    from thinkrl.evaluate import load_engine, run_eval as evaluate
+    from thinkrl.evaluate import encode_problems, load_engine, run_eval as evaluate
     from thinkrl.tasks import get_task
 
     task = get_task(cfg.task)
@@ -47,6 +48,8 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     if not problems:
         raise UserError(f"task '{cfg.task.name}' split '{cfg.split}' has no problems")
     engine = load_engine(cfg.model, cfg.batch_size)  # a bad model fails here, before anything is written
+    prompts = encode_problems(engine.tokenizer, task, problems, cfg.task.template, cfg.task.shots,
+                              cfg.sampling.max_new_tokens, engine.context)  # so does a prompt too long for it
     out = Path(cfg.out) if cfg.out else Path("runs") / f"eval-{_slug(cfg.task.name)}-{time.strftime('%Y%m%d-%H%M%S')}" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     C.save(cfg, out.with_name(out.stem + ".config.toml"))
@@ -62,7 +65,7 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
 
     metrics, scored = evaluate(
         engine, task, problems, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
-        samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed, on_batch=on_batch,
+        samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed, on_batch=on_batch, prompts=prompts,
     )
     bar.close()
     result = {"model": cfg.model.name, "task": cfg.task.name, "split": cfg.split, **metrics}
@@ -127,6 +130,10 @@ def run_generate(cfg: C.GenerateConfig, args) -> int:
         raise UserError("generate needs a prompt: thinkrl generate \"What is 17 + 25?\" (or '-' to read stdin)")
     from thinkrl.evaluate import load_engine
 
+    from thinkrl.prompts import BUDGET_INSTRUCTION
+
+    if cfg.think_budget:  # the instruction an L1-trained model learned (task.think_budgets)
+        prompt = f"{prompt.strip()}\n{BUDGET_INSTRUCTION.format(n=cfg.think_budget)}"
     engine = load_engine(cfg.model, 1)
     _show(_answer(engine, cfg, [{"role": "user", "content": prompt.strip()}], cfg.seed))
     return 0
@@ -184,9 +191,16 @@ def run_sample(cfg: C.SampleConfig, args) -> int:
 
     from thinkrl.train.sample import sample
 
-    bar = tqdm(total=(cfg.limit or None) and cfg.limit * cfg.samples, desc="sample", unit="sample", dynamic_ncols=True)
-    path, stats = sample(cfg, on_batch=lambda batch: bar.update(len(batch)))
-    bar.close()
+    bars = []  # the bar appears with the first batch: bad input before it leaves stderr to the error alone
+
+    def on_batch(batch):
+        if not bars:
+            bars.append(tqdm(total=(cfg.limit or None) and cfg.limit * cfg.samples, desc="sample", unit="sample", dynamic_ncols=True))
+        bars[0].update(len(batch))
+
+    path, stats = sample(cfg, on_batch=on_batch)
+    for bar in bars:
+        bar.close()
     print(json.dumps({k: stats[k] for k in ("prompts", "samples", "kept", "verdicts", "kept_tokens")}))
     print(f"wrote {path}")
     return 0
@@ -336,6 +350,8 @@ COMMANDS: dict[str, Command] = {
             "--samples": ("samples", int, "completions per problem (K)"),
             "--out": ("out", str, "results JSON path"),
             "--seed": ("seed", int, "request seed base"),
+            "--think-budgets": ("task.think_budgets", str, "L1 budgets, e.g. 16,32,64: every problem at each, "
+                                "accuracy and length reported per budget"),
         },
     ),
     "generate": Command(
@@ -347,6 +363,7 @@ COMMANDS: dict[str, Command] = {
             "--temperature": ("sampling.temperature", float, "0 = greedy"),
             "--max-new-tokens": ("sampling.max_new_tokens", int, "token budget of the answer"),
             "--seed": ("seed", int, "sampling seed"),
+            "--think-budget": ("think_budget", int, "ask an L1-trained model to think for N tokens"),
         },
         extra=lambda p: p.add_argument("prompt", nargs="*", help="the prompt ('-' or none reads stdin)"),
     ),
@@ -372,8 +389,27 @@ def _find_default_recipe(name: str) -> str:
     return name
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own errors (a flag without its value, say) as one line, like every other bad input:
+    `thinkrl <cmd>: error: ...` and exit code 2, without the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _unknown_flags(command: str, unknown: list[str]) -> int:
+    """Arguments no option of `command` takes: one line naming them, with the closest flag."""
+    cmd = COMMANDS[command]
+    flags = ["--recipe", "--set", "--print-config", *cmd.flags, *(cmd.switches or {})]
+    first = next((a.split("=", 1)[0] for a in unknown if a.startswith("--")), "")
+    close = difflib.get_close_matches(first, flags, n=1) if first else []
+    hint = f"; did you mean {close[0]}?" if close else f" (see thinkrl {command} --help)"
+    print(f"thinkrl {command}: error: unrecognized arguments: {' '.join(unknown)}{hint}", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="thinkrl", description="RL from verifiable rewards for reasoning LMs")
+    parser = _Parser(prog="thinkrl", description="RL from verifiable rewards for reasoning LMs")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
@@ -393,7 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        return _unknown_flags(args.command, unknown)
     cmd = COMMANDS[args.command]
     try:
         overrides = list(args.overrides)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import tomllib
 import types
 import typing
@@ -24,6 +25,7 @@ from thinkrl.algos.losses import AGGREGATIONS, KL_ESTIMATORS
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.errors import UserError
 from thinkrl.rewards import RewardConfig
+from thinkrl.rewards.language import SCRIPTS
 from thinkrl.tasks import TaskConfig
 
 ALGORITHMS = ("grpo", "ppo")  # algo.algorithm
@@ -72,7 +74,12 @@ class GenerateConfig:
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95, max_new_tokens=512))
     template: str = "r1_zero"  # r1_zero (system prompt asking for <think>/<answer>) | raw
     system: str = ""  # a system prompt of your own; replaces the template's
+    think_budget: int = 0  # generate: append "Think for N tokens." (for a model trained with task.think_budgets)
     seed: int = 0
+
+    def __post_init__(self):
+        if self.think_budget < 0:
+            raise UserError(f"think_budget must be >= 0 (0 = none), got {self.think_budget}")
 
 
 def _choice(key: str, value: str, choices) -> None:
@@ -152,9 +159,12 @@ class OptimConfig:
     beta2: float = 0.99
     grad_clip: float = 1.0  # max gradient norm; 0 = no clipping
     critic_lr: float = 1e-5  # algo.algorithm = 'ppo': the value model's learning rate (same schedule, betas, clipping)
+    max_skipped_updates: int = 5  # updates in a row skipped for a non-finite loss or gradient before the run stops; 0 = never
 
     def __post_init__(self):
         _choice("optim.schedule", self.schedule, ("constant", "linear", "cosine"))
+        if self.max_skipped_updates < 0:
+            raise UserError(f"optim.max_skipped_updates must be >= 0 (0 = never stop), got {self.max_skipped_updates}")
         if self.lr <= 0:
             raise UserError(f"optim.lr must be > 0, got {self.lr}")
         if self.critic_lr <= 0:
@@ -170,6 +180,12 @@ class RLEvalConfig:
     samples: int = 1
     batch_size: int = 64
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.0, max_new_tokens=256))
+
+    def __post_init__(self):
+        for key, zero in (("every", "start and end only"), ("limit", "no evaluation")):
+            if getattr(self, key) < 0:
+                raise UserError(f"eval.{key} must be >= 0 (0 = {zero}), got {getattr(self, key)}")
+        _at_least_one(self, ("samples", "batch_size"), "eval.")
 
 
 @dataclass
@@ -201,6 +217,10 @@ class RLConfig:
                 f"group_size = {self.group_size} cannot have algo.scale = 'group' or algo.estimator = 'rloo' "
                 "(a group of one has no spread and no other members): use group_size >= 2"
             )
+        rows = self.prompts_per_step * self.group_size
+        if self.algo.mini_batches > rows:
+            raise UserError(f"algo.mini_batches = {self.algo.mini_batches} is more than the {rows} completions of a step "
+                            f"(prompts_per_step x group_size): each mini-batch needs at least one; lower algo.mini_batches")
         if self.algo.algorithm == "ppo" and self.algo.critic_warmup_steps >= self.steps:
             raise UserError(f"algo.critic_warmup_steps = {self.algo.critic_warmup_steps} leaves none of the {self.steps} "
                             "steps to train the policy")
@@ -270,8 +290,9 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
             if text.startswith("["):
                 try:
                     value = tomllib.loads(f"v = {text}")["v"]
-                except tomllib.TOMLDecodeError as e:
-                    raise UserError(f"{where}key '{key}': cannot read {value!r} as a list ({e})") from e
+                except tomllib.TOMLDecodeError:
+                    raise UserError(f"{where}key '{key}': cannot read {value!r} as a list: write a TOML list such as "
+                                    "'[\"</answer>\", \"END\"]' (strings quoted) or '[0.5, 0.5]', or comma-separated values") from None
             else:
                 value = [v for v in text.split(",") if v] if text else []
         if not isinstance(value, list):
@@ -328,10 +349,28 @@ def build(cls, data: dict[str, Any], prefix: str = "", where: str = "", base=Non
 
 
 def parse_override(text: str) -> tuple[list[str], str]:
-    if "=" not in text:
-        raise UserError(f"--set expects key=value, got '{text}'")
-    key, value = text.split("=", 1)
+    key, _, value = text.partition("=")
+    if "=" not in text or not key.strip():
+        raise UserError(f"--set expects key=value (e.g. --set sampling.temperature=0.7), got '{text}'")
     return key.strip().split("."), value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A recipe's tables; a UserError naming PATH:LINE when it is not UTF-8 or not TOML."""
+    from thinkrl.tasks.jsonl import read_utf8
+
+    try:
+        text = read_utf8(path)
+    except UserError as e:  # "PATH:LINE: not valid UTF-8 ..."
+        raise UserError(f"recipe {e}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        # tomllib (3.11) puts the position in the message only: "... (at line 3, column 7)"
+        found = re.search(r"^(.*) \(at line (\d+), column (\d+)\)$", str(e))
+        if found:
+            raise UserError(f"recipe {path}:{found[2]}: not valid TOML ({found[1]}, column {found[3]})") from None
+        raise UserError(f"recipe {path}: not valid TOML ({e})") from None
 
 
 def load(cls, recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()):
@@ -341,10 +380,7 @@ def load(cls, recipe: str | Path | None = None, overrides: list[str] | tuple[str
         path = Path(recipe)
         if not path.is_file():
             raise UserError(f"recipe {path} not found")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"recipe {path}: not valid TOML ({e})") from e
+        data = _read_toml(path)
         where = f"recipe {path}: "
         build(cls, data, where=where)  # report recipe errors against the file before applying overrides
     for text in overrides:
@@ -459,6 +495,8 @@ class SampleConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)  # prompts and verifier; task.shots primes the sampling only
+    # model: sample `model` | solutions: write the task's own worked solutions (curated data, no model)
+    source: str = "model"
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.8, top_p=0.95, max_new_tokens=512))
     split: str = "train"  # prompts come from this split (never the eval split when the data trains a model)
     limit: int = 0  # first N prompts of the split (0 = all)
@@ -476,11 +514,14 @@ class SampleConfig:
 
     def __post_init__(self):
         _choice("prefer", self.prefer, ("first", "shortest"))
+        _choice("source", self.source, ("model", "solutions"))
         _at_least_one(self, ("samples", "batch_size"))
         if self.keep < 0 or self.limit < 0 or self.data_shots < 0:
             raise UserError("keep, limit and data_shots must be >= 0")
         if not 0 <= self.min_language <= 1:
             raise UserError(f"min_language must be in [0, 1], got {self.min_language}")
+        if self.min_language and self.language_target not in SCRIPTS:
+            raise UserError(f"language_target must be one of {', '.join(SCRIPTS)}, got '{self.language_target}'")
 
 
 @dataclass

@@ -7,3 +7,11 @@ and keeps its traceback. Messages name what is wrong and where (file, line, key)
 
 class UserError(Exception):
     """Bad input from the user: a file, a config key, a model name. Printed as one line, exit code 2."""
+
+
+def warn(message: str) -> None:
+    """One line on stderr for something a run survived but the user should know about (a reward
+    that raised, a skipped update). Unlike `warnings.warn`, it repeats: each occurrence matters."""
+    import sys
+
+    print(f"thinkrl: warning: {message}", file=sys.stderr, flush=True)

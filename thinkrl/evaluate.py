@@ -6,6 +6,8 @@ Metrics (all in the results JSON):
 - maj@k: self-consistency; the most common extracted answer among the first k samples (equal
   answers grouped by the task's `vote_key`; ties go to the answer seen first) is judged.
 - format_rate, mean_response_tokens, truncated_rate, and the same split by correct/incorrect.
+- with thinking budgets (task.think_budgets): `budget/<N>/pass@1`, `.../mean_response_tokens`,
+  `.../length_ratio` (mean tokens / N) and `.../format_rate` per requested budget.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from thinkrl.engine import Completion, Engine, SamplingParams
+from thinkrl.errors import UserError
 from thinkrl.prompts import build_messages, follows_format
 from thinkrl.tasks.base import Problem, Task
 
@@ -65,6 +68,22 @@ def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def encode_problems(tokenizer, task: Task, problems: list[Problem], template: str, shots: int,
+                    max_new_tokens: int = 0, context: int = 0) -> list[list[int]]:
+    """Prompt ids of each problem. With `context` (the model's), a prompt that leaves no room for
+    max_new_tokens is a UserError naming its problem (PATH:LINE for a jsonl task), raised before
+    anything is sampled or written."""
+    prompts = [encode_prompt(tokenizer, build_messages(p, task, template, shots)) for p in problems]
+    for p, ids in zip(problems, prompts):
+        if context and len(ids) + max_new_tokens > context:
+            raise UserError(
+                f"{p.meta.get('source') or f'problem {p.id}'}: the prompt has {len(ids)} tokens, which with "
+                f"sampling.max_new_tokens = {max_new_tokens} exceeds the model's context of {context} tokens: "
+                "shorten the prompt (task.shots, the template) or lower sampling.max_new_tokens"
+            )
+    return prompts
+
+
 def score_completions(task: Task, problems: list[Problem], completions: list[Completion], template: str) -> list[Scored]:
     out = []
     for c in completions:
@@ -96,7 +115,24 @@ def summarize(scored: list[Scored], samples: int, task: Task) -> dict:
         result[f"{name}/format_rate"] = _mean([s.formatted for s in part])
         result[f"{name}/mean_response_tokens"] = _mean([len(s.completion.token_ids) for s in part])
         result[f"{name}/truncated_rate"] = _mean([s.completion.finish_reason == "length" for s in part])
+    result.update(by_budget(scored))
     return result
+
+
+def by_budget(scored: list[Scored]) -> dict:
+    """Accuracy and length per requested thinking budget (task.think_budgets): `budget/<N>/...`."""
+    groups: dict[int, list[Scored]] = {}
+    for s in scored:
+        if s.problem.meta.get("think_budget"):
+            groups.setdefault(s.problem.meta["think_budget"], []).append(s)
+    out = {}
+    for budget, part in sorted(groups.items()):
+        tokens = [len(s.completion.token_ids) for s in part]
+        out[f"budget/{budget}/pass@1"] = _mean([s.correct for s in part])
+        out[f"budget/{budget}/mean_response_tokens"] = _mean(tokens)
+        out[f"budget/{budget}/length_ratio"] = _mean(tokens) / budget  # 1.0: as long as asked
+        out[f"budget/{budget}/format_rate"] = _mean([s.formatted for s in part])
+    return out
 
 
 def _mean(xs) -> float:
@@ -116,10 +152,12 @@ def run_eval(
     batch_size: int,
     seed: int,
     on_batch: Callable[[list[Scored]], None] | None = None,
+    prompts: list[list[int]] | None = None,
 ) -> tuple[dict, list[Scored]]:
-    """Evaluate `problems`: returns (metrics, scored completions in problem-major order)."""
-    tokenizer = engine.tokenizer
-    prompts = [encode_prompt(tokenizer, build_messages(p, task, template, shots)) for p in problems]
+    """Evaluate `problems`: returns (metrics, scored completions in problem-major order).
+    `prompts`: their ids from encode_problems, when the caller checked them already."""
+    if prompts is None:
+        prompts = encode_problems(engine.tokenizer, task, problems, template, shots, params.max_new_tokens, engine.context)
     # seed per problem from its position, so --limit N gives the first N problems the same completions
     seeds = [seed * 1_000_003 + i for i in range(len(problems))]
     per_call = max(1, batch_size // samples)

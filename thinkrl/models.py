@@ -13,6 +13,7 @@ temporary folder and renamed into place so that a half-written checkpoint never 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -77,6 +78,25 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     save_pretrained(model, tokenizer, out)
 
 
+def _check_config(path: Path) -> None:
+    """A folder's config.json must be a JSON object whose model_type (if given) transformers knows:
+    a one-line error naming the file now, rather than transformers' traceback on load."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid UTF-8, so not a model config") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: expected a JSON object (a model config)")
+    model_type = config.get("model_type")
+    if model_type is not None and model_type not in CONFIG_MAPPING:
+        raise UserError(f"{path}: model_type '{model_type}' is not an architecture the installed transformers knows "
+                        "(thinkrl runs causal LMs such as llama, qwen2, qwen3, mistral)")
+
+
 def resolve_model(name: str) -> Path:
     """A local HF folder for `name`: an existing folder, or an embedded model converted on first use."""
     if name in EMBEDDED:
@@ -90,10 +110,11 @@ def resolve_model(name: str) -> Path:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError(f"model folder {path} has no config.json: it is not a Hugging Face model folder")
+        _check_config(path / "config.json")
         return path
     if path.exists():
         raise UserError(f"model {path} is a file, not a folder: pass the Hugging Face model folder")
-    hint = " It looks like a hub id;" if "/" in name and not name.startswith((".", "/", "~")) else ""
+    hint = " It looks like a hub id, and thinkrl never downloads a model." if "/" in name and not name.startswith((".", "/", "~")) else ""
     raise UserError(
         f"model '{name}' not found.{hint} thinkrl loads models only from local folders or the embedded names "
         f"({', '.join(EMBEDDED)}); download the model yourself (e.g. `huggingface-cli download ORG/NAME --local-dir DIR`) "
@@ -101,10 +122,26 @@ def resolve_model(name: str) -> Path:
     )
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")  # one is enough
+
+
+def _first_line(e: Exception) -> str:
+    """An exception's message cut to its first non-empty line: the error stays one line."""
+    return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+
+
 def load_tokenizer(name_or_path: str | Path):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(str(name_or_path)))
+    folder = resolve_model(str(name_or_path))
+    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise UserError(f"model folder {folder} has no tokenizer ({', '.join(TOKENIZER_FILES[:2])}): copy the tokenizer "
+                        "files of the model it comes from into it")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, TypeError) as e:  # no tokenizer files, or broken ones
+        raise UserError(f"model folder {folder}: no usable tokenizer ({_first_line(e)}); copy the model's tokenizer "
+                        "files (tokenizer.json, tokenizer_config.json) into it") from e
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -118,10 +155,12 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dty
     hf_logging.disable_progress_bar()  # a bar per weight load is noise in a training log
 
     folder = resolve_model(str(name_or_path))
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise UserError(f"model folder {folder} has no weights (*.safetensors or *.bin files)")
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    except ValueError as e:  # unsupported or broken architecture
-        raise UserError(f"model folder {folder}: transformers cannot load it as a causal LM ({str(e).splitlines()[0]})") from e
+    except (OSError, ValueError) as e:  # unsupported architecture, config.json not JSON, no weight file
+        raise UserError(f"model folder {folder}: transformers cannot load it as a causal LM ({_first_line(e)})") from e
     model.to(device).eval()
     return model, load_tokenizer(folder)
 
@@ -150,12 +189,19 @@ def save_pretrained(model, tokenizer, out: str | Path, extra: Callable[[Path], N
     """Save an HF folder that plain transformers loads; written to a temp folder, then renamed into place.
 
     `extra(tmp_folder)` may add files (a trainer state) that must land together with the weights.
+    Files and folder entries are fsynced before the rename, so a kill or power cut at any moment
+    leaves either the old folder or the complete new one (replacing an existing folder, the old one
+    is at `.NAME.old` for the instant between the two renames), plus at most a hidden temp folder
+    that the next save to `out` removes.
     """
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.iterdir():  # left by a writer that was killed: never visible, so just dropped
+        if stale.name.startswith(f".{out.name}.tmp-"):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -163,19 +209,36 @@ def save_pretrained(model, tokenizer, out: str | Path, extra: Callable[[Path], N
             tokenizer.save_pretrained(tmp)
         if extra is not None:
             extra(tmp)
-        for f in tmp.iterdir():  # on disk before the rename makes the folder visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+        fsync_tree(tmp)  # every byte on disk before the rename makes the folder visible
         old = out.with_name(f".{out.name}.old")
         if out.exists():
             shutil.rmtree(old, ignore_errors=True)
             out.rename(old)
         tmp.rename(out)
+        fsync_dir(out.parent)  # the rename itself survives a power cut
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Flush a folder's entries (names created, renamed or removed in it) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str | Path) -> None:
+    """Flush every file under `root`, then every folder's entries: a crash after this loses none of it."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(folder)
 
 
 # ---------------------------------------------------------------- tiny models for tests and CPU benchmarks

@@ -108,9 +108,9 @@ def load_reward_model(name: str, device: str = "cpu", dtype: torch.dtype | None 
     try:
         model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=dtype) if new_head \
             else AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)
-    except ValueError as e:
+    except (OSError, ValueError) as e:  # unsupported architecture, config.json not JSON, no weight file
         raise UserError(f"model folder {folder}: transformers cannot load it for sequence classification "
-                        f"({str(e).splitlines()[0]})") from e
+                        f"({(str(e).strip().splitlines() or [type(e).__name__])[0]})") from e
     finally:
         hf_logging.set_verbosity(verbosity)
     tokenizer = load_tokenizer(folder)

@@ -33,12 +33,24 @@ def _read_text(path: Path) -> str:
         raise UserError(f"{path}: no such file (task.name = 'jsonl:{path}'): check the path")
     if not path.is_file():
         raise UserError(f"{path}: not a file (task.name = 'jsonl:{path}'): give a .jsonl file")
+    return read_utf8(path)
+
+
+def read_utf8(path: Path) -> str:
+    """A data file's text (a BOM is dropped); a UserError naming PATH:LINE of the first byte that is
+    not UTF-8 (a latin-1 export, a binary file). Shared by every JSONL reader (tasks, sft, rm, dpo)."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x}): save the file as UTF-8") from None
+
+
+def lines(text: str) -> list[str]:
+    """The lines of a JSONL text: split at newlines only. str.splitlines also splits at U+2028,
+    U+0085 and other characters a JSON string may hold raw, and would cut such a line in two."""
+    return [line.rstrip("\r") for line in text.split("\n")]
 
 
 def _type_name(value: object) -> str:
@@ -97,7 +109,7 @@ def load(path: Path, prompt_field: str = "question", answer_field: str = "answer
     text = _read_text(path)
     problems = [
         _problem(path, lineno, line, prompt_field, answer_field, rewards)
-        for lineno, line in enumerate(text.splitlines(), start=1)
+        for lineno, line in enumerate(lines(text), start=1)
         if line.strip()
     ]
     if not problems:

@@ -62,12 +62,15 @@ def distill(cfg: DistillConfig) -> tuple[Path, dict]:
     from thinkrl.train.sample import sample
 
     out = Path(cfg.out_dir)
+    # checked before anything is written: an earlier run's data, student and report stay as they are
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"out_dir {out} already holds a run (distill does not resume): set out_dir elsewhere")
+    if cfg.data and not Path(cfg.data).is_file():
+        raise UserError(f"data {cfg.data} not found (key data)")
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.toml")
     if cfg.data:
         data = Path(cfg.data)
-        if not data.is_file():
-            raise UserError(f"data {data} not found (key data)")
     else:
         data, stats = sample(dataclasses.replace(cfg.sample, model=cfg.teacher, out=str(out / "teacher_data.jsonl")))
         print(f"teacher traces: kept {stats['kept']} of {stats['samples']} ({stats['verdicts']})", flush=True)

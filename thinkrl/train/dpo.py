@@ -24,7 +24,7 @@ from thinkrl.config import DPOConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, load_model, save_pretrained
 from thinkrl.train.logger import RunLogger
-from thinkrl.train.optim import adamw
+from thinkrl.train.optim import SkipGuard, adamw
 from thinkrl.train.rm import load_pairs, split_pairs
 from thinkrl.train.sft import Example, assistant_logprobs, tokenize
 
@@ -74,6 +74,7 @@ def train(cfg: DPOConfig, show_progress: bool = True) -> Path:
     total = cfg.steps or cfg.epochs * per_epoch
     torch.manual_seed(cfg.seed)
     optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
+    guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
     logger = RunLogger(run_dir)
     save_config(cfg, run_dir / "config.toml")
     print(f"dpo: {len(train_rows)} train / {len(held_rows)} held-out pairs, {total} steps of {cfg.batch_size}", flush=True)
@@ -108,12 +109,12 @@ def train(cfg: DPOConfig, show_progress: bool = True) -> Path:
             for k in sums:
                 sums[k] += (float(loss.detach()) if k == "loss" else m[k]) * len(rows) / len(batch)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        if torch.isfinite(grad_norm):
-            optimizer.step()
+        skipped = not guard.step(optimizer, grad_norm, sums["loss"], where=f"step {step + 1}")
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         logger.log(step + 1, {**{f"train/{k}": v for k, v in sums.items()}, "grad_norm": float(grad_norm),
-                              "lr": scheduler.get_last_lr()[0], "time/step": time.perf_counter() - t0})
+                              "lr": scheduler.get_last_lr()[0], "skipped_updates": float(skipped),
+                              "time/step": time.perf_counter() - t0})
         bar.set_postfix(loss=f"{sums['loss']:.3f}")
     bar.close()
     results["end"] = evaluate(total)

@@ -2,7 +2,9 @@
 
 One JSON object per line, each with its `step`. On resume from step S, lines after S (written
 by the interrupted run past its last checkpoint) are dropped first, so the files hold each step
-exactly once.
+exactly once. Crash safety: each write is fsynced (a checkpoint written after it never covers a
+step whose line a power cut lost), the resume cut is a temp file renamed over the old one, and a
+line torn by a kill mid-write is dropped by the cut and skipped by readers.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import math
 import os
 from pathlib import Path
+
+from thinkrl.models import fsync_dir
 
 
 def _truncate_after(path: Path, step: int) -> None:
@@ -24,8 +28,17 @@ def _truncate_after(path: Path, step: int) -> None:
         except json.JSONDecodeError:  # a line cut by a kill mid-write
             continue
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+    _write(tmp, "".join(x + "\n" for x in keep), "w")
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _write(path: Path, text: str, mode: str = "a") -> None:
+    """Write (append) text and fsync it: on disk before anything that depends on it, like a checkpoint."""
+    with open(path, mode, encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class RunLogger:
@@ -48,8 +61,7 @@ class RunLogger:
 
     def log(self, step: int, metrics: dict) -> None:
         row = {"step": step, **{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}}
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        _write(self.metrics_path, json.dumps(row) + "\n")
         if self.tb is not None:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
@@ -57,9 +69,7 @@ class RunLogger:
             self.tb.flush()
 
     def samples(self, step: int, rows: list[dict]) -> None:
-        with open(self.samples_path, "a", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps({"step": step, **row}, ensure_ascii=False) + "\n")
+        _write(self.samples_path, "".join(json.dumps({"step": step, **row}, ensure_ascii=False) + "\n" for row in rows))
 
     def close(self) -> None:
         if self.tb is not None:
@@ -67,7 +77,14 @@ class RunLogger:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl; a line torn by a kill mid-write (a run that was not resumed) is skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows

@@ -34,6 +34,9 @@ def merge_state_dicts(states: list[dict[str, torch.Tensor]], weights: list[float
 def merge(cfg: MergeConfig) -> Path:
     if len(cfg.models) < 2:
         raise UserError("merge needs two or more models: --set models=a,b")
+    out = Path(cfg.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):  # never replace a model (one of the inputs, say)
+        raise UserError(f"out {out} already exists: merge writes a new folder, set --out elsewhere")
     weights = cfg.weights or [1.0 / len(cfg.models)] * len(cfg.models)
     loaded = [load_model(name) for name in cfg.models]
     merged = merge_state_dicts([m.state_dict() for m, _ in loaded], weights, cfg.models)

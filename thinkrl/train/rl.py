@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -34,9 +35,8 @@ from thinkrl.algos import explained_variance, gae, kl_penalty, masked_whiten, to
 from thinkrl.config import RLConfig, save as save_config
 from thinkrl.engine import Completion, Engine
 from thinkrl.errors import UserError
-from thinkrl.evaluate import encode_prompt, run_eval
+from thinkrl.evaluate import encode_problems, run_eval
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
-from thinkrl.prompts import build_messages
 from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
 from thinkrl.tasks.base import Problem, Task
@@ -44,7 +44,7 @@ from thinkrl.train.checkpoint import checkpoint_to_resume, restore, save_checkpo
 from thinkrl.train.critic import completion_values, load_critic, load_critic_weights, save_critic_weights
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.logger import RunLogger
-from thinkrl.train.optim import adamw
+from thinkrl.train.optim import SkipGuard, adamw
 
 
 @dataclass
@@ -82,14 +82,15 @@ def rollout_seed(seed: int, step: int, draw: int, slot: int) -> int:
 
 
 def score(task: Task, problems: list[Problem], completions: list[Completion], rewards,
-          max_new_tokens: int) -> list[tuple[dict[str, float], float]]:
+          max_new_tokens: int, timeout: float = 0.0, stats: dict | None = None) -> list[tuple[dict[str, float], float]]:
     """(components, weighted total) per completion, completions[i] answering problems[i].
 
     One call per rollout batch, so a reward model scores the whole batch in a few forward passes.
-    A component is present only where it applies to the problem (`problem.meta["rewards"]`)."""
+    A component is present only where it applies to the problem (`problem.meta["rewards"]`).
+    A reward that raises or passes `timeout` scores 0 there, counted into `stats` (thinkrl.rewards)."""
     infos = [{"task": task, "problem": p, "tokens": len(c.token_ids), "finish_reason": c.finish_reason,
               "max_new_tokens": max_new_tokens} for p, c in zip(problems, completions)]
-    return rewards_mod.score_batch(rewards, [c.text for c in completions], infos)
+    return rewards_mod.score_batch(rewards, [c.text for c in completions], infos, timeout=timeout, stats=stats)
 
 
 def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task, problems: list[Problem], encode,
@@ -100,13 +101,15 @@ def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task,
     g, want = cfg.group_size, cfg.prompts_per_step
     kept: list[list[Rollout]] = []
     drawn_groups, draws, all_rollouts = 0, 0, []
+    failures: dict[str, float] = {}  # reward/errors, reward/timeouts, ... over every draw
     while len(kept) < want and draws < (cfg.algo.max_draws if cfg.algo.dynamic_sampling else 1):
         batch = [problem_at(problems, position + i, cfg.seed) for i in range(want)]
         position += want
         prompts = [encode(p) for p in batch]
         seeds = [rollout_seed(cfg.seed, step, draws, i) for i in range(want)]
         outs = engine.generate(prompts, cfg.sampling, n=g, seeds=seeds)
-        scored = score(task, [batch[j // g] for j in range(len(outs))], outs, rewards, cfg.sampling.max_new_tokens)
+        scored = score(task, [batch[j // g] for j in range(len(outs))], outs, rewards, cfg.sampling.max_new_tokens,
+                       cfg.rewards.timeout, failures)
         for i, p in enumerate(batch):
             group = [Rollout(p, prompts[i], c, parts, total)
                      for c, (parts, total) in zip(outs[i * g : (i + 1) * g], scored[i * g : (i + 1) * g])]
@@ -118,7 +121,7 @@ def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task,
     if not kept:  # dynamic sampling found no informative group: train on the last batch (advantages 0)
         kept = [all_rollouts[i : i + g] for i in range(len(all_rollouts) - want * g, len(all_rollouts), g)]
     kept = kept[:want]
-    metrics = {"dynamic/draws": draws, "dynamic/groups_drawn": drawn_groups, "dynamic/groups_kept": len(kept)}
+    metrics = {"dynamic/draws": draws, "dynamic/groups_drawn": drawn_groups, "dynamic/groups_kept": len(kept), **failures}
     return [r for group in kept for r in group], position, metrics, all_rollouts
 
 
@@ -176,12 +179,15 @@ def minibatches(cfg: RLConfig, step: int, rollouts: list[Rollout], keep: list[bo
 
 
 def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rollouts: list[Rollout],
-           advantages: torch.Tensor, pad_id: int) -> dict:
+           advantages: torch.Tensor, pad_id: int, guard: SkipGuard | None = None) -> dict:
     """epochs x mini_batches optimizer steps on one rollout batch; returns averaged metrics.
 
     advantages: [N] one per rollout (the GRPO family) or [N, T] per token (PPO), T >= the longest completion.
+    An optimizer step whose loss or gradient is not finite is skipped (`skipped_updates`); `guard`,
+    kept for the whole run, stops it after optim.max_skipped_updates in a row.
     """
     a = cfg.algo
+    guard = guard or SkipGuard(cfg.optim.max_skipped_updates, "the policy")
     dev = next(model.parameters()).device
     keep = _keep(cfg, rollouts)
     sums: dict[str, float] = {}
@@ -189,6 +195,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
     first = True
     model.train()
     for rows, normalizer in minibatches(cfg, step, rollouts, keep):
+        bad_loss = 0.0  # a non-finite micro-batch loss of this mini-batch, if any
         for start in range(0, len(rows), a.micro_batch_size):
             micro = rows[start : start + a.micro_batch_size]
             prompts, prompt_of_row, completions = _micro_inputs(rollouts, micro)
@@ -210,6 +217,8 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
                 entropy=entropy if a.entropy_coef else entropy.detach(), entropy_coef=a.entropy_coef,
             )
             loss.backward()
+            loss_value = float(loss.detach())
+            bad_loss = bad_loss if math.isfinite(loss_value) else loss_value
             w = float(mask.sum())
             if first:  # before any update: training forward vs the engine's sampling log-probs
                 diff = ((logp.detach() - old).abs() * mask)
@@ -222,8 +231,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
                 sums[k] = sums.get(k, 0.0) + (v if k.startswith("mismatch") else v * w)
             weight += w
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        if torch.isfinite(grad_norm):
-            optimizer.step()
+        if guard.step(optimizer, grad_norm, bad_loss, where=f"step {step + 1}"):
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
         else:
             sums["skipped_updates"] = sums.get("skipped_updates", 0.0) + 1
@@ -296,10 +304,12 @@ def ppo_advantages(cfg: RLConfig, rollouts: list[Rollout], critic, ref_model, pa
 
 
 def update_critic(cfg: RLConfig, step: int, critic: Critic, rollouts: list[Rollout], returns: torch.Tensor,
-                  old_values: torch.Tensor, pad_id: int) -> dict:
+                  old_values: torch.Tensor, pad_id: int, guard: SkipGuard | None = None) -> dict:
     """The clipped value loss on returns [N, T] around old_values [N, T], over the same epochs x
-    mini-batches as the policy's update; returns averaged critic/* metrics."""
+    mini-batches as the policy's update; returns averaged critic/* metrics. Non-finite steps are
+    skipped and counted as in `update`, with the critic's own `guard`."""
     a = cfg.algo
+    guard = guard or SkipGuard(cfg.optim.max_skipped_updates, "the critic")
     dev = next(critic.model.parameters()).device
     keep = _keep(cfg, rollouts)
     sums: dict[str, float] = {}
@@ -308,6 +318,7 @@ def update_critic(cfg: RLConfig, step: int, critic: Critic, rollouts: list[Rollo
     # the policy update's mini-batches, each in row order: rollouts are prompt-major, so a
     # micro-batch holds few distinct prompts to encode
     for rows, normalizer in minibatches(cfg, step, rollouts, keep, in_row_order=True):
+        bad_loss = 0.0
         for start in range(0, len(rows), a.micro_batch_size):
             micro = rows[start : start + a.micro_batch_size]
             prompts, prompt_of_row, completions = _micro_inputs(rollouts, micro)
@@ -319,13 +330,14 @@ def update_critic(cfg: RLConfig, step: int, critic: Critic, rollouts: list[Rollo
                                  clip=a.value_clip, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
                                  normalizer=normalizer)
             loss.backward()
+            loss_value = float(loss.detach())
+            bad_loss = bad_loss if math.isfinite(loss_value) else loss_value
             w = float(mask.sum())
             for k in ("value_loss", "clip_frac"):
                 sums[k] = sums.get(k, 0.0) + m[k] * w
             weight += w
         grad_norm = torch.nn.utils.clip_grad_norm_(critic.model.parameters(), cfg.optim.grad_clip or float("inf"))
-        if torch.isfinite(grad_norm):
-            critic.optimizer.step()
+        if guard.step(critic.optimizer, grad_norm, bad_loss, where=f"step {step + 1}"):
             grad_norms += float(grad_norm)
         else:
             skipped += 1
@@ -348,7 +360,7 @@ def evaluate_heldout(cfg: RLConfig, engine: Engine, task: Task, problems: list[P
         samples=cfg.eval.samples, batch_size=cfg.eval.batch_size, seed=cfg.seed,
     )
     keys = ("pass@1", f"maj@{cfg.eval.samples}", "format_rate", "mean_response_tokens", "truncated_rate", "seconds")
-    out = {f"eval/{k}": metrics[k] for k in keys}
+    out = {f"eval/{k}": metrics[k] for k in keys + tuple(k for k in metrics if k.startswith("budget/"))}
     logger.log(step, out)
     logger.samples(step, [{"eval": True, "id": s.problem.id, "text": s.completion.text, "correct": s.correct}
                           for s in scored[:4]])
@@ -384,6 +396,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         ref_model.eval().requires_grad_(False)
     total_updates = (cfg.steps - (cfg.algo.critic_warmup_steps if ppo else 0)) * cfg.algo.epochs * cfg.algo.mini_batches
     optimizer, scheduler = adamw(model.parameters(), cfg.optim, total_updates)
+    guards = {"policy": SkipGuard(cfg.optim.max_skipped_updates, "the policy"),  # non-finite updates in a row
+              "critic": SkipGuard(cfg.optim.max_skipped_updates, "the critic")}
     state = {"step": 0, "position": 0}
     if ckpt:
         saved = restore(ckpt, optimizer, scheduler)
@@ -399,8 +413,9 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     cache: dict[str, list[int]] = {}
 
     def encode(p: Problem) -> list[int]:
-        if p.id not in cache:
-            cache[p.id] = encode_prompt(tokenizer, build_messages(p, task, cfg.task.template, cfg.task.shots))
+        if p.id not in cache:  # a prompt too long for the model is an error naming its problem (file:line)
+            cache[p.id] = encode_problems(tokenizer, task, [p], cfg.task.template, cfg.task.shots,
+                                          cfg.sampling.max_new_tokens, engine.context)[0]
         return cache[p.id]
 
     def checkpoint(step: int) -> None:
@@ -416,6 +431,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     if state["step"] == 0 and eval_problems:
         ev = evaluate_heldout(cfg, engine, task, eval_problems, 0, logger)
         print(f"step 0 held-out: accuracy {ev['eval/pass@1']:.3f}, format {ev['eval/format_rate']:.3f}", flush=True)
+    final_ev = None  # the evaluation after the last step
     bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="rl", disable=not show_progress,
                dynamic_ncols=True)
     for step in bar:
@@ -427,7 +443,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         if ppo:
             t1 = time.perf_counter()
             advantages, returns, old_values, m_critic = ppo_advantages(cfg, rollouts, critic.model, ref_model, engine.pad_id)
-            m_critic.update(update_critic(cfg, step, critic, rollouts, returns, old_values, engine.pad_id))
+            m_critic.update(update_critic(cfg, step, critic, rollouts, returns, old_values, engine.pad_id,
+                                          guards["critic"]))
             m_critic["time/critic"] = time.perf_counter() - t1
         else:
             reward = torch.tensor([r.reward for r in rollouts])
@@ -436,7 +453,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         m_update = {}
         if not ppo or step >= cfg.algo.critic_warmup_steps:  # critic warm-up: the policy waits
             m_update = update(cfg, step, model, None if cfg.algo.kl_in_reward else ref_model, optimizer, scheduler,
-                              rollouts, advantages, engine.pad_id)
+                              rollouts, advantages, engine.pad_id, guards["policy"])
         t_update = time.perf_counter() - t1
         state["step"] = step + 1
 
@@ -453,14 +470,18 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics.get('reward/accuracy/mean', float('nan')):.3f}",
                         len=f"{metrics['response/len_mean']:.0f}")
         last = state["step"] == cfg.steps
-        if eval_problems and cfg.eval.every and state["step"] % cfg.eval.every == 0 and not last:
-            evaluate_heldout(cfg, engine, task, eval_problems, state["step"], logger)
-        if (cfg.save_every and state["step"] % cfg.save_every == 0) or last:
+        # the final evaluation too is logged before the checkpoint of its step: a run killed after
+        # that checkpoint resumes past it and does not log it twice
+        if eval_problems and ((cfg.eval.every and state["step"] % cfg.eval.every == 0) or last):
+            ev = evaluate_heldout(cfg, engine, task, eval_problems, state["step"], logger)
+            final_ev = ev if last else None
+        if ((cfg.save_every and state["step"] % cfg.save_every == 0) or last) and all(
+                g.may_checkpoint(f"step {state['step']}") for g in guards.values()):
             checkpoint(state["step"])
     bar.close()
-    if eval_problems and (state["step"] == cfg.steps):
-        ev = evaluate_heldout(cfg, engine, task, eval_problems, cfg.steps, logger)
-        print(f"step {cfg.steps} held-out: accuracy {ev['eval/pass@1']:.3f}, format {ev['eval/format_rate']:.3f}", flush=True)
+    if final_ev is not None:  # a run resumed after the last checkpoint does not show it again
+        print(f"step {cfg.steps} held-out: accuracy {final_ev['eval/pass@1']:.3f}, format {final_ev['eval/format_rate']:.3f}",
+              flush=True)
     final = save_pretrained(model, tokenizer, run_dir / "final")
     if critic is not None:  # an HF token-classification folder: AutoModelForTokenClassification reads it
         save_pretrained(critic.model, tokenizer, run_dir / "critic")

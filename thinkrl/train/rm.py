@@ -47,7 +47,7 @@ from thinkrl.models import device_and_dtype, save_pretrained
 from thinkrl.rewards.model import answer_part, conversation, encode_conversation, load_reward_model, sequence_scores
 from thinkrl.train.checkpoint import checkpoint_to_resume, restore, save_checkpoint
 from thinkrl.train.logger import RunLogger
-from thinkrl.train.optim import adamw
+from thinkrl.train.optim import SkipGuard, adamw
 from thinkrl.train.rl import epoch_order
 
 ROLES = ("system", "user", "assistant")
@@ -120,11 +120,9 @@ def load_pairs(path: str | Path) -> list[Pair]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"data = '{path}': no such file (a preference JSONL; `python -m thinkrl.train.rm pairs` builds one)")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not valid UTF-8 ({e.reason})") from None
-    pairs = [parse_pair(f"{path}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    from thinkrl.tasks.jsonl import lines, read_utf8
+
+    pairs = [parse_pair(f"{path}:{n}", line) for n, line in enumerate(lines(read_utf8(path)), 1) if line.strip()]
     if not pairs:
         raise UserError(f"{path}: no preference pairs (the file is empty)")
     return pairs
@@ -189,6 +187,7 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
     total = cfg.steps or cfg.epochs * per_epoch
     torch.manual_seed(cfg.seed)
     optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
+    guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
     step = 0
     if ckpt:
         step = restore(ckpt, optimizer, scheduler)["step"]
@@ -227,9 +226,7 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
             sums["accuracy"] += m["accuracy"] * len(micro) / len(batch)
             sums["margin"] += m["margin"] * len(micro) / len(batch)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        skipped = not torch.isfinite(grad_norm)
-        if not skipped:
-            optimizer.step()
+        skipped = not guard.step(optimizer, grad_norm, sums["loss"], where=f"step {step + 1}")
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         metrics = {f"train/{k}": v for k, v in sums.items()}
@@ -240,7 +237,7 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
         bar.set_postfix(loss=f"{sums['loss']:.3f}", acc=f"{sums['accuracy']:.2f}")
         if cfg.eval_every and done % cfg.eval_every == 0 and done != total:
             evaluate(done)
-        if (cfg.save_every and done % cfg.save_every == 0) or done == total:
+        if ((cfg.save_every and done % cfg.save_every == 0) or done == total) and guard.may_checkpoint(f"step {done}"):
             save_checkpoint(run_dir, done, model, tokenizer, {"optimizer": optimizer.state_dict(),
                                                               "scheduler": scheduler.state_dict(), "step": done},
                             keep=cfg.keep_checkpoints)

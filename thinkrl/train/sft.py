@@ -32,7 +32,7 @@ from thinkrl.report import plot_run
 from thinkrl.train.checkpoint import checkpoint_to_resume, restore, save_checkpoint
 from thinkrl.train.forward import completion_logits, token_logprobs
 from thinkrl.train.logger import RunLogger
-from thinkrl.train.optim import adamw
+from thinkrl.train.optim import SkipGuard, adamw
 
 ROLES = ("system", "user", "assistant")
 BUCKET = 16  # batches per length bucket: sort within 16 batches' worth of examples
@@ -58,28 +58,29 @@ class Example:
 
 def read_chat_jsonl(path: str | Path) -> list[list[dict]]:
     """Conversations from a chat JSONL file; a bad line is a UserError naming file:line and key."""
+    from thinkrl.tasks.jsonl import lines, read_utf8
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file {path} not found")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{where}: not valid JSON ({e.msg})") from None
-            messages = row.get("messages") if isinstance(row, dict) else None
-            if not isinstance(messages, list) or not messages:
-                raise UserError(f"{where}: key 'messages' must be a non-empty list of {{role, content}}")
-            for i, m in enumerate(messages):
-                if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                    raise UserError(f"{where}: messages[{i}] needs 'role' in {', '.join(ROLES)} and a string 'content'")
-            if not any(m["role"] == "assistant" for m in messages):
-                raise UserError(f"{where}: no assistant turn, so nothing to learn from this line")
-            out.append([{"role": m["role"], "content": m["content"]} for m in messages])
+    for n, line in enumerate(lines(read_utf8(path)), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if not isinstance(messages, list) or not messages:
+            raise UserError(f"{where}: key 'messages' must be a non-empty list of {{role, content}}")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                raise UserError(f"{where}: messages[{i}] needs 'role' in {', '.join(ROLES)} and a string 'content'")
+        if not any(m["role"] == "assistant" for m in messages):
+            raise UserError(f"{where}: no assistant turn, so nothing to learn from this line")
+        out.append([{"role": m["role"], "content": m["content"]} for m in messages])
     if not out:
         raise UserError(f"data file {path} holds no conversations")
     return out
@@ -208,10 +209,13 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
             raise UserError(f"teacher {cfg.teacher} and student {cfg.model.name} have different vocabularies: "
                             "token-level KL needs one tokenizer (set kl_coef = 0 to train on the traces alone)")
     examples = [tokenize(tokenizer, m) for m in conversations]
-    too_long = sum(len(e) > cfg.max_len for e in examples)
-    examples = [e for e in examples if len(e) <= cfg.max_len]
+    context = getattr(model.config, "max_position_embeddings", None) or cfg.max_len
+    max_len = min(cfg.max_len, context)  # nor may an example outgrow the model's context window
+    too_long = sum(len(e) > max_len for e in examples)
+    examples = [e for e in examples if len(e) <= max_len]
     if not examples:
-        raise UserError(f"every example in {cfg.data} is longer than max_len = {cfg.max_len} tokens")
+        raise UserError(f"every example in {cfg.data} is longer than {max_len} tokens (max_len = {cfg.max_len}, "
+                        f"the model's context {context}): shorten the conversations")
     train_set, held_out = split_examples(examples, cfg.eval_fraction, cfg.seed)
     lengths = [len(e) for e in train_set]
     per_epoch = math.ceil(len(train_set) / cfg.batch_size)
@@ -220,6 +224,7 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
 
     torch.manual_seed(cfg.seed)
     optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
+    guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
     step = 0
     if ckpt:
         step = restore(ckpt, optimizer, scheduler)["step"]
@@ -251,17 +256,18 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
         normalizer = float(max(sum(sum(e.mask) for e in batch), 1.0))
         model.train()
         sums: dict[str, float] = {}
+        bad_loss = 0.0  # a non-finite micro-batch loss, if any
         for start in range(0, len(batch), cfg.micro_batch_size):
             loss, m = batch_loss(model, batch[start : start + cfg.micro_batch_size], normalizer=normalizer,
                                  detach_prompt=cfg.detach_prompt, pad_id=pad_id, teacher=teacher,
                                  kl_coef=cfg.kl_coef, kl_temperature=cfg.kl_temperature)
             loss.backward()
+            loss_value = float(loss.detach())
+            bad_loss = bad_loss if math.isfinite(loss_value) else loss_value
             for k, v in m.items():  # token-weighted means over the batch
                 sums[k] = sums.get(k, 0.0) + (v if k == "tokens" else v * m["tokens"])
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        skipped = not torch.isfinite(grad_norm)
-        if not skipped:
-            optimizer.step()
+        skipped = not guard.step(optimizer, grad_norm, bad_loss, where=f"step {step + 1}")
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         tokens = sums.pop("tokens")
@@ -274,7 +280,7 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
         done = step + 1
         if cfg.eval.every and done % cfg.eval.every == 0 and done != total:
             evaluate(done)
-        if (cfg.save_every and done % cfg.save_every == 0) or done == total:
+        if ((cfg.save_every and done % cfg.save_every == 0) or done == total) and guard.may_checkpoint(f"step {done}"):
             save_checkpoint(run_dir, done, model, tokenizer, {"optimizer": optimizer.state_dict(),
                                                               "scheduler": scheduler.state_dict(), "step": done},
                             keep=cfg.keep_checkpoints)
