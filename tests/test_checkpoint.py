@@ -1,14 +1,12 @@
 """Crash safety: what a kill at any moment can leave behind never breaks --resume or the logs,
 and a real run SIGKILLed twice and resumed ends exactly like one never killed."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from bench_modules import load_benchmark
 from thinkrl.errors import UserError
 from thinkrl.models import tiny_model
 from thinkrl.train import checkpoint as ck
@@ -63,12 +61,7 @@ def test_resume_cut_drops_later_steps_and_a_torn_line(tmp_path):
 
 
 def _kill_test():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "kill_test.py"
-    spec = importlib.util.spec_from_file_location("kill_test", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("kill_test")
 
 
 def test_sigkilled_run_resumes_to_identical_weights_and_metrics(tmp_path):

@@ -13,23 +13,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench_modules import load_benchmark
+
 from thinkrl.tasks.arithmetic import Arithmetic
 from thinkrl.tasks.base import Problem
 from thinkrl.tasks.countdown import Countdown, check, evaluate_equation
 from thinkrl.tasks.gsm8k import GSM8K
 from thinkrl.verify import canonical, extract_answer, math_equal
 
+FUZZ = load_benchmark("fuzz_verifiers")
 TIMEOUT = 0.5  # math_equal's timeout in these tests
 SLACK = 1.0  # seconds on top of a bound: a loaded 2-core CI box
 TEXT_BOUND = 1.0  # extraction and the Countdown checker are linear: 1 MB takes milliseconds
-MEGABYTE = 1 << 20
-
-TOKENS = [
-    "^", "^{", "{", "}", "\\frac", "\\frac{", "\\dfrac", "!", "(", ")", "0", "1", "2", "9", "10", "99999",
-    "+", "-", "*", "/", "**", "=", ".", ",", "%", "$", " ", "x", "e", "\\pi", "\\sqrt{", "\\binom",
-    "\\Gamma(", "\\sum_{i=1}^{", "\\prod", "\\int", "\\infty", "\\left(", "\\right)", "\\text{", "\\\\",
-    "\\cdot", "\\times", "\\div", "<answer>", "</answer>", "\\boxed{", "\\fbox{", "\\mod", "\\log",
-]  # fmt: skip
+MEGABYTE, TOKENS = FUZZ.MEGABYTE, FUZZ.TOKENS  # the benchmark's hostile vocabulary
 
 
 def repeat_to(unit: str, size: int) -> str:

@@ -31,7 +31,7 @@ with whole seconds and fails outside the main thread, so we pass it `None` and b
   thread cannot be interrupted, and sympy's big-integer arithmetic holds the GIL.
   The answer does not depend on the calling thread.
 So `math_equal` returns within `timeout` + 0.5 s and never raises (benchmarks/fuzz_verifiers.py
-checks it), except that a thread's first symbolic comparison, and the first after a helper was
+checks it), except that a caller's first symbolic comparison, and the first after a helper was
 killed, also wait for a helper process to start (about a second; once per process in practice).
 Answers longer than MAX_SYMBOLIC_CHARS never reach sympy at all.
 """
@@ -41,7 +41,6 @@ from __future__ import annotations
 import logging
 import re
 import signal
-import threading
 from fractions import Fraction
 
 MAX_SYMBOLIC_CHARS = 1000  # longer answers are never handed to sympy
@@ -267,15 +266,6 @@ def _raise_timeout(signum, frame):
     raise _Timeout()
 
 
-def _can_use_timer() -> bool:
-    """Signal timers only work in the main thread, on POSIX, and when no other timer is running."""
-    return (
-        hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
-    )
-
-
 def _symbolic_equal(pred: str, gold: str) -> bool:
     """math_verify's comparison of the two normalised answers (untimed; callers bound it)."""
     from math_verify import parse, verify  # noqa: PLC0415 - heavy import, only when needed
@@ -302,7 +292,7 @@ def _symbolic_equal_bounded(pred: str, gold: str, timeout: float) -> bool:
 
 
 def timed_symbolic_equal(pred: str, gold: str, timeout: float) -> bool:
-    """`_symbolic_equal` under a SIGALRM timer; False on timeout. Main thread only (`_can_use_timer`)."""
+    """`_symbolic_equal` under a SIGALRM timer; False on timeout. Main thread of a verify_process helper only."""
     import math_verify  # noqa: F401, PLC0415 - import before the timer starts, never inside it
 
     _quiet_math_verify()

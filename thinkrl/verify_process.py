@@ -1,9 +1,9 @@
-"""Symbolic answer comparison in helper processes, for threads that cannot use a signal timer.
+"""Symbolic answer comparison in helper processes, so that a deadline always holds.
 
-`verify.math_equal` bounds sympy with a SIGALRM timer, which only the main thread can use. From
-any other thread it calls `symbolic_equal` here: the comparison is sent to a helper process (a
-fresh `python -c`, never a fork of a training process holding CUDA state or locks) that runs it
-in its own main thread under that same timer. The caller waits on a pipe at most
+A SIGALRM timer only works in the main thread and cannot interrupt one long C call, so
+`verify.math_equal` sends every symbolic comparison, from any thread, to `symbolic_equal` here:
+a helper process (a fresh `python -c`, never a fork of a training process holding CUDA state or
+locks) runs it in its own main thread under a SIGALRM timer. The caller waits on a pipe at most
 `timeout + GRACE_S`; a helper that has not answered by then is killed (so a runaway computation
 never outlives its deadline) and replaced in the background.
 

@@ -66,3 +66,31 @@ class Task:
         task), `thinkrl sample --set source=solutions` writes it as curated SFT data: R1's cold
         start from readable, human-style chains of thought instead of a model's samples."""
         return None
+
+
+class Wrapped(Task):
+    """A task that changes only the problems of `task`; everything else is `task`'s. A subclass
+    overrides `problems`, and `inner` when its problems differ from the ones `task` knows."""
+
+    def __init__(self, task: Task):
+        self.task, self.name = task, task.name
+        self._cache: dict[str, list[Problem]] = {}
+
+    def inner(self, problem: Problem) -> Problem:
+        """The problem as `task` made it (identity unless a subclass changed ids)."""
+        return problem
+
+    def extract(self, completion: str) -> str | None:
+        return self.task.extract(completion)
+
+    def score(self, completion: str, problem: Problem) -> float:
+        return self.task.score(completion, self.inner(problem))
+
+    def vote_key(self, answer: str) -> str:
+        return self.task.vote_key(answer)
+
+    def examples(self) -> list[tuple[str, str]]:
+        return self.task.examples()
+
+    def solution(self, problem: Problem) -> tuple[str, str] | None:
+        return self.task.solution(self.inner(problem))

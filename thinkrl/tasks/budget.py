@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from thinkrl.tasks.base import Problem, Task, check_split
+from thinkrl.tasks.base import Problem, Task, Wrapped, check_split
 
 
 def parse_budgets(text: str) -> list[int] | None:
@@ -36,12 +36,12 @@ def with_budget(problem: Problem, budget: int, new_id: str | None = None) -> Pro
     return dataclasses.replace(problem, id=new_id or problem.id, meta=meta)
 
 
-class Budgeted(Task):
+class Budgeted(Wrapped):
     """`task` with a thinking budget on every problem (see the module docstring)."""
 
     def __init__(self, task: Task, budgets: list[int], seed: int = 0):
-        self.task, self.budgets, self.seed, self.name = task, list(budgets), seed, task.name
-        self._cache: dict[str, list[Problem]] = {}
+        super().__init__(task)
+        self.budgets, self.seed = list(budgets), seed
 
     def problems(self, split: str) -> list[Problem]:
         if check_split(split) not in self._cache:
@@ -53,20 +53,5 @@ class Budgeted(Task):
             self._cache[split] = out
         return list(self._cache[split])
 
-    def _inner(self, problem: Problem) -> Problem:
+    def inner(self, problem: Problem) -> Problem:
         return dataclasses.replace(problem, id=problem.meta.get("base_id", problem.id))
-
-    def extract(self, completion: str) -> str | None:
-        return self.task.extract(completion)
-
-    def score(self, completion: str, problem: Problem) -> float:
-        return self.task.score(completion, self._inner(problem))
-
-    def vote_key(self, answer: str) -> str:
-        return self.task.vote_key(answer)
-
-    def examples(self) -> list[tuple[str, str]]:
-        return self.task.examples()
-
-    def solution(self, problem: Problem) -> tuple[str, str] | None:
-        return self.task.solution(self._inner(problem))

@@ -23,7 +23,7 @@ import dataclasses
 import math
 
 from thinkrl.errors import UserError
-from thinkrl.tasks.base import Problem, Task, check_split
+from thinkrl.tasks.base import Problem, Task, Wrapped, check_split
 
 
 def _accuracy_applies(p: Problem) -> bool:
@@ -46,33 +46,18 @@ def weighted_stream(parts: list[list[Problem]], weights: list[float]) -> list[Pr
     return out
 
 
-class WithRewards(Task):
+class WithRewards(Wrapped):
     """A task whose problems, where they list no rewards of their own, get `names` (task.rewards)."""
 
     def __init__(self, task: Task, names: list[str]):
-        self.task, self.names, self.name = task, list(names), task.name
-        self._cache: dict[str, list[Problem]] = {}
+        super().__init__(task)
+        self.names = list(names)
 
     def problems(self, split: str) -> list[Problem]:
         if split not in self._cache:
             self._cache[split] = [p if "rewards" in p.meta else dataclasses.replace(p, meta={**p.meta, "rewards": self.names})
                                   for p in self.task.problems(split)]
         return list(self._cache[split])
-
-    def extract(self, completion: str) -> str | None:
-        return self.task.extract(completion)
-
-    def score(self, completion: str, problem: Problem) -> float:
-        return self.task.score(completion, problem)
-
-    def vote_key(self, answer: str) -> str:
-        return self.task.vote_key(answer)
-
-    def examples(self) -> list[tuple[str, str]]:
-        return self.task.examples()
-
-    def solution(self, problem: Problem) -> tuple[str, str] | None:
-        return self.task.solution(problem)
 
 
 class Mix(Task):

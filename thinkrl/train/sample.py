@@ -26,8 +26,8 @@ from pathlib import Path
 from thinkrl.config import SampleConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.engine.engine import Completion
-from thinkrl.evaluate import Scored, load_engine, run_eval
-from thinkrl.prompts import build_messages, follows_format, write_response
+from thinkrl.evaluate import Scored, load_engine, run_eval, score_completions
+from thinkrl.prompts import build_messages, write_response
 from thinkrl.rewards.language import language_share, reasoning_part
 from thinkrl.tasks import get_task
 
@@ -78,13 +78,11 @@ def written_solutions(task, problems, cfg: SampleConfig) -> tuple[dict, list[Sco
 
     A problem without a solution gets an empty response, which the format filter rejects."""
     t0 = time.perf_counter()
-    scored = []
-    for i, p in enumerate(problems):
-        written = task.solution(p)
-        text = write_response(*written, cfg.task.template) if written is not None else ""
-        scored.append(Scored(problem=p, completion=Completion(prompt_index=i, sample_index=0, finish_reason="stop", text=text),
-                             answer=task.extract(text), correct=bool(text) and task.score(text, p) > 0,
-                             formatted=bool(text) and follows_format(text, cfg.task.template)))
+    written = [task.solution(p) for p in problems]
+    completions = [Completion(prompt_index=i, sample_index=0, finish_reason="stop",
+                              text=write_response(*w, cfg.task.template) if w is not None else "")
+                   for i, w in enumerate(written)]
+    scored = score_completions(task, problems, completions, cfg.task.template)
     n = max(len(scored), 1)
     metrics = {"pass@1": sum(s.correct for s in scored) / n, "format_rate": sum(s.formatted for s in scored) / n,
                "mean_response_tokens": None, "seconds": time.perf_counter() - t0}
