@@ -196,6 +196,22 @@ def test_rm_resumes_exactly(tiny_dir, pairs_file, tmp_path, monkeypatch):
     assert ra["eval_accuracy"] == rb["eval_accuracy"] and ra["eval_accuracy_start"] == rb["eval_accuracy_start"]
 
 
+def test_rm_killed_after_its_last_checkpoint_logs_the_last_evaluation_once(tiny_dir, pairs_file, tmp_path, monkeypatch):
+    short = {"eval_every": 0, "steps": 2, "save_every": 0}
+
+    def killed_while_writing_final(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rm, "save_pretrained", killed_while_writing_final)
+    with pytest.raises(KeyboardInterrupt):
+        rm.train(_rm_cfg(tiny_dir, pairs_file, tmp_path / "run", **short), show_progress=False)
+    monkeypatch.undo()
+    rm.train(_rm_cfg(tiny_dir, pairs_file, tmp_path / "run", resume="true", **short), show_progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 2]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["eval_accuracy"] is not None
+
+
 def test_a_causal_lm_is_not_a_reward_model(tiny_dir):
     from thinkrl import rewards as R
 

@@ -154,6 +154,22 @@ def test_interrupted_and_resumed_sft_ends_with_the_same_weights(model_dir, tmp_p
         assert torch.equal(pa, pb), name
 
 
+def test_a_kill_after_the_last_checkpoint_logs_the_last_evaluation_once(model_dir, tmp_path, monkeypatch):
+    data = _data(tmp_path / "d.jsonl")
+
+    def killed_while_writing_final(*args, **kwargs):
+        raise KeyboardInterrupt  # after the last checkpoint, while the final model is written
+
+    monkeypatch.setattr(sft, "save_pretrained", killed_while_writing_final)
+    with pytest.raises(KeyboardInterrupt):
+        sft.train(_cfg(model_dir, data, tmp_path / "run"), show_progress=False)
+    monkeypatch.undo()
+    sft.train(_cfg(model_dir, data, tmp_path / "run", resume="true"), show_progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r["step"] for r in rows if "eval/loss" in r]
+    assert len(evals) == 2 and evals[0] == 0 and evals[1] == max(r["step"] for r in rows)  # the end not repeated
+
+
 def test_distillation_kl_pulls_the_student_to_the_teacher(model_dir, tmp_path):
     teacher_model, tok = tiny_model("llama", seed=9)
     teacher = save_pretrained(teacher_model, tok, tmp_path / "teacher")

@@ -237,12 +237,16 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
         bar.set_postfix(loss=f"{sums['loss']:.3f}", acc=f"{sums['accuracy']:.2f}")
         if cfg.eval_every and done % cfg.eval_every == 0 and done != total:
             evaluate(done)
+        if done == total:  # logged and kept before the last checkpoint, so a resume past it does not repeat it
+            results["end"] = evaluate(done)
+            results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         if ((cfg.save_every and done % cfg.save_every == 0) or done == total) and guard.may_checkpoint(f"step {done}"):
             save_checkpoint(run_dir, done, model, tokenizer, {"optimizer": optimizer.state_dict(),
                                                               "scheduler": scheduler.state_dict(), "step": done},
                             keep=cfg.keep_checkpoints)
     bar.close()
-    results["end"] = evaluate(total)
+    if "end" not in results:  # no steps to run (or a results file from an older run): evaluate here
+        results["end"] = evaluate(total)
     final = save_pretrained(model, tokenizer, run_dir / "final")
     results.update({"model": cfg.model.name, "data": cfg.data, "train_pairs": len(train_rows), "eval_pairs": len(eval_rows),
                     "steps": total, "final": str(final),

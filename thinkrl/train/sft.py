@@ -278,14 +278,15 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
         logger.log(step + 1, metrics)
         bar.set_postfix(loss=f"{metrics['train/nll']:.3f}")
         done = step + 1
-        if cfg.eval.every and done % cfg.eval.every == 0 and done != total:
+        # the last evaluation too is logged before its step's checkpoint: a run killed after that
+        # checkpoint resumes past it and does not log it twice
+        if (cfg.eval.every and done % cfg.eval.every == 0) or done == total:
             evaluate(done)
         if ((cfg.save_every and done % cfg.save_every == 0) or done == total) and guard.may_checkpoint(f"step {done}"):
             save_checkpoint(run_dir, done, model, tokenizer, {"optimizer": optimizer.state_dict(),
                                                               "scheduler": scheduler.state_dict(), "step": done},
                             keep=cfg.keep_checkpoints)
     bar.close()
-    evaluate(total)
     final = save_pretrained(model, tokenizer, run_dir / "final")
     logger.close()
     plot_run(run_dir)
