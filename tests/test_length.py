@@ -133,3 +133,19 @@ def test_evaluation_reports_accuracy_and_length_per_budget():
     assert m["budget/10/pass@1"] == 0.5 and m["budget/40/pass@1"] == 1.0
     assert m["budget/10/mean_response_tokens"] == 10.0 and m["budget/40/mean_response_tokens"] == 40.0
     assert m["budget/40/length_ratio"] == 1.0
+
+
+def test_length_histogram_of_two_eval_files(tmp_path):
+    import json
+
+    from bench_modules import load_benchmark
+
+    hist = load_benchmark("length_histogram")
+    rows = {"a": [(25, True), (47, True), (83, False)], "b": [(25, True), (30, False)]}
+    for name, rs in rows.items():
+        (tmp_path / f"{name}.completions.jsonl").write_text(
+            "".join(json.dumps({"tokens": t, "correct": c}) + "\n" for t, c in rs))
+    assert hist.histogram([25, 30, 47, 83], 8) == {24: 2, 40: 1, 80: 1}
+    text = hist.table([str(tmp_path / "a.completions.jsonl"), str(tmp_path / "b.completions.jsonl")], 8)
+    assert "| 24-31 | 1 | 2 |" in text and "| 80-87 | 1 | 0 |" in text
+    assert "| mean tokens | 51.7 | 27.5 |" in text and "| accuracy | 0.667 | 0.500 |" in text

@@ -337,3 +337,25 @@ def test_one_shot_prompt_uses_a_train_example(name):
     messages = build_messages(t.problems("eval")[0], t, template="r1_zero", shots=1)
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[2]["content"] == t.examples()[0][1]
+
+
+def test_arithmetic_solutions_at_three_lengths_by_hand():
+    from thinkrl.tasks.arithmetic import written_steps
+
+    assert written_steps([54, 8], ["*"], "short") == "54 * 8 = 432"
+    assert written_steps([54, 8], ["*"], "worked") == "54 * 8 = 50 * 8 + 4 * 8 = 400 + 32 = 432"
+    assert written_steps([54, 8], ["*"], "checked") == ("54 * 8 = 50 * 8 + 4 * 8 = 400 + 32 = 432. "
+                                                        "Check: 8 * 54 = 8 * 50 + 8 * 4 = 400 + 32 = 432")
+    assert written_steps([3, 1, 76], ["*", "+"], "checked") == "3 * 1 = 3. 3 + 76 = 79. Check: 1 * 3 = 3. 76 + 3 = 79"
+    assert written_steps([5, 76], ["-"], "checked") == "5 - 76 = -71. Check: 5 - 76 = -71"  # "-" is not reversed
+
+
+def test_mixed_solution_style_takes_each_length_in_turn_and_every_one_scores():
+    task = get_task(TaskConfig(name="arithmetic", digits="2,1", ops="*", num_eval=50, solution_style="mixed"))
+    problems = task.problems("train")[:30]
+    written = [task.solution(p)[0] for p in problems]
+    assert sum(" = " in w and w.count("=") == 1 for w in written[1::3]) == 10  # short: one "=", every third from 1
+    assert all("Check: " in w for w in written[2::3]) and not any("Check: " in w for w in written[0::3])
+    assert all(task.score(f"<think>{w}</think> <answer>{p.answer}</answer>", p) == 1.0 for w, p in zip(written, problems))
+    with pytest.raises(UserError, match="task.solution_style"):
+        TaskConfig(solution_style="long")

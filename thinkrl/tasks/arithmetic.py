@@ -81,14 +81,37 @@ def worked_steps(nums: list[int], ops: list[str]) -> str:
     return ". ".join(steps) if steps else str(total)
 
 
+SOLUTION_STYLES = ("worked", "short", "checked", "mixed")
+
+
+def written_steps(nums: list[int], ops: list[str], style: str = "worked") -> str:
+    """A written solution at one of three lengths (`style`, one of SOLUTION_STYLES but mixed):
+
+    short    "54 * 8 = 432"                                  the result alone, as R1-Zero writes it
+    worked   "54 * 8 = 50 * 8 + 4 * 8 = 400 + 32 = 432"      the computation step by step
+    checked  the worked steps, then "Check: " and the same computation again with the operands in
+             reverse order (sums and products keep their value reversed; with "-" the check
+             restates the result)
+    """
+    if style == "short":
+        return f"{expression(nums, ops)} = {evaluate(nums, ops)}"
+    worked = worked_steps(nums, ops)
+    if style == "worked":
+        return worked
+    again = worked_steps(nums[::-1], ops[::-1]) if set(ops) <= {"+", "*"} else f"{expression(nums, ops)} = {evaluate(nums, ops)}"
+    return f"{worked}. Check: {again}"
+
+
 class Arithmetic(Task):
     """Procedural arithmetic with exact integer answers."""
 
     name = "arithmetic"
 
     def __init__(self, seed: int = 0, num_train: int = 10_000, num_eval: int = 500, operands: int = 2,
-                 min_digits: int = 1, max_digits: int = 3, ops: str = "+-*", digits: str = ""):  # fmt: skip
+                 min_digits: int = 1, max_digits: int = 3, ops: str = "+-*", digits: str = "",
+                 solution_style: str = "worked"):  # fmt: skip
         self.seed, self.num_train, self.num_eval = seed, num_train, num_eval
+        self.solution_style = solution_style  # what solution() writes; "mixed" cycles through the three
         self.operands, self.min_digits, self.max_digits, self.ops = operands, min_digits, max_digits, ops
         # "2,1": operand i has exactly that many digits (54 * 8); empty: min_digits..max_digits for each
         self.digits = [int(d) for d in digits.split(",")] if digits else []
@@ -126,8 +149,12 @@ class Arithmetic(Task):
         return list(self._cache[split])
 
     def solution(self, problem: Problem) -> tuple[str, str]:
-        """The computation step by step: "54 * 8 = 50 * 8 + 4 * 8 = 400 + 32 = 432"."""
-        return worked_steps(problem.meta["numbers"], problem.meta["ops"]), problem.answer
+        """The computation step by step: "54 * 8 = 50 * 8 + 4 * 8 = 400 + 32 = 432" (see written_steps
+        for the other styles; "mixed" takes short, worked, checked in turn by the problem's number)."""
+        style = self.solution_style
+        if style == "mixed":
+            style = SOLUTION_STYLES[:3][int(problem.id.rsplit("-", 1)[-1]) % 3]
+        return written_steps(problem.meta["numbers"], problem.meta["ops"], style), problem.answer
 
     def examples(self) -> list[tuple[str, str]]:
         """Worked examples from their own stream, never an eval question."""
