@@ -247,6 +247,13 @@ def run_merge(cfg: C.MergeConfig, args) -> int:
     return 0
 
 
+def run_bench(cfg: C.BenchConfig, args) -> int:
+    from thinkrl.bench import run
+
+    result = run(cfg)
+    return 1 if "error" in result.get("trl", {}) else 0
+
+
 COMMANDS: dict[str, Command] = {
     "rl": Command(
         help="R1-Zero reinforcement learning with the GRPO family and rule-based rewards",
@@ -366,6 +373,23 @@ COMMANDS: dict[str, Command] = {
             "--think-budget": ("think_budget", int, "ask an L1-trained model to think for N tokens"),
         },
         extra=lambda p: p.add_argument("prompt", nargs="*", help="the prompt ('-' or none reads stdin)"),
+    ),
+    "bench": Command(
+        help="speed of a GRPO step (rollout tokens/s, update tokens/s, MFU, peak memory) or of decoding, "
+             "on the TRL anchor's settings; --vs-trl runs TRL's GRPOTrainer beside it",
+        config=C.BenchConfig,
+        run=run_bench,
+        flags={
+            "--mode": ("mode", str, "train (GRPO steps) | decode (generation only)"),
+            "--shape": ("shape", str, "auto | qwen2.5-0.5b (CUDA default) | small (CPU default) | tiny"),
+            "--batch": ("batch", int, "decode mode: rows decoded together (64, 256)"),
+            "--device": ("device", str, "auto | cpu | cuda | cuda:N"),
+            "--steps": ("steps", int, "timed steps (runs in decode mode)"),
+            "--warmup": ("warmup", int, "untimed steps first"),
+            "--peak-tflops": ("peak_tflops", float, "MFU denominator (default: by GPU name; none on CPU)"),
+            "--out": ("out", str, "JSON results file"),
+        },
+        switches={"--vs-trl": ("vs_trl", "also run TRL's GRPOTrainer on the same configuration and print the ratios")},
     ),
     "chat": Command(
         help="interactive chat (the same settings as generate)",

@@ -115,6 +115,10 @@ class AlgoConfig:
     mini_batches: int = 1  # optimizer steps per pass (ratio != 1 from the second on)
     micro_batch_size: int = 8  # rows per forward/backward; gradients accumulate over a mini-batch
     detach_prompt: bool = False  # train on completion tokens only, prompt encoded without gradient (CPU)
+    # GPU memory: LM head + log-softmax on this many tokens at a time, recomputed in the backward, so the
+    # [B, T, vocab] fp32 logits never exist at once (2048-8192 on a GPU); 0 = off, the full logits
+    logprob_chunk: int = 0
+    bucket_by_length: bool = False  # micro-batches of rows of similar length (less padding); same loss and gradient
     # ppo only (thinkrl.algos.ppo): a value model from the same initial weights, trained at optim.critic_lr
     gamma: float = 1.0  # discount per token
     lam: float = 0.95  # GAE lambda: 1 = Monte Carlo returns, 0 = one-step TD
@@ -139,6 +143,8 @@ class AlgoConfig:
                 raise UserError(f"algo.{key} must be in [0, 1], got {getattr(self, key)}")
         if self.value_clip < 0 or self.critic_warmup_steps < 0:
             raise UserError("algo.value_clip and algo.critic_warmup_steps must be >= 0")
+        if self.logprob_chunk < 0:
+            raise UserError(f"algo.logprob_chunk must be >= 0 (tokens per chunk; 0 = off), got {self.logprob_chunk}")
         if self.algorithm != "ppo" and (self.kl_in_reward or self.critic_warmup_steps):
             raise UserError("algo.kl_in_reward and algo.critic_warmup_steps need a critic: set algo.algorithm = 'ppo'")
         if self.algorithm == "ppo" and self.kl_in_reward and not self.kl_coef:
@@ -255,6 +261,50 @@ class RMConfig:
                 raise UserError(f"{key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.eval_fraction < 1:
             raise UserError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+
+
+BENCH_MODES = ("train", "decode")  # bench.mode
+
+
+@dataclass
+class BenchConfig:
+    """`thinkrl bench`: GRPO step and decode speed on a random-weight model, on the TRL anchor's
+    settings (ANCHORS.md; thinkrl.bench). Workload keys at 0 take the shape's values, which for
+    qwen2.5-0.5b are the anchor's: 8 prompts x 8 completions, 128 + 512 tokens."""
+
+    mode: str = "train"  # train: rollout + update steps | decode: generation only, `batch` rows
+    shape: str = "auto"  # auto (qwen2.5-0.5b on CUDA, small on CPU) | qwen2.5-0.5b | small | tiny
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16
+    prompt_tokens: int = 0  # random prompt ids per prompt; 0 = the shape's
+    new_tokens: int = 0  # completion length, forced (end-of-sequence ignored); 0 = the shape's
+    prompts: int = 0  # prompts per step; 0 = the shape's
+    group_size: int = 0  # completions per prompt; 0 = the shape's
+    batch: int = 64  # decode mode: rows decoded together (distinct prompts, one completion each)
+    warmup: int = 1  # untimed steps (runs in decode mode) first
+    steps: int = 3  # timed steps (runs in decode mode); figures are their mean
+    peak_tflops: float = 0.0  # MFU denominator; 0 = by GPU name (H100 / H200: 989 bf16 dense), none on CPU
+    vs_trl: bool = False  # also run TRL's GRPOTrainer on the same configuration (a child process) and print ratios
+    out: str = ""  # JSON results file ("" = print only)
+    seed: int = 0
+    algo: AlgoConfig = field(default_factory=AlgoConfig)  # the update's settings (defaults: GRPO, beta 0, token mean)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self):
+        from thinkrl.bench import SHAPES
+
+        _choice("mode", self.mode, BENCH_MODES)
+        _choice("shape", self.shape, ("auto", *SHAPES))
+        _choice("dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
+        _at_least_one(self, ("batch", "steps"))
+        for key in ("prompt_tokens", "new_tokens", "prompts", "group_size", "warmup", "peak_tflops"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{key} must be >= 0 (0 = the default), got {getattr(self, key)}")
+        if self.vs_trl and self.mode != "train":
+            raise UserError("vs_trl compares GRPO steps: use mode = train (--mode train)")
+        if self.algo.algorithm != "grpo" or self.algo.kl_coef:
+            raise UserError("bench measures the anchor's GRPO step without a reference model: "
+                            "keep algo.algorithm = 'grpo' and algo.kl_coef = 0")
 
 
 # ---------------------------------------------------------------- building dataclasses from dicts

@@ -8,6 +8,11 @@ later multi-turn rollouts put 0 on inserted tool text) and why it stopped: "eos"
 Prompts are processed in chunks of at most `max_batch` rows, longest first; each prompt is
 encoded once and shared by its n samples; finished rows leave the batch once enough of them have
 finished to pay for compacting the cache.
+
+Runners (`runner=`): "eager" steps the model from Python (KVRunner for the llama family, the HF
+fallback otherwise); "graph" (the default on CUDA for the llama family) replays each decode step,
+sampling included, from CUDA graphs and keeps its runner across calls so graphs are captured once
+(`release()` frees its KV cache, e.g. while training). Both give the same completions.
 """
 
 from __future__ import annotations
@@ -17,12 +22,26 @@ from typing import Callable
 
 import torch
 
+from thinkrl.engine.graph_runner import GraphRunner, graph_safe
 from thinkrl.engine.runner import make_runner, pad, supports_prefix
 from thinkrl.engine.sampling import SamplingParams, sample, stream_keys, uniforms
 from thinkrl.errors import UserError
 
 
 MIN_SHARED_PREFIX = 16  # shorter common prefixes are not worth a separate prefill
+RUNNERS = ("auto", "eager", "graph")
+
+
+def pick_runner(kind: str, model, device: torch.device) -> str:
+    """"eager" or "graph" for Engine(runner=kind): auto means graph on CUDA where the model allows it."""
+    if kind not in RUNNERS:
+        raise UserError(f"engine runner must be one of {', '.join(RUNNERS)}, not {kind!r}")
+    if kind == "auto":
+        return "graph" if device.type == "cuda" and graph_safe(model) else "eager"
+    if kind == "graph" and not graph_safe(model):
+        raise UserError(f"engine runner 'graph' serves the llama family (no dynamic RoPE), not "
+                        f"{getattr(model.config, 'model_type', '?')}: use runner 'eager'")
+    return kind
 
 
 def common_prefix(prompts: list[list[int]]) -> int:
@@ -48,7 +67,7 @@ class Completion:
 
 
 class Engine:
-    def __init__(self, model, tokenizer, eos_token_ids: list[int], max_batch: int = 64):
+    def __init__(self, model, tokenizer, eos_token_ids: list[int], max_batch: int = 64, runner: str = "auto"):
         self.model = model
         self.tokenizer = tokenizer
         self.eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long)
@@ -57,6 +76,22 @@ class Engine:
         self.context = getattr(model.config, "max_position_embeddings", None) or 1 << 30
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_token_ids[0]
         self.pad_id = pad
+        self.runner = pick_runner(runner, model, self.device)
+        self._graph: GraphRunner | None = None  # kept across calls: its CUDA graphs are captured once
+
+    def release(self) -> None:
+        """Free the graph runner's KV cache and graphs (say, for a training phase); the next call rebuilds them."""
+        self._graph = None
+
+    def _runner(self, rows: int, max_len: int):
+        """The runner of one chunk; the graph runner is reused while the chunk fits its buffers."""
+        if self.runner == "eager":
+            return make_runner(self.model, rows, max_len)
+        if self._graph is None or not self._graph.fits(rows, max_len):
+            self._graph = None  # free the old cache and graphs before allocating the new ones
+            self._graph = GraphRunner(self.model, rows, max_len)
+        self._graph.reset(rows)
+        return self._graph
 
     def generate(
         self,
@@ -106,13 +141,20 @@ class Engine:
         suffixes = [p[shared:] for p in prompts]
         ids, attn = pad(suffixes, self.pad_id, left=True)  # every row's last prompt token in the last column
         width = ids.shape[1]
-        runner = make_runner(self.model, rows, shared + width + params.max_new_tokens)
+        runner = self._runner(rows, shared + width + params.max_new_tokens)
         if shared:
             prefix = torch.tensor([prompts[0][:shared]], device=dev)
             runner.prefill(prefix, torch.ones_like(prefix, dtype=torch.bool), rows)  # one row, copied to all
         logits = runner.prefill(ids.to(dev), attn.to(dev), n)
         keys = stream_keys(torch.tensor(seeds).repeat_interleave(n), torch.arange(n).repeat(len(prompts))).to(dev)
         results = [Completion(r // n, r % n) for r in range(rows)]
+        if isinstance(runner, GraphRunner):  # sampling on the device; the host reads tokens every few steps
+            eos = set() if params.ignore_eos else set(self.eos.tolist())
+            runner.decode_all(logits, keys, params, lambda r, step, tok, lp: self._record(
+                results[r], tok, lp, tok in eos, step, params), on_tokens)
+            for res in results:
+                res.text = self._text(res, params.stop)
+            return results
         alive = torch.arange(rows)  # runner row -> result index
         finished = torch.zeros(rows, dtype=torch.bool)  # per runner row
         eos = self.eos.to(dev)
@@ -125,17 +167,7 @@ class Engine:
                 if finished[r]:
                     continue
                 produced += 1
-                res = results[res_i]
-                res.token_ids.append(tok_list[r])
-                res.logprobs.append(lp_list[r])
-                res.mask.append(1)
-                if is_eos[r]:
-                    res.finish_reason = "eos"
-                elif params.stop and self._hit_stop(res.token_ids, params.stop):
-                    res.finish_reason = "stop"
-                elif step + 1 < params.max_new_tokens:
-                    continue
-                finished[r] = True
+                finished[r] = self._record(results[res_i], tok_list[r], lp_list[r], is_eos[r], step, params)
             if on_tokens is not None:
                 on_tokens(produced)
             if bool(finished.all()):
@@ -149,6 +181,19 @@ class Engine:
         for res in results:
             res.text = self._text(res, params.stop)
         return results
+
+    def _record(self, res: Completion, token: int, logprob: float, is_eos: bool, step: int, params: SamplingParams) -> bool:
+        """Append one sampled token to a completion; True when it ends it (eos, a stop string, or length)."""
+        res.token_ids.append(token)
+        res.logprobs.append(logprob)
+        res.mask.append(1)
+        if is_eos:
+            res.finish_reason = "eos"
+        elif params.stop and self._hit_stop(res.token_ids, params.stop):
+            res.finish_reason = "stop"
+        elif step + 1 < params.max_new_tokens:
+            return False
+        return True
 
     def _hit_stop(self, token_ids: list[int], stops: list[str]) -> bool:
         """Did the last token complete a stop string? Decodes a short window, not the whole completion."""

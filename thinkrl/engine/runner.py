@@ -1,6 +1,6 @@
 """Model runners: one forward step of a batch against a KV cache. The engine's only view of the model.
 
-Both runners keep the same contract, so a later CUDA-graph runner can slot in:
+Every runner keeps the same contract (GraphRunner, in graph_runner.py, too):
 - `prefill(ids [P, T], attn [P, T], n)`: encode left-padded prompts once, give each prompt n rows
   of cache (the group shares one prompt encoding), return next-token logits [P * n, V].
 - `decode(tokens [B])`: append one token per row, return logits [B, V].
@@ -48,7 +48,12 @@ def supports_prefix(model) -> bool:
     return getattr(model.config, "model_type", None) in KV_FAMILY
 
 
-def make_runner(model, batch: int, max_len: int):
+def make_runner(model, batch: int, max_len: int, kind: str = "eager"):
+    """kind "eager": KVRunner for the llama family, HFRunner otherwise; "graph": GraphRunner (llama family)."""
+    if kind == "graph":
+        from thinkrl.engine.graph_runner import GraphRunner  # it builds on this module
+
+        return GraphRunner(model, batch, max_len)
     if getattr(model.config, "model_type", None) in KV_FAMILY:
         return KVRunner(model, batch, max_len)
     return HFRunner(model)

@@ -12,12 +12,19 @@ for B completions right-padded to T tokens.
   are several times longer than the completions, this is what makes an RL step affordable
   (ANCHORS.md: 14 ms per trained token). It is a documented approximation, off by default on GPU
   recipes.
+
+Chunked head (`logprob_chunk > 0`, algo.logprob_chunk): both paths stop at the final hidden states
+and `chunked_logprobs` applies the LM head, log_softmax, gather and entropy a few thousand tokens at
+a time, each chunk under activation checkpointing, and only at real (unpadded) tokens. The
+`[B, T, vocab]` fp32 logits (4.6 GiB for 8 x 1024 tokens of a 151k vocabulary) never exist at once,
+in the forward or the backward; values and gradients are the plain path's up to float rounding.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from thinkrl.engine.runner import KV_FAMILY, decoder_layers, head_shape, pad, positions_from_mask, project_qkv
 
@@ -33,6 +40,53 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: flo
     return logp, entropy
 
 
+def _head_chunk(lm_head, h: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
+    """token_logprobs of one chunk of tokens, h [n, H] -> (logp [n], entropy [n] or None): the unit
+    that activation checkpointing recomputes in the backward, so its [n, V] logits live only there."""
+    return token_logprobs(lm_head(h), targets, temperature, with_entropy)
+
+
+def chunked_logprobs(hidden: torch.Tensor, lm_head, targets: torch.Tensor, temperature: float, with_entropy: bool,
+                     chunk_tokens: int, mask: torch.Tensor | None = None):
+    """token_logprobs(lm_head(hidden), ...) without ever holding the [B, T, V] logits.
+
+    hidden [B, T, H] final hidden states, targets [B, T]; mask [B, T] (optional) the real tokens.
+    The head runs on `chunk_tokens` tokens at a time; with gradient on, each chunk is checkpointed
+    (recomputed in the backward), so one chunk's logits are alive in the backward too. Only masked
+    tokens are computed (padding costs no head FLOPs); elsewhere logp and entropy are 0, which
+    keeps exp(logp - old) finite at padding. Returns (logp [B, T] fp32, entropy [B, T] or None).
+    """
+    if chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
+    b, t, _ = hidden.shape
+    keep = (torch.ones(b, t, dtype=torch.bool, device=hidden.device) if mask is None else mask.bool()).reshape(-1)
+    index = keep.nonzero().squeeze(-1)  # flat positions of the real tokens
+    h, y = hidden.reshape(b * t, -1)[index], targets.reshape(-1)[index]
+    grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in lm_head.parameters()))
+    logps, ents = [], []
+    for start in range(0, h.shape[0], chunk_tokens):
+        args = (lm_head, h[start : start + chunk_tokens], y[start : start + chunk_tokens], temperature, with_entropy)
+        lp, ent = checkpoint(_head_chunk, *args, use_reentrant=False) if grad else _head_chunk(*args)
+        logps.append(lp)
+        ents.append(ent)
+    return _scatter(logps, index, b, t, hidden), (_scatter(ents, index, b, t, hidden) if with_entropy else None)
+
+
+def _scatter(parts: list[torch.Tensor], index: torch.Tensor, b: int, t: int, like: torch.Tensor) -> torch.Tensor:
+    """Per-chunk values at flat positions `index` back into a zero [B, T] fp32 tensor (differentiable)."""
+    out = torch.zeros(b * t, dtype=torch.float32, device=like.device)
+    if parts:
+        out = out.index_put((index,), torch.cat(parts))
+    return out.view(b, t)
+
+
+def _chunkable(model) -> bool:
+    """Is the model's head a plain linear map of the last hidden state? Models that scale or
+    soft-cap their logits (Gemma 2, Cohere) keep the exact full-logits path."""
+    cfg = model.config
+    return not (getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None))
+
+
 def completion_logprobs(
     model,
     prompts: list[list[int]],
@@ -43,15 +97,33 @@ def completion_logprobs(
     detach_prompt: bool = False,
     with_entropy: bool = False,
     pad_id: int = 0,
+    logprob_chunk: int = 0,
 ):
     """Log-probs of each row's completion given its prompt (prompts[prompt_of_row[r]]).
 
     Returns (logp [B, T], entropy [B, T] or None, mask [B, T] float) with T the longest completion.
+    logprob_chunk > 0: the head runs in chunks of that many tokens (`chunked_logprobs`), and logp and
+    entropy are 0 at padding (mask 0) instead of the log-prob of the pad token; 0: the full logits.
     """
+    if logprob_chunk > 0 and _chunkable(model):
+        hidden, targets, mask = completion_hidden(model, prompts, prompt_of_row, completions,
+                                                  detach_prompt=detach_prompt, pad_id=pad_id)
+        logp, entropy = chunked_logprobs(hidden, model.get_output_embeddings(), targets, temperature, with_entropy,
+                                         logprob_chunk, mask)
+        return logp, entropy, mask
     logits, targets, mask = completion_logits(model, prompts, prompt_of_row, completions, detach_prompt=detach_prompt,
                                               pad_id=pad_id)
     logp, entropy = token_logprobs(logits, targets, temperature, with_entropy)
     return logp, entropy, mask
+
+
+def completion_hidden(model, prompts, prompt_of_row, completions, *, detach_prompt: bool = False, pad_id: int = 0):
+    """The final hidden states that predict each completion token: (hidden [B, T, H], targets [B, T], mask [B, T]).
+
+    completion_logits without the LM head, for callers that apply it themselves (chunked)."""
+    if detach_prompt and getattr(model.config, "model_type", None) in KV_FAMILY:
+        return _detached_prompt_hidden(model, prompts, prompt_of_row, completions, pad_id)
+    return _full_hidden(model, prompts, prompt_of_row, completions, pad_id)
 
 
 def completion_logits(model, prompts, prompt_of_row, completions, *, detach_prompt: bool = False, pad_id: int = 0):
@@ -64,19 +136,38 @@ def completion_logits(model, prompts, prompt_of_row, completions, *, detach_prom
     return _full_forward(model, prompts, prompt_of_row, completions, pad_id)
 
 
-def _full_forward(model, prompts, prompt_of_row, completions, pad_id):
+def _full_inputs(model, prompts, prompt_of_row, completions, pad_id):
+    """(ids, attention mask, position ids) of [left-padded prompt | right-padded completion], completion ids and mask."""
     dev = next(model.parameters()).device
     p_ids, p_mask = pad([prompts[i] for i in prompt_of_row], pad_id, left=True)  # [B, Tp]
     c_ids, c_mask = pad(completions, pad_id, left=False)  # [B, Tc]
     ids = torch.cat([p_ids, c_ids], 1).to(dev)
     attn = torch.cat([p_mask, c_mask], 1).to(dev)
-    tc = c_ids.shape[1]
-    out = model(input_ids=ids, attention_mask=attn.long(), position_ids=positions_from_mask(attn), logits_to_keep=tc + 1)
+    inputs = dict(input_ids=ids, attention_mask=attn.long(), position_ids=positions_from_mask(attn))
+    return inputs, c_ids.to(dev), c_mask.to(dev).float()
+
+
+def _full_forward(model, prompts, prompt_of_row, completions, pad_id):
+    inputs, c_ids, c_mask = _full_inputs(model, prompts, prompt_of_row, completions, pad_id)
+    out = model(**inputs, logits_to_keep=c_ids.shape[1] + 1)
     logits = out.logits[:, :-1]  # position Tp-1+j predicts completion token j
-    return logits, c_ids.to(dev), c_mask.to(dev).float()
+    return logits, c_ids, c_mask
+
+
+def _full_hidden(model, prompts, prompt_of_row, completions, pad_id):
+    """_full_forward's positions, as final hidden states: the base model's output, no head."""
+    inputs, c_ids, c_mask = _full_inputs(model, prompts, prompt_of_row, completions, pad_id)
+    h = model.base_model(**inputs, use_cache=False).last_hidden_state
+    tc = c_ids.shape[1]
+    return h[:, -tc - 1 : -1], c_ids, c_mask  # position Tp-1+j predicts completion token j
 
 
 def _detached_prompt_forward(model, prompts, prompt_of_row, completions, pad_id):
+    h, c_ids, mask = _detached_prompt_hidden(model, prompts, prompt_of_row, completions, pad_id)
+    return model.lm_head(h), c_ids, mask
+
+
+def _detached_prompt_hidden(model, prompts, prompt_of_row, completions, pad_id):
     base = model.model
     dev = next(model.parameters()).device
     n_heads, n_kv, head_dim = head_shape(model.config)
@@ -123,4 +214,4 @@ def _detached_prompt_forward(model, prompts, prompt_of_row, completions, pad_id)
         return layer.self_attn.o_proj(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
 
     h = decoder_layers(base, base.embed_tokens(x_ids), positions, attend)
-    return model.lm_head(h), c_ids, x_mask.float()
+    return h, c_ids, x_mask.float()

@@ -178,6 +178,27 @@ def minibatches(cfg: RLConfig, step: int, rollouts: list[Rollout], keep: list[bo
             yield (sorted(rows) if in_row_order else rows), normalizer
 
 
+def micro_batches(rollouts: list[Rollout], rows: list[int], size: int, bucket_by_length: bool = False) -> list[list[int]]:
+    """A mini-batch's rows cut into forward/backward micro-batches of `size` rows.
+
+    bucket_by_length: rows sorted by (completion length, prompt length) first, so each micro-batch
+    holds rows of similar length and pads little (a 512-token row no longer pads 20 short ones to
+    512). The loss is unchanged: every micro-batch divides by the whole mini-batch's normalizer
+    (`minibatches`), so the micro-batches' losses and gradients add up to the same total in any
+    grouping. The sort is stable: rows of equal length keep their order (a group stays together)."""
+    if bucket_by_length:
+        rows = sorted(rows, key=lambda i: (len(rollouts[i].completion.token_ids), len(rollouts[i].prompt)))
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+def padding_tokens(rollouts: list[Rollout], micros: list[list[int]]) -> tuple[int, int]:
+    """(padding, real) completion tokens of micro-batches right-padded to their longest row: the
+    compute that length bucketing saves."""
+    lengths = [[len(rollouts[i].completion.token_ids) for i in m] for m in micros]
+    real = sum(sum(x) for x in lengths)
+    return sum(len(x) * max(x) for x in lengths if x) - real, real
+
+
 def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rollouts: list[Rollout],
            advantages: torch.Tensor, pad_id: int, guard: SkipGuard | None = None) -> dict:
     """epochs x mini_batches optimizer steps on one rollout batch; returns averaged metrics.
@@ -192,16 +213,15 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
     keep = _keep(cfg, rollouts)
     sums: dict[str, float] = {}
     weight = 0.0
-    first = True
+    first, seen = True, {"max": 0.0, "sum": 0.0, "tokens": 0.0}  # log-prob mismatch over the first mini-batch
     model.train()
     for rows, normalizer in minibatches(cfg, step, rollouts, keep):
         bad_loss = 0.0  # a non-finite micro-batch loss of this mini-batch, if any
-        for start in range(0, len(rows), a.micro_batch_size):
-            micro = rows[start : start + a.micro_batch_size]
+        for micro in micro_batches(rollouts, rows, a.micro_batch_size, a.bucket_by_length):
             prompts, prompt_of_row, completions = _micro_inputs(rollouts, micro)
             logp, entropy, mask = completion_logprobs(
                 model, prompts, prompt_of_row, completions, temperature=cfg.sampling.temperature,
-                detach_prompt=a.detach_prompt, with_entropy=True, pad_id=pad_id,
+                detach_prompt=a.detach_prompt, with_entropy=True, pad_id=pad_id, logprob_chunk=a.logprob_chunk,
             )
             old = _pad([rollouts[i].completion.logprobs for i in micro], logp.shape[1], dev)
             mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
@@ -209,7 +229,8 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
             if ref_model is not None:
                 with torch.no_grad():
                     ref, _, _ = completion_logprobs(ref_model, prompts, prompt_of_row, completions,
-                                                    temperature=cfg.sampling.temperature, pad_id=pad_id)
+                                                    temperature=cfg.sampling.temperature, pad_id=pad_id,
+                                                    logprob_chunk=a.logprob_chunk)
             loss, m = policy_loss(
                 logp, old, _rows(advantages, micro, logp.shape[1], dev), mask, clip_low=a.clip_low, clip_high=a.clip_high,
                 dual_clip=a.dual_clip or None, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
@@ -220,16 +241,19 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
             loss_value = float(loss.detach())
             bad_loss = bad_loss if math.isfinite(loss_value) else loss_value
             w = float(mask.sum())
-            if first:  # before any update: training forward vs the engine's sampling log-probs
+            if first:  # the whole first mini-batch, before any update: training forward vs sampling log-probs
                 diff = ((logp.detach() - old).abs() * mask)
-                m["mismatch/max"] = float(diff.max())
-                m["mismatch/mean"] = float(diff.sum() / mask.sum().clamp(min=1))
-                first = False
+                seen["max"] = max(seen["max"], float(diff.max()))
+                seen["sum"] += float(diff.sum())
+                seen["tokens"] += w
             for k, v in m.items():
                 if k == "pg_loss":
                     continue
-                sums[k] = sums.get(k, 0.0) + (v if k.startswith("mismatch") else v * w)
+                sums[k] = sums.get(k, 0.0) + v * w
             weight += w
+        if first:
+            sums["mismatch/max"], sums["mismatch/mean"] = seen["max"], seen["sum"] / max(seen["tokens"], 1.0)
+            first = False
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
         if guard.step(optimizer, grad_norm, bad_loss, where=f"step {step + 1}"):
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
@@ -286,7 +310,7 @@ def ppo_advantages(cfg: RLConfig, rollouts: list[Rollout], critic, ref_model, pa
     kl = None
     if a.kl_in_reward and ref_model is not None:
         ref = _batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_logprobs(
-            ref_model, p, rows, c, temperature=cfg.sampling.temperature, pad_id=pad_id)[0])
+            ref_model, p, rows, c, temperature=cfg.sampling.temperature, pad_id=pad_id, logprob_chunk=a.logprob_chunk)[0])
         kl = kl_penalty(_pad([r.completion.logprobs for r in rollouts], width, dev), ref, a.kl_estimator) * mask
         metrics["kl"] = float(kl.sum() / mask.sum().clamp(min=1))
     rewards = token_rewards(torch.tensor([r.reward for r in rollouts], device=dev), mask, kl, a.kl_coef)
@@ -319,8 +343,7 @@ def update_critic(cfg: RLConfig, step: int, critic: Critic, rollouts: list[Rollo
     # micro-batch holds few distinct prompts to encode
     for rows, normalizer in minibatches(cfg, step, rollouts, keep, in_row_order=True):
         bad_loss = 0.0
-        for start in range(0, len(rows), a.micro_batch_size):
-            micro = rows[start : start + a.micro_batch_size]
+        for micro in micro_batches(rollouts, rows, a.micro_batch_size, a.bucket_by_length):
             prompts, prompt_of_row, completions = _micro_inputs(rollouts, micro)
             values, mask = completion_values(critic.model, prompts, prompt_of_row, completions,
                                              detach_prompt=a.detach_prompt, pad_id=pad_id)

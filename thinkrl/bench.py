@@ -1,0 +1,456 @@
+"""`thinkrl bench`: how fast one GRPO step and plain decoding run, on the TRL anchor's settings.
+
+Why a command and not a script: issue 6's targets (step time against TRL's GRPOTrainer, decode
+tokens/s, MFU, peak memory) must be measured the same way on every machine, by the code training
+runs. So a step here is `thinkrl.train.rl`'s own: `collect` (the engine, reward scoring), then
+`group_advantages` and `update` (the losses of thinkrl.algos, the optimizer of thinkrl.train.optim),
+on a random-weight model built locally from a shape: no hub, and no tokenizer, since the engine
+and the trainer speak token ids. Rewards are random numbers, so every group has non-zero
+advantages and the update does real work; completions are forced to their full length
+(SamplingParams.ignore_eos), as the anchor forces them.
+
+Shapes: `qwen2.5-0.5b` is the anchor's model (ANCHORS.md: 494M parameters, vocabulary 151,936),
+the default on CUDA; `small`, the default on CPU, keeps the anchor's workload on a model a CPU
+steps through in seconds; `tiny` is for tests.
+
+Figures: rollout tokens/s = completion tokens / rollout seconds (prefill included); update tokens/s
+= trained completion tokens / update seconds; MFU = model FLOPs of the update (6 x parameters x the
+tokens its forward and backward process: prompt and completion of every row) / update seconds /
+the GPU's bf16 dense peak (PEAK_TFLOPS by device name, or bench.peak_tflops; none on CPU unless
+given); peak memory = torch.cuda.max_memory_allocated over the whole run on a GPU (what the TRL
+anchor reports), the process's peak RSS on CPU. `vs_trl` runs TRL's GRPOTrainer on the same model
+shape, prompts and settings in a child process (its own CUDA memory accounting; ours is freed
+first) and prints the ratios.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from thinkrl.config import BenchConfig, RLConfig
+from thinkrl.errors import UserError
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A model's dimensions and the workload it is benchmarked with by default."""
+
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    vocab: int
+    prompt_tokens: int
+    new_tokens: int
+    prompts: int
+    group_size: int
+
+
+SHAPES = {
+    # Qwen2.5-0.5B's configuration (tied embeddings, qkv bias), the TRL anchor's workload
+    "qwen2.5-0.5b": Shape(896, 24, 14, 2, 4864, 151936, prompt_tokens=128, new_tokens=512, prompts=8, group_size=8),
+    # the same workload on a model a 2-core CPU runs in seconds
+    "small": Shape(64, 2, 4, 2, 128, 1024, prompt_tokens=128, new_tokens=512, prompts=8, group_size=8),
+    # tests: a step in well under a second
+    "tiny": Shape(32, 1, 2, 1, 64, 256, prompt_tokens=8, new_tokens=16, prompts=2, group_size=4),
+}
+
+# bf16 dense tensor-core peaks (no sparsity), TFLOP/s; the first name found in the device's name wins
+PEAK_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("A100", 312.0))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a run does, the shape's defaults overridden by the config's non-zero keys."""
+
+    shape_name: str
+    shape: Shape
+    prompt_tokens: int
+    new_tokens: int
+    prompts: int
+    group_size: int
+    device: str
+    dtype: torch.dtype
+
+
+def resolve(cfg: BenchConfig) -> Workload:
+    """The shape (auto: the anchor's on CUDA, small on CPU) and the workload numbers of a run."""
+    from thinkrl.models import device_and_dtype
+
+    device, dtype = device_and_dtype(cfg.device, cfg.dtype)
+    name = cfg.shape if cfg.shape != "auto" else ("qwen2.5-0.5b" if device.startswith("cuda") else "small")
+    s = SHAPES[name]
+    group = cfg.group_size or s.group_size
+    if group < 2 and cfg.mode == "train":
+        raise UserError(f"group_size = {group}: GRPO's group advantages need at least 2 completions per prompt")
+    return Workload(name, s, cfg.prompt_tokens or s.prompt_tokens, cfg.new_tokens or s.new_tokens,
+                    cfg.prompts or s.prompts, group, device, dtype)
+
+
+# ---------------------------------------------------------------- the model, prompts, rewards
+
+
+def build_model(w: Workload, seed: int):
+    """A random-weight Qwen2 causal LM of the workload's shape, built on its device (no hub)."""
+    from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config
+
+    s = w.shape
+    config = Qwen2Config(
+        vocab_size=s.vocab, hidden_size=s.hidden, intermediate_size=s.intermediate, num_hidden_layers=s.layers,
+        num_attention_heads=s.heads, num_key_value_heads=s.kv_heads, tie_word_embeddings=True, rope_theta=1e6,
+        max_position_embeddings=max(4096, w.prompt_tokens + w.new_tokens),
+        bos_token_id=s.vocab - 3, eos_token_id=s.vocab - 2, pad_token_id=s.vocab - 1,
+    )
+    torch.manual_seed(seed)
+    with torch.device(w.device):  # initialised in place: a 0.5B model built on CPU and copied takes seconds
+        model = AutoModelForCausalLM.from_config(config, dtype=w.dtype)
+    model.generation_config = GenerationConfig(bos_token_id=s.vocab - 3, eos_token_id=s.vocab - 2, pad_token_id=s.vocab - 1)
+    return model.eval()
+
+
+class IdsOnly:
+    """The engine's tokenizer, for a benchmark that speaks token ids: a pad id, and no text.
+
+    The engine decodes text only for stop strings (none here) and `Completion.text`, which the
+    random reward ignores; real decoding of 64 x 512 ids would only add noise to the timing."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return ""
+
+
+def random_prompts(w: Workload, count: int, seed: int) -> list[list[int]]:
+    """`count` prompts of w.prompt_tokens random ids, none of them a special token (the last 3 ids)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, w.shape.vocab - 3, (count, w.prompt_tokens), generator=gen).tolist()
+
+
+def random_reward(seed: int):
+    """A reward that ignores the completion: seeded random numbers, so every group's rewards
+    differ and its advantages are non-zero (an all-equal group would make the update trivial)."""
+    rng = random.Random(seed)
+
+    def reward(completion: str, reference: str, info: dict) -> float:
+        return rng.random()
+
+    reward.inline = True  # called in the caller's thread, like the built-in rule rewards
+    return reward
+
+
+# ---------------------------------------------------------------- the GRPO step
+
+
+def rl_config(cfg: BenchConfig, w: Workload) -> RLConfig:
+    """The RLConfig `thinkrl rl` would run with: the anchor's sampling (temperature 1, forced length),
+    one rollout batch of prompts x group_size rows, the bench's algo and optim sections."""
+    from thinkrl.engine import SamplingParams
+
+    return RLConfig(
+        algo=cfg.algo, optim=cfg.optim, steps=cfg.warmup + cfg.steps, prompts_per_step=w.prompts,
+        group_size=w.group_size, rollout_batch=w.prompts * w.group_size, seed=cfg.seed,
+        sampling=SamplingParams(temperature=1.0, max_new_tokens=w.new_tokens, ignore_eos=True),
+    )
+
+
+@dataclass
+class GRPOSetup:
+    """Everything one GRPO step needs, set up once as `thinkrl.train.rl.train` sets it up."""
+
+    rl: RLConfig
+    model: torch.nn.Module
+    engine: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    guard: object
+    problems: list
+    prompts: dict
+    rewards: list
+    position: int = 0
+
+
+def setup_grpo(cfg: BenchConfig, w: Workload, model) -> GRPOSetup:
+    from thinkrl.engine import Engine
+    from thinkrl.tasks.base import Problem
+    from thinkrl.train.optim import SkipGuard, adamw
+
+    rl = rl_config(cfg, w)
+    engine = Engine(model, IdsOnly(w.shape.vocab - 1), [w.shape.vocab - 2], max_batch=rl.rollout_batch)
+    optimizer, scheduler = adamw(model.parameters(), rl.optim, rl.steps * rl.algo.epochs * rl.algo.mini_batches)
+    problems = [Problem(f"bench-{i}", "", "") for i in range(w.prompts)]
+    prompts = dict(zip((p.id for p in problems), random_prompts(w, w.prompts, cfg.seed)))
+    return GRPOSetup(rl, model, engine, optimizer, scheduler, SkipGuard(rl.optim.max_skipped_updates, "the policy"),
+                   problems, prompts, [("random", 1.0, random_reward(cfg.seed))])
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def grpo_step(t: GRPOSetup, step: int, device: str) -> dict:
+    """One step of `thinkrl rl` (the GRPO branch of its loop): collect, advantages, update.
+    Returns the phase times, the completion lengths and the update's metrics."""
+    from thinkrl.algos import group_advantages
+    from thinkrl.tasks.base import Task
+    from thinkrl.train.rl import collect, update
+
+    _sync(device)
+    t0 = time.perf_counter()
+    rollouts, t.position, _, _ = collect(t.rl, step, t.position, t.engine, Task(), t.problems,
+                                         lambda p: t.prompts[p.id], t.rewards)
+    _sync(device)
+    t1 = time.perf_counter()
+    reward = torch.tensor([r.reward for r in rollouts])
+    advantages = group_advantages(reward, t.rl.group_size, estimator=t.rl.algo.estimator, scale=t.rl.algo.scale)
+    metrics = update(t.rl, step, t.model, None, t.optimizer, t.scheduler, rollouts, advantages, t.engine.pad_id, t.guard)
+    _sync(device)
+    t2 = time.perf_counter()
+    return {"rollout_s": t1 - t0, "update_s": t2 - t1, "lengths": [len(r.completion.token_ids) for r in rollouts],
+            "metrics": metrics}
+
+
+# ---------------------------------------------------------------- figures
+
+
+def peak_tflops(cfg: BenchConfig, device: str) -> tuple[float | None, str]:
+    """(bf16 dense peak TFLOP/s, where it came from): the config's, else the table's for this GPU."""
+    if cfg.peak_tflops:
+        return cfg.peak_tflops, "bench.peak_tflops"
+    if not device.startswith("cuda"):
+        return None, "no peak on CPU (give --peak-tflops)"
+    name = torch.cuda.get_device_name(torch.device(device))
+    for key, tflops in PEAK_TFLOPS:
+        if key in name:
+            return tflops, f"{name} bf16 dense peak"
+    return None, f"no peak known for {name} (give --peak-tflops)"
+
+
+def update_flops(params: int, rows: int, prompt_tokens: int, new_tokens: int, detach_prompt: bool) -> float:
+    """Model FLOPs of one update: 6 x params per token trained through (forward + backward), 2 x
+    params per prompt token encoded without gradient (algo.detach_prompt). Attention's own FLOPs
+    and gradient-checkpointing recomputation are left out, as MFU conventionally does."""
+    prompt_factor = 2 if detach_prompt else 6
+    return float(params) * rows * (6 * new_tokens + prompt_factor * prompt_tokens)
+
+
+def peak_memory(device: str) -> tuple[float, str]:
+    """(GiB, what was measured): allocator peak on a GPU, peak resident set of this process on CPU."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**30, "torch.cuda.max_memory_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "peak RSS of the process (resource.getrusage)"
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def train_figures(cfg: BenchConfig, w: Workload, params: int, timed: list[dict]) -> dict:
+    """The printed and written figures of the timed steps (their means)."""
+    rows = w.prompts * w.group_size
+    lengths = [n for s in timed for n in s["lengths"]]
+    rollout_s, update_s = _mean([s["rollout_s"] for s in timed]), _mean([s["update_s"] for s in timed])
+    trained = _mean([sum(s["lengths"]) for s in timed])
+    peak, peak_source = peak_tflops(cfg, w.device)
+    flops = update_flops(params, rows, w.prompt_tokens, w.new_tokens, cfg.algo.detach_prompt)
+    mem, mem_source = peak_memory(w.device)
+    first = timed[0]["metrics"]
+    return {
+        "step_s": rollout_s + update_s, "rollout_s": rollout_s, "update_s": update_s,
+        "rollout_tokens_per_s": trained / rollout_s, "update_tokens_per_s": trained / update_s,
+        "step_tokens_per_s": trained / (rollout_s + update_s),  # completion tokens end to end, as TRL's is counted
+        "update_tflops_per_s": flops / update_s / 1e12,
+        "mfu": flops / update_s / (peak * 1e12) if peak else None, "peak_tflops": peak, "peak_tflops_source": peak_source,
+        "mfu_basis": f"6 x {params} params x {rows} rows x ({w.prompt_tokens} prompt + {w.new_tokens} completion) "
+                     "tokens / update seconds / peak" + (" (prompt at 2x: detach_prompt)" if cfg.algo.detach_prompt else ""),
+        "peak_memory_gib": mem, "peak_memory_source": mem_source,
+        "completion_tokens_min": min(lengths), "completion_tokens_max": max(lengths),
+        "mismatch_max": first.get("mismatch/max"), "mismatch_mean": first.get("mismatch/mean"),
+        "step_times_s": [s["rollout_s"] + s["update_s"] for s in timed],
+    }
+
+
+# ---------------------------------------------------------------- the two modes
+
+
+def header(cfg: BenchConfig, w: Workload, params: int) -> dict:
+    """What was run, on what: goes first in the JSON, so a result file says what it measured."""
+    import transformers
+
+    gpu = torch.cuda.get_device_name(torch.device(w.device)) if w.device.startswith("cuda") else None
+    return {"mode": cfg.mode, "shape": w.shape_name, "params": params, "device": w.device, "gpu": gpu,
+            "dtype": str(w.dtype).removeprefix("torch."), "prompt_tokens": w.prompt_tokens, "new_tokens": w.new_tokens,
+            "prompts": w.prompts, "group_size": w.group_size, "warmup": cfg.warmup, "steps": cfg.steps,
+            "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def run_train(cfg: BenchConfig, w: Workload) -> dict:
+    """warm-up + timed GRPO steps; every object on the device is released on return."""
+    model = build_model(w, cfg.seed)
+    params = sum(p.numel() for p in model.parameters())
+    setup = setup_grpo(cfg, w, model)
+    steps = [grpo_step(setup, i, w.device) for i in range(cfg.warmup + cfg.steps)]
+    return {**header(cfg, w, params), **train_figures(cfg, w, params, steps[cfg.warmup:])}
+
+
+def run_decode(cfg: BenchConfig, w: Workload) -> dict:
+    """`batch` distinct prompts, one completion each, new_tokens forced: generation alone, as the
+    anchor's HF `generate` rows measure it (prefill included in the time)."""
+    from thinkrl.engine import Engine, SamplingParams
+
+    model = build_model(w, cfg.seed)
+    params = sum(p.numel() for p in model.parameters())
+    engine = Engine(model, IdsOnly(w.shape.vocab - 1), [w.shape.vocab - 2], max_batch=cfg.batch)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=w.new_tokens, ignore_eos=True)
+    prompts = random_prompts(w, cfg.batch, cfg.seed)
+    times, lengths = [], []
+    for i in range(cfg.warmup + cfg.steps):
+        _sync(w.device)
+        t0 = time.perf_counter()
+        outs = engine.generate(prompts, sampling, n=1, seeds=[cfg.seed * 100003 + i * 1009 + r for r in range(cfg.batch)])
+        _sync(w.device)
+        if i >= cfg.warmup:
+            times.append(time.perf_counter() - t0)
+            lengths += [len(c.token_ids) for c in outs]
+    seconds = _mean(times)
+    mem, mem_source = peak_memory(w.device)
+    head = {**header(cfg, w, params), "prompts": cfg.batch, "group_size": 1, "batch": cfg.batch}
+    return {**head, "seconds": seconds, "tokens_per_s": sum(lengths) / len(times) / seconds,
+            "ms_per_step": 1000 * seconds / w.new_tokens, "peak_memory_gib": mem, "peak_memory_source": mem_source,
+            "completion_tokens_min": min(lengths), "completion_tokens_max": max(lengths), "run_times_s": times}
+
+
+def _release(device: str) -> None:
+    """Give the device memory of the finished run back, so a TRL child process has the whole GPU."""
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------- TRL on the same configuration
+
+
+def trl_available() -> bool:
+    return importlib.util.find_spec("trl") is not None and importlib.util.find_spec("datasets") is not None
+
+
+def trl_spec(cfg: BenchConfig, w: Workload) -> dict:
+    """What the TRL child runs: the same shape, prompts, seed, steps and settings as ours."""
+    rows = w.prompts * w.group_size
+    return {"shape": w.shape_name, "prompt_tokens": w.prompt_tokens, "new_tokens": w.new_tokens,
+            "prompts": w.prompts, "group_size": w.group_size, "device": w.device, "dtype": str(w.dtype).removeprefix("torch."),
+            "warmup": cfg.warmup, "steps": cfg.steps, "seed": cfg.seed, "lr": cfg.optim.lr, "rows": rows,
+            "grad_clip": cfg.optim.grad_clip, "prompt_ids": random_prompts(w, w.prompts * (cfg.warmup + cfg.steps), cfg.seed)}
+
+
+def run_trl_child(spec: dict) -> dict:
+    """Start `python -m thinkrl.bench --trl-child SPEC` and read its result file.
+
+    A child process, so TRL's peak memory is its own and our run's memory is gone; its output is
+    shown only if it fails (its last lines, in the result's `error`)."""
+    with tempfile.TemporaryDirectory(prefix="thinkrl-bench-trl-") as tmp:
+        spec = {**spec, "result_path": str(Path(tmp) / "trl.json"), "output_dir": str(Path(tmp) / "trainer")}
+        (Path(tmp) / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+        env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"}
+        proc = subprocess.run([sys.executable, "-m", "thinkrl.bench", "--trl-child", str(Path(tmp) / "spec.json")],
+                              capture_output=True, text=True, env=env)
+        result_file = Path(spec["result_path"])
+        if proc.returncode != 0 or not result_file.is_file():
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+            return {"error": f"TRL run exited with {proc.returncode}: " + "\n".join(tail)}
+        return json.loads(result_file.read_text(encoding="utf-8"))
+
+
+def ratios(ours: dict, trl: dict) -> dict:
+    """thinkrl against TRL: speed-ups above 1 and a memory ratio below 1 mean thinkrl is ahead."""
+    return {"step_speedup": trl["step_s"] / ours["step_s"],
+            "completion_tokens_per_s_ratio": ours["step_tokens_per_s"] / trl["step_tokens_per_s"],
+            "peak_memory_ratio": ours["peak_memory_gib"] / trl["peak_memory_gib"]}
+
+
+# ---------------------------------------------------------------- printing and the entry point
+
+
+def _fmt(x, spec: str = ".1f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def report_lines(r: dict) -> list[str]:
+    """The human-readable figures of one result, train or decode (TRL's: trl_lines)."""
+    what = (f"{r['prompts']} prompts x {r['group_size']} completions" if r["mode"] == "train" else f"batch {r['batch']}")
+    params = f"{r['params'] / 1e6:.1f}M" if r["params"] >= 1e6 else f"{r['params']:,}"
+    lines = [f"thinkrl bench: {r['mode']}, shape {r['shape']} ({params} params, {r['dtype']}) on "
+             f"{r['gpu'] or r['device']}; {what}, {r['prompt_tokens']} + {r['new_tokens']} tokens (forced); "
+             f"{r['warmup']} warm-up + {r['steps']} timed"]
+    if r["mode"] == "decode":
+        lines += [f"  decode tokens/s      {r['tokens_per_s']:,.0f}  ({r['ms_per_step']:.2f} ms a step, prefill included)"]
+    else:
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+        lines += [
+            f"  step time            {r['step_s']:.3f} s  (rollout {r['rollout_s']:.3f} s + update {r['update_s']:.3f} s)",
+            f"  rollout tokens/s     {r['rollout_tokens_per_s']:,.0f}",
+            f"  update tokens/s      {r['update_tokens_per_s']:,.0f}  (trained completion tokens / update seconds)",
+            f"  MFU (update)         {mfu}  ({r['update_tflops_per_s']:.3g} TFLOP/s of {_fmt(r['peak_tflops'], 'g')}: "
+            f"{r['peak_tflops_source']}; {r['mfu_basis']})",
+            f"  logprob mismatch     max {_fmt(r['mismatch_max'], '.2e')}, mean {_fmt(r['mismatch_mean'], '.2e')} "
+            "(engine vs training forward)",
+        ]
+    lines.append(f"  peak memory          {r['peak_memory_gib']:.2f} GiB  ({r['peak_memory_source']})")
+    lines.append(f"  completion lengths   {r['completion_tokens_min']}..{r['completion_tokens_max']}")
+    return lines
+
+
+def trl_lines(r: dict) -> list[str]:
+    t = r["trl"]
+    if "error" in t:
+        return [f"  TRL GRPOTrainer      failed: {t['error']}"]
+    q = r["ratios"]
+    return [f"  TRL {t['trl']} GRPOTrainer  step {t['step_s']:.3f} s, peak {t['peak_memory_gib']:.2f} GiB, "
+            f"completions {t.get('completion_tokens_min')}..{t.get('completion_tokens_max')} tokens",
+            f"  thinkrl vs TRL       step {q['step_speedup']:.2f}x faster, completion tokens/s "
+            f"{q['completion_tokens_per_s_ratio']:.2f}x, peak memory {q['peak_memory_ratio']:.2f}x of TRL's"]
+
+
+def run(cfg: BenchConfig) -> dict:
+    """Run the configured benchmark, print its figures, write the JSON if asked; returns the result."""
+    if cfg.vs_trl and not trl_available():  # before any work: nothing to compare against
+        raise UserError("--vs-trl needs the packages trl and datasets, which are not importable here "
+                        "(pip install trl datasets, or drop --vs-trl)")
+    w = resolve(cfg)
+    result = run_decode(cfg, w) if cfg.mode == "decode" else run_train(cfg, w)
+    _release(w.device)
+    print("\n".join(report_lines(result)), flush=True)  # ours first: TRL's run takes minutes
+    if cfg.vs_trl:
+        print("running TRL's GRPOTrainer on the same configuration (child process)...", file=sys.stderr, flush=True)
+        result["trl"] = run_trl_child(trl_spec(cfg, w))
+        if "error" not in result["trl"]:
+            result["ratios"] = ratios(result, result["trl"])
+        print("\n".join(trl_lines(result)), flush=True)
+    if cfg.out:
+        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {cfg.out}")
+    return result
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--trl-child"]:
+        from thinkrl.bench_trl import main as trl_main
+
+        sys.exit(trl_main(json.loads(Path(sys.argv[2]).read_text(encoding="utf-8"))))
+    sys.exit("usage: thinkrl bench ... (python -m thinkrl.bench --trl-child SPEC is its TRL child process)")
