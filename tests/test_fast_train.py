@@ -264,3 +264,23 @@ def test_chunked_update_same_loss_and_gradients(tiny_llama):
         assert (a is None) == (b is None)
         if a is not None:
             assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_gradient_checkpointing_gives_the_same_update(tiny_llama):
+    model, _ = tiny_llama
+    rollouts = _update_rollouts(model)
+    advantages = torch.tensor([1.0, -0.5, 0.3, -1.2, 0.8, -0.2, 0.4, -0.6])
+    cfg = C.RLConfig(algo=C.AlgoConfig(micro_batch_size=4, gradient_checkpointing=True),
+                     optim=C.OptimConfig(lr=1.0, grad_clip=0.0), sampling=C.SamplingParams(temperature=1.0, max_new_tokens=9))
+    grads = []
+    for checkpointed in (False, True):
+        m = copy.deepcopy(model)
+        if checkpointed:
+            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            assert m.is_gradient_checkpointing
+        opt = RecordingSGD(m.parameters())
+        rl.update(cfg, 0, m, None, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), rollouts, advantages, pad_id=0)
+        grads.append(opt.grads[0])
+    assert sum(g is not None for g in grads[0]) > 5
+    for a, b in zip(*grads):
+        assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-6, rtol=1e-4))

@@ -119,6 +119,9 @@ class AlgoConfig:
     # [B, T, vocab] fp32 logits never exist at once (2048-8192 on a GPU); 0 = off, the full logits
     logprob_chunk: int = 0
     bucket_by_length: bool = False  # micro-batches of rows of similar length (less padding); same loss and gradient
+    # GPU memory: recompute each decoder layer's activations in the backward (HF gradient checkpointing);
+    # applies to the full forward (detach_prompt = false), the path GPU recipes take
+    gradient_checkpointing: bool = False
     # ppo only (thinkrl.algos.ppo): a value model from the same initial weights, trained at optim.critic_lr
     gamma: float = 1.0  # discount per token
     lam: float = 0.95  # GAE lambda: 1 = Monte Carlo returns, 0 = one-step TD

@@ -27,9 +27,13 @@ def lr_lambda(o, total_steps: int):
 
 
 def adamw(params, o, total_steps: int, lr: float | None = None):
-    """(AdamW, LambdaLR) from an OptimConfig; `lr` overrides o.lr (the PPO critic has its own)."""
+    """(AdamW, LambdaLR) from an OptimConfig; `lr` overrides o.lr (the PPO critic has its own).
+
+    On CUDA the fused kernel (one launch for every parameter, same math); on CPU the default."""
+    params = list(params)
+    fused = bool(params) and all(p.is_cuda for p in params)
     optimizer = torch.optim.AdamW(params, lr=o.lr if lr is None else lr, betas=(o.beta1, o.beta2),
-                                  weight_decay=o.weight_decay)
+                                  weight_decay=o.weight_decay, fused=fused or None)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o, total_steps))
 
 

@@ -418,6 +418,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         ref_model = load_model(cfg.model.name, device=device, dtype=dtype)[0] if ckpt else copy.deepcopy(model)
         ref_model.eval().requires_grad_(False)
     total_updates = (cfg.steps - (cfg.algo.critic_warmup_steps if ppo else 0)) * cfg.algo.epochs * cfg.algo.mini_batches
+    if cfg.algo.gradient_checkpointing:  # only in training mode: the engine's no-grad decode is unaffected
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer, scheduler = adamw(model.parameters(), cfg.optim, total_updates)
     guards = {"policy": SkipGuard(cfg.optim.max_skipped_updates, "the policy"),  # non-finite updates in a row
               "critic": SkipGuard(cfg.optim.max_skipped_updates, "the critic")}
