@@ -359,3 +359,16 @@ def test_mixed_solution_style_takes_each_length_in_turn_and_every_one_scores():
     assert all(task.score(f"<think>{w}</think> <answer>{p.answer}</answer>", p) == 1.0 for w, p in zip(written, problems))
     with pytest.raises(UserError, match="task.solution_style"):
         TaskConfig(solution_style="long")
+
+
+def test_weighted_solution_styles_cycle_by_problem_number():
+    from thinkrl.tasks.arithmetic import style_cycle
+
+    assert style_cycle("mixed") == ["worked", "short", "checked"]
+    assert style_cycle("checked:2,short") == ["checked", "checked", "short"]
+    assert style_cycle("checked:x") is None and style_cycle("long:1") is None and style_cycle("") is None
+    task = get_task(TaskConfig(name="arithmetic", digits="2,1", ops="*", num_eval=50, solution_style="checked:3,worked:1"))
+    written = [task.solution(p)[0] for p in task.problems("train")[:40]]
+    assert sum("Check: " in w for w in written) == 30
+    with pytest.raises(UserError, match="checked:6,worked:3,short:1"):
+        TaskConfig(solution_style="checked:two")

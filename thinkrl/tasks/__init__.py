@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from thinkrl.errors import UserError
-from thinkrl.tasks.arithmetic import SOLUTION_STYLES
+from thinkrl.tasks.arithmetic import SOLUTION_STYLES, style_cycle
 from thinkrl.tasks.base import SPLITS, Problem, Task, check_split
 from thinkrl.tasks.budget import Budgeted, parse_budgets
 
@@ -41,7 +41,7 @@ class TaskConfig:
     max_digits: int = 3  # most digits per number
     digits: str = ""  # exact digits per operand, e.g. "2,1" for 54 * 8; overrides operands/min/max_digits
     ops: str = "+-*"  # operators to draw from, a subset of "+-*"
-    solution_style: str = "worked"  # written solutions (sample source=solutions): worked | short | checked | mixed
+    solution_style: str = "worked"  # written solutions (sample source=solutions): worked | short | checked | mixed | e.g. "checked:6,worked:3,short:1"
     # countdown
     numbers: int = 3  # how many numbers each puzzle gives
     max_number: int = 100  # numbers are drawn from 1..max_number
@@ -95,8 +95,8 @@ def _check_values(cfg: TaskConfig) -> None:
         _fail("think_budgets", cfg.think_budgets, "must be comma-separated positive token counts, e.g. '16,32,64'")
     if cfg.rewards and not all(n.strip() for n in cfg.rewards.split(",")):
         _fail("rewards", cfg.rewards, "must be comma-separated reward names, e.g. 'accuracy,format' (empty = all)")
-    if cfg.solution_style not in SOLUTION_STYLES:
-        _fail("solution_style", cfg.solution_style, f"choose one of {', '.join(SOLUTION_STYLES)}")
+    if style_cycle(cfg.solution_style) is None:
+        _fail("solution_style", cfg.solution_style, f"choose one of {', '.join(SOLUTION_STYLES)}, or weights like 'checked:6,worked:3,short:1'")
     if cfg.template not in TEMPLATES:
         _fail("template", cfg.template, f"unknown template; choose one of {', '.join(TEMPLATES)}")
     checks = [

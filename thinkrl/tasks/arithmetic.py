@@ -84,6 +84,20 @@ def worked_steps(nums: list[int], ops: list[str]) -> str:
 SOLUTION_STYLES = ("worked", "short", "checked", "mixed")
 
 
+def style_cycle(spec: str) -> list[str] | None:
+    """The styles written solutions take in turn: "checked" -> [checked]; "mixed" -> worked, short,
+    checked; "checked:6,worked:3,short:1" -> six checked, three worked, one short. None if invalid."""
+    if spec == "mixed":
+        spec = "worked:1,short:1,checked:1"
+    cycle = []
+    for part in spec.split(","):
+        style, _, weight = part.strip().partition(":")
+        if style not in SOLUTION_STYLES[:3] or not (weight or "1").isdigit():
+            return None
+        cycle += [style] * int(weight or "1")
+    return cycle or None
+
+
 def written_steps(nums: list[int], ops: list[str], style: str = "worked") -> str:
     """A written solution at one of three lengths (`style`, one of SOLUTION_STYLES but mixed):
 
@@ -111,7 +125,9 @@ class Arithmetic(Task):
                  min_digits: int = 1, max_digits: int = 3, ops: str = "+-*", digits: str = "",
                  solution_style: str = "worked"):  # fmt: skip
         self.seed, self.num_train, self.num_eval = seed, num_train, num_eval
-        self.solution_style = solution_style  # what solution() writes; "mixed" cycles through the three
+        self.solution_cycle = style_cycle(solution_style)  # what solution() writes, problem by problem
+        if self.solution_cycle is None:
+            raise ValueError(f"unknown solution style {solution_style!r}")
         self.operands, self.min_digits, self.max_digits, self.ops = operands, min_digits, max_digits, ops
         # "2,1": operand i has exactly that many digits (54 * 8); empty: min_digits..max_digits for each
         self.digits = [int(d) for d in digits.split(",")] if digits else []
@@ -150,10 +166,8 @@ class Arithmetic(Task):
 
     def solution(self, problem: Problem) -> tuple[str, str]:
         """The computation step by step: "54 * 8 = 50 * 8 + 4 * 8 = 400 + 32 = 432" (see written_steps
-        for the other styles; "mixed" takes short, worked, checked in turn by the problem's number)."""
-        style = self.solution_style
-        if style == "mixed":
-            style = SOLUTION_STYLES[:3][int(problem.id.rsplit("-", 1)[-1]) % 3]
+        for the other styles; a mix takes them in turn by the problem's number, see style_cycle)."""
+        style = self.solution_cycle[int(problem.id.rsplit("-", 1)[-1]) % len(self.solution_cycle)]
         return written_steps(problem.meta["numbers"], problem.meta["ops"], style), problem.answer
 
     def examples(self) -> list[tuple[str, str]]:
