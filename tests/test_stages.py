@@ -73,6 +73,25 @@ def test_sample_writes_sft_ready_data_and_stats(model_dir, tmp_path):
     assert stats["kept"] == 0 and stats["verdicts"].get("incorrect", 0) + stats["verdicts"].get("truncated", 0) == 12
 
 
+def test_sample_relabels_each_kept_completion_with_the_budget_it_met(model_dir, tmp_path):
+    from thinkrl.tasks.budget import nearest_budget
+
+    assert [nearest_budget(n, [24, 48, 80]) for n in (1, 36, 37, 63, 64, 65, 500)] == [24, 24, 48, 48, 48, 80, 80]
+    over = {"model.name": str(model_dir), "out": str(tmp_path / "d.jsonl"), **TASK, **LOOSE,
+            "relabel_budgets": "2,4,8", "samples": 4}
+    path, stats = sample(_load(C.SampleConfig, **over))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows and sum(stats["relabeled"].values()) == len(rows)
+    for row in rows:
+        want = nearest_budget(row["tokens"], [2, 4, 8])
+        assert row["messages"][-2]["content"].endswith(f"\nThink for {want} tokens.")
+    assert len({r["messages"][-2]["content"][-18:] for r in rows}) > 1  # lengths differ, so do the budgets
+    with pytest.raises(UserError, match="relabel_budgets"):
+        _load(C.SampleConfig, **{**over, "relabel_budgets": "2,x"})
+    with pytest.raises(UserError, match="source = 'model'"):
+        _load(C.SampleConfig, **{**over, "source": "solutions"})
+
+
 @pytest.mark.parametrize("name,template", [("arithmetic", "r1_zero"), ("countdown", "r1_zero"), ("arithmetic", "boxed"),
                                            ("gsm8k", "r1_zero")])
 def test_sample_from_written_solutions_needs_no_model(tmp_path, name, template):

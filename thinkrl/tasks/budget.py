@@ -31,6 +31,12 @@ def draw_budget(problem_id: str, budgets: list[int], seed: int = 0) -> int:
     return budgets[int.from_bytes(digest[:8], "big") % len(budgets)]
 
 
+def nearest_budget(tokens: int, budgets: list[int]) -> int:
+    """The budget closest to a response of `tokens` tokens (the smaller one on a tie): hindsight
+    relabeling, where a sample becomes the answer to the budget it happened to meet."""
+    return min(budgets, key=lambda b: (abs(b - tokens), b))
+
+
 def with_budget(problem: Problem, budget: int, new_id: str | None = None) -> Problem:
     meta = {**problem.meta, "think_budget": budget, "base_id": problem.id}
     return dataclasses.replace(problem, id=new_id or problem.id, meta=meta)

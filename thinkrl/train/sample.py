@@ -30,6 +30,7 @@ from thinkrl.evaluate import Scored, load_engine, run_eval, score_completions
 from thinkrl.prompts import build_messages, write_response
 from thinkrl.rewards.language import language_share, reasoning_part
 from thinkrl.tasks import get_task
+from thinkrl.tasks.budget import nearest_budget, parse_budgets, with_budget
 
 
 def verdict(s: Scored, cfg: SampleConfig) -> str:
@@ -111,14 +112,20 @@ def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
     kept_per_prompt: Counter = Counter()
     lengths: list[int] = []
     kept = 0
+    budgets = parse_budgets(cfg.relabel_budgets) if cfg.relabel_budgets else None
+    relabeled: Counter = Counter()
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for i, p in enumerate(problems):
             keep, why = select(scored[i * cfg.samples : (i + 1) * cfg.samples], cfg)
             reasons.update(why)
             kept_per_prompt[len(keep)] += 1
-            prompt = build_messages(p, task, cfg.task.template, cfg.data_shots)
             for s in keep:
+                q = p
+                if budgets:  # hindsight: the prompt asks for the budget this sample met
+                    q = with_budget(p, nearest_budget(len(s.completion.token_ids), budgets))
+                    relabeled[q.meta["think_budget"]] += 1
+                prompt = build_messages(q, task, cfg.task.template, cfg.data_shots)
                 row = {"messages": prompt + [{"role": "assistant", "content": s.completion.text.strip()}],
                        "id": p.id, "reference": p.answer}
                 if s.completion.token_ids:  # written solutions have no tokens: they never met a tokenizer
@@ -136,6 +143,8 @@ def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
         "kept_tokens": _quantiles(lengths), "sampled": {k: metrics[k] for k in ("pass@1", "format_rate", "mean_response_tokens")},
         "seconds": metrics["seconds"],
     }
+    if budgets:
+        stats["relabeled"] = {str(b): relabeled[b] for b in budgets}
     out.with_name(out.stem + ".stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     save_config(cfg, out.with_name(out.stem + ".config.toml"))
     return out, stats
