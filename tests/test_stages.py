@@ -88,8 +88,18 @@ def test_sample_relabels_each_kept_completion_with_the_budget_it_met(model_dir, 
     assert len({r["messages"][-2]["content"][-18:] for r in rows}) > 1  # lengths differ, so do the budgets
     with pytest.raises(UserError, match="relabel_budgets"):
         _load(C.SampleConfig, **{**over, "relabel_budgets": "2,x"})
-    with pytest.raises(UserError, match="source = 'model'"):
-        _load(C.SampleConfig, **{**over, "source": "solutions"})
+    with pytest.raises(UserError, match="leave task.think_budgets empty"):
+        _load(C.SampleConfig, **{**over, "task.think_budgets": "2,4"})
+    # written solutions are measured with the model's tokenizer (a byte tokenizer here: one token a byte)
+    written = {"model.name": str(model_dir), "out": str(tmp_path / "w.jsonl"), "source": "solutions", "limit": 6,
+               "task.name": "arithmetic", "task.digits": "2,1", "task.ops": "*", "task.num_eval": 10,
+               "task.solution_style": "mixed", "relabel_budgets": "30,60,90"}
+    path, stats = sample(_load(C.SampleConfig, **written))
+    for row in (json.loads(line) for line in path.read_text().splitlines()):
+        response = row["messages"][-1]["content"]
+        assert row["tokens"] == len(response.encode())
+        assert row["messages"][-2]["content"].endswith(f"Think for {nearest_budget(row['tokens'], [30, 60, 90])} tokens.")
+    assert len([b for b, n in stats["relabeled"].items() if n]) >= 2
 
 
 @pytest.mark.parametrize("name,template", [("arithmetic", "r1_zero"), ("countdown", "r1_zero"), ("arithmetic", "boxed"),

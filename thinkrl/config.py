@@ -557,7 +557,8 @@ class SampleConfig:
     keep: int = 1  # accepted completions written per prompt (0 = every distinct one)
     prefer: str = "first"  # which accepted ones to keep: first (sampling order) | shortest (long2short)
     # L1 hindsight budgets, e.g. "24,48,80": each kept completion's prompt asks for the listed budget
-    # nearest its own length ("Think for N tokens."), so SFT on the data teaches lengths per budget
+    # nearest its own length in tokens ("Think for N tokens."; written solutions are measured with
+    # model.name's tokenizer), so SFT on the data ties each budget to a length
     relabel_budgets: str = ""
     require_correct: bool = True  # the task's verifier accepts the answer
     require_format: bool = True  # the template's answer format (<think>/<answer> for r1_zero)
@@ -577,8 +578,8 @@ class SampleConfig:
 
             if parse_budgets(self.relabel_budgets) is None:
                 raise UserError(f"relabel_budgets = {self.relabel_budgets!r}: must be comma-separated positive token counts, e.g. '24,48,80'")
-            if self.source != "model" or self.task.think_budgets:
-                raise UserError("relabel_budgets labels a model's own samples: it needs source = 'model' and no task.think_budgets")
+            if self.task.think_budgets:
+                raise UserError("relabel_budgets writes the budgets itself: leave task.think_budgets empty")
         if self.keep < 0 or self.limit < 0 or self.data_shots < 0:
             raise UserError("keep, limit and data_shots must be >= 0")
         if not 0 <= self.min_language <= 1:

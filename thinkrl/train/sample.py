@@ -27,6 +27,7 @@ from thinkrl.config import SampleConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.engine.engine import Completion
 from thinkrl.evaluate import Scored, load_engine, run_eval, score_completions
+from thinkrl.models import load_tokenizer
 from thinkrl.prompts import build_messages, write_response
 from thinkrl.rewards.language import language_share, reasoning_part
 from thinkrl.tasks import get_task
@@ -114,6 +115,10 @@ def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
     kept = 0
     budgets = parse_budgets(cfg.relabel_budgets) if cfg.relabel_budgets else None
     relabeled: Counter = Counter()
+    if budgets and cfg.source == "solutions":  # written solutions are measured with the model's tokenizer
+        tokenizer = load_tokenizer(cfg.model.name)
+        for s in scored:
+            s.completion.token_ids = tokenizer(s.completion.text, add_special_tokens=False)["input_ids"]
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for i, p in enumerate(problems):
@@ -128,7 +133,7 @@ def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
                 prompt = build_messages(q, task, cfg.task.template, cfg.data_shots)
                 row = {"messages": prompt + [{"role": "assistant", "content": s.completion.text.strip()}],
                        "id": p.id, "reference": p.answer}
-                if s.completion.token_ids:  # written solutions have no tokens: they never met a tokenizer
+                if s.completion.token_ids:  # written solutions have none, unless relabel_budgets measured them
                     lengths.append(len(s.completion.token_ids))
                     row["tokens"] = len(s.completion.token_ids)
                 kept += 1
