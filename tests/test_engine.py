@@ -22,8 +22,8 @@ def forward_logprobs(model, prompt, completion, temperature):
 PROMPTS = ["hello there", "a", "what is 2+2? answer:", "The quick brown fox jumps"]
 
 
-def make(model, tok, max_batch=64):
-    return Engine(model, tok, eos_token_ids(model, tok), max_batch=max_batch)
+def make(model, tok, max_batch=64, runner="auto"):
+    return Engine(model, tok, eos_token_ids(model, tok), max_batch=max_batch, runner=runner)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
@@ -61,9 +61,10 @@ def test_greedy_equals_hf_generate(tiny):
     assert ours.token_ids == ref[0, len(prompt):].tolist()
 
 
-def test_same_seed_same_output_regardless_of_batch(tiny_llama):
+@pytest.mark.parametrize("runner", ["auto", "graph"])  # auto: the eager runner on CPU
+def test_same_seed_same_output_regardless_of_batch(tiny_llama, runner):
     model, tok = tiny_llama
-    engine = make(model, tok)
+    engine = make(model, tok, runner=runner)
     p = tok.encode("seeded")
     params = SamplingParams(max_new_tokens=20)
     alone = engine.generate([p], params, n=2, seeds=[42])
