@@ -276,7 +276,7 @@ def test_gradient_checkpointing_gives_the_same_update(tiny_llama):
     for checkpointed in (False, True):
         m = copy.deepcopy(model)
         if checkpointed:
-            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            rl.use_gradient_checkpointing(m, cfg.algo)  # what thinkrl rl and thinkrl bench call
             assert m.is_gradient_checkpointing
         opt = RecordingSGD(m.parameters())
         rl.update(cfg, 0, m, None, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), rollouts, advantages, pad_id=0)

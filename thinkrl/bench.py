@@ -188,11 +188,11 @@ def setup_grpo(cfg: BenchConfig, w: Workload, model) -> GRPOSetup:
     from thinkrl.engine import Engine
     from thinkrl.tasks.base import Problem
     from thinkrl.train.optim import SkipGuard, adamw
+    from thinkrl.train.rl import use_gradient_checkpointing
 
     rl = rl_config(cfg, w)
     engine = Engine(model, IdsOnly(w.shape.vocab - 1), [w.shape.vocab - 2], max_batch=rl.rollout_batch)
-    if rl.algo.gradient_checkpointing:  # as thinkrl rl does
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    use_gradient_checkpointing(model, rl.algo)  # as thinkrl rl does
     optimizer, scheduler = adamw(model.parameters(), rl.optim, rl.steps * rl.algo.epochs * rl.algo.mini_batches)
     problems = [Problem(f"bench-{i}", "", "") for i in range(w.prompts)]
     prompts = dict(zip((p.id for p in problems), random_prompts(w, w.prompts, cfg.seed)))

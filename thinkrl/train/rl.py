@@ -199,6 +199,13 @@ def padding_tokens(rollouts: list[Rollout], micros: list[list[int]]) -> tuple[in
     return sum(len(x) * max(x) for x in lengths if x) - real, real
 
 
+def use_gradient_checkpointing(model, a) -> None:
+    """algo.gradient_checkpointing: HF's, non-reentrant. It acts only in training mode, so the
+    engine's no-grad decode of the same model is unaffected."""
+    if a.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rollouts: list[Rollout],
            advantages: torch.Tensor, pad_id: int, guard: SkipGuard | None = None) -> dict:
     """epochs x mini_batches optimizer steps on one rollout batch; returns averaged metrics.
@@ -418,8 +425,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         ref_model = load_model(cfg.model.name, device=device, dtype=dtype)[0] if ckpt else copy.deepcopy(model)
         ref_model.eval().requires_grad_(False)
     total_updates = (cfg.steps - (cfg.algo.critic_warmup_steps if ppo else 0)) * cfg.algo.epochs * cfg.algo.mini_batches
-    if cfg.algo.gradient_checkpointing:  # only in training mode: the engine's no-grad decode is unaffected
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    use_gradient_checkpointing(model, cfg.algo)
     optimizer, scheduler = adamw(model.parameters(), cfg.optim, total_updates)
     guards = {"policy": SkipGuard(cfg.optim.max_skipped_updates, "the policy"),  # non-finite updates in a row
               "critic": SkipGuard(cfg.optim.max_skipped_updates, "the critic")}
