@@ -107,12 +107,13 @@ def written_steps(nums: list[int], ops: list[str], style: str = "worked") -> str
              reverse order (sums and products keep their value reversed; with "-" the check
              restates the result)
     """
+    result = f"{expression(nums, ops)} = {evaluate(nums, ops)}"
     if style == "short":
-        return f"{expression(nums, ops)} = {evaluate(nums, ops)}"
+        return result
     worked = worked_steps(nums, ops)
     if style == "worked":
         return worked
-    again = worked_steps(nums[::-1], ops[::-1]) if set(ops) <= {"+", "*"} else f"{expression(nums, ops)} = {evaluate(nums, ops)}"
+    again = worked_steps(nums[::-1], ops[::-1]) if set(ops) <= {"+", "*"} else result
     return f"{worked}. Check: {again}"
 
 
