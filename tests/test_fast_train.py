@@ -284,3 +284,87 @@ def test_gradient_checkpointing_gives_the_same_update(tiny_llama):
     assert sum(g is not None for g in grads[0]) > 5
     for a, b in zip(*grads):
         assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-6, rtol=1e-4))
+
+
+# ---------------------------------------------------------------- padding-free (packed) micro-batches
+
+
+@pytest.mark.parametrize("chunk", [0, 4])
+def test_completion_logprobs_packed_equal_padded(tiny, chunk):
+    """Every tiny architecture: the five rows laid end to end in one row of 45 tokens, no padding,
+    give the padded forward's log-probs, entropy and parameter gradients. Attention leaking across
+    rows, or a position not restarting, would change them."""
+    model, _ = tiny
+    model.train()
+    torch.manual_seed(1)
+    weights = torch.randn(len(COMPS), max(map(len, COMPS)))
+    shapes = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda mod, args, out: shapes.append(tuple(args[0].shape)))
+
+    def run(pack):
+        model.zero_grad(set_to_none=True)
+        shapes.clear()
+        logp, ent, mask = completion_logprobs(model, PROMPTS, ROWS, COMPS, temperature=0.7, with_entropy=True,
+                                              logprob_chunk=chunk, pack=pack)
+        ((logp * weights + 0.1 * ent) * mask).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return logp.detach(), ent.detach(), mask, grads, list(shapes)
+
+    try:
+        padded, packed = run(False), run(True)
+    finally:
+        hook.remove()
+    real = sum(len(PROMPTS[p]) + len(c) for p, c in zip(ROWS, COMPS))
+    assert packed[4] == [(1, real)] and padded[4] == [(5, 6 + 7)]  # what the forwards ran on
+    mask = padded[2]
+    assert torch.equal(packed[2], mask)
+    assert torch.allclose(packed[0] * mask, padded[0] * mask, atol=1e-5)
+    assert torch.allclose(packed[1] * mask, padded[1] * mask, atol=1e-5)
+    assert padded[3].keys() == packed[3].keys() and len(padded[3]) > 5
+    for name, g in padded[3].items():
+        assert torch.allclose(packed[3][name], g, atol=1e-5, rtol=1e-4), name
+
+
+def test_packed_update_same_loss_and_gradients(tiny_llama):
+    """algo.pack reaches the policy update (and the reference model's forward): one rl.update with
+    micro-batches of 4 rows of 1..9 tokens, packed vs padded, same gradients and metrics."""
+    model, _ = tiny_llama
+    rollouts = _update_rollouts(model)
+    advantages = torch.tensor([1.0, -0.5, 0.3, -1.2, 0.8, -0.2, 0.4, -0.6])
+    results = {}
+    for pack in (False, True):
+        algo = C.AlgoConfig(micro_batch_size=4, entropy_coef=0.01, kl_coef=0.1, pack=pack)
+        cfg = C.RLConfig(algo=algo, optim=C.OptimConfig(lr=1.0, grad_clip=0.0),
+                         sampling=C.SamplingParams(temperature=1.0, max_new_tokens=9))
+        m = copy.deepcopy(model)
+        ref = copy.deepcopy(model)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in ref.parameters():
+                p.add_(0.01 * torch.randn_like(p))  # a reference that differs, so the KL term has a gradient
+        opt = RecordingSGD(m.parameters())
+        metrics = rl.update(cfg, 0, m, ref, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), rollouts,
+                            advantages, 0)
+        results[pack] = (opt.grads[0], metrics)
+    assert sum(g is not None for g in results[False][0]) > 5
+    for a, b in zip(results[False][0], results[True][0]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+    for key in ("grad_norm", "kl", "entropy", "clip_frac_low"):
+        assert abs(results[False][1][key] - results[True][1][key]) < 1e-5, key
+
+
+def test_pack_config_and_fallback(tiny_llama):
+    from thinkrl.train.forward import packable
+
+    model, _ = tiny_llama
+    assert C.AlgoConfig().pack is False
+    with pytest.raises(UserError, match="algo.pack and algo.detach_prompt"):
+        C.AlgoConfig(pack=True, detach_prompt=True)
+    assert packable(model) and not packable(model, detach_prompt=True)
+    model.config.model_type = "gpt2"  # not a family whose packed attention is tested: the padded forward
+    try:
+        assert not packable(model)
+    finally:
+        model.config.model_type = "llama"

@@ -119,6 +119,9 @@ class AlgoConfig:
     # [B, T, vocab] fp32 logits never exist at once (2048-8192 on a GPU); 0 = off, the full logits
     logprob_chunk: int = 0
     bucket_by_length: bool = False  # micro-batches of rows of similar length (less padding); same loss and gradient
+    # padding-free micro-batches: each micro-batch's rows run as one sequence, position ids restarting at
+    # every row, attention kept within it (llama family, full forward; others stay padded); same loss and gradient
+    pack: bool = False
     # GPU memory: recompute each decoder layer's activations in the backward (HF gradient checkpointing);
     # applies to the full forward (detach_prompt = false), the path GPU recipes take
     gradient_checkpointing: bool = False
@@ -148,6 +151,9 @@ class AlgoConfig:
             raise UserError("algo.value_clip and algo.critic_warmup_steps must be >= 0")
         if self.logprob_chunk < 0:
             raise UserError(f"algo.logprob_chunk must be >= 0 (tokens per chunk; 0 = off), got {self.logprob_chunk}")
+        if self.pack and self.detach_prompt:
+            raise UserError("algo.pack and algo.detach_prompt do not combine (the detached prompt is encoded "
+                            "separately, padded): turn one off")
         if self.algorithm != "ppo" and (self.kl_in_reward or self.critic_warmup_steps):
             raise UserError("algo.kl_in_reward and algo.critic_warmup_steps need a critic: set algo.algorithm = 'ppo'")
         if self.algorithm == "ppo" and self.kl_in_reward and not self.kl_coef:

@@ -18,6 +18,15 @@ and `chunked_logprobs` applies the LM head, log_softmax, gather and entropy a fe
 a time, each chunk under activation checkpointing, and only at real (unpadded) tokens. The
 `[B, T, vocab]` fp32 logits (4.6 GiB for 8 x 1024 tokens of a 151k vocabulary) never exist at once,
 in the forward or the backward; values and gradients are the plain path's up to float rounding.
+
+Packed (`pack=True`, algo.pack; llama family, full path): padding-free. The micro-batch's rows,
+each [prompt | completion], are laid end to end in one row with position ids restarting at 0 for
+each; HF's attention mask builder reads the restarts and keeps attention within each row (a
+block-diagonal causal mask). No pad token is computed; values and gradients are the padded
+path's up to float rounding. It pays off when lengths differ a lot and attention is a small part
+of the cost: with SDPA (no varlen flash-attention) the attention still runs over the whole packed
+row with most of it masked. The head then always runs through `chunked_logprobs` (one chunk when
+logprob_chunk is 0), so logp and entropy are 0 at padding.
 """
 
 from __future__ import annotations
@@ -98,18 +107,22 @@ def completion_logprobs(
     with_entropy: bool = False,
     pad_id: int = 0,
     logprob_chunk: int = 0,
+    pack: bool = False,
 ):
     """Log-probs of each row's completion given its prompt (prompts[prompt_of_row[r]]).
 
     Returns (logp [B, T], entropy [B, T] or None, mask [B, T] float) with T the longest completion.
     logprob_chunk > 0: the head runs in chunks of that many tokens (`chunked_logprobs`), and logp and
     entropy are 0 at padding (mask 0) instead of the log-prob of the pad token; 0: the full logits.
+    pack: the padding-free forward (`packable`: llama family, no detach_prompt; else the padded one).
     """
-    if logprob_chunk > 0 and _chunkable(model):
+    packed = pack and packable(model, detach_prompt)
+    if (logprob_chunk > 0 or packed) and _chunkable(model):
         hidden, targets, mask = completion_hidden(model, prompts, prompt_of_row, completions,
-                                                  detach_prompt=detach_prompt, pad_id=pad_id)
+                                                  detach_prompt=detach_prompt, pad_id=pad_id, pack=packed)
+        chunk = logprob_chunk or max(1, int(mask.sum()))
         logp, entropy = chunked_logprobs(hidden, model.get_output_embeddings(), targets, temperature, with_entropy,
-                                         logprob_chunk, mask)
+                                         chunk, mask)
         return logp, entropy, mask
     logits, targets, mask = completion_logits(model, prompts, prompt_of_row, completions, detach_prompt=detach_prompt,
                                               pad_id=pad_id)
@@ -117,10 +130,20 @@ def completion_logprobs(
     return logp, entropy, mask
 
 
-def completion_hidden(model, prompts, prompt_of_row, completions, *, detach_prompt: bool = False, pad_id: int = 0):
+def packable(model, detach_prompt: bool = False) -> bool:
+    """Can this model run the packed forward? The llama family (whose HF attention honours restarting
+    position ids, tested) on the full path; detach_prompt has its own prefix cache instead."""
+    return not detach_prompt and getattr(model.config, "model_type", None) in KV_FAMILY and _chunkable(model)
+
+
+def completion_hidden(model, prompts, prompt_of_row, completions, *, detach_prompt: bool = False, pad_id: int = 0,
+                      pack: bool = False):
     """The final hidden states that predict each completion token: (hidden [B, T, H], targets [B, T], mask [B, T]).
 
-    completion_logits without the LM head, for callers that apply it themselves (chunked)."""
+    completion_logits without the LM head, for callers that apply it themselves (chunked).
+    pack (callers check `packable` first): the padding-free forward, hidden states 0 at padding."""
+    if pack:
+        return _packed_hidden(model, prompts, prompt_of_row, completions, pad_id)
     if detach_prompt and getattr(model.config, "model_type", None) in KV_FAMILY:
         return _detached_prompt_hidden(model, prompts, prompt_of_row, completions, pad_id)
     return _full_hidden(model, prompts, prompt_of_row, completions, pad_id)
@@ -160,6 +183,25 @@ def _full_hidden(model, prompts, prompt_of_row, completions, pad_id):
     h = model.base_model(**inputs, use_cache=False).last_hidden_state
     tc = c_ids.shape[1]
     return h[:, -tc - 1 : -1], c_ids, c_mask  # position Tp-1+j predicts completion token j
+
+
+def _packed_hidden(model, prompts, prompt_of_row, completions, pad_id):
+    """_full_hidden without padding: the rows laid end to end in one sequence, positions restarting
+    at each row (HF builds the block-diagonal causal mask from the restarts when attention_mask is
+    None), then the states predicting each completion token gathered into [B, T, H]."""
+    dev = next(model.parameters()).device
+    seqs = [prompts[p] + c for p, c in zip(prompt_of_row, completions)]
+    ids = torch.tensor([t for s in seqs for t in s], device=dev)[None]
+    positions = torch.cat([torch.arange(len(s), device=dev) for s in seqs])[None]
+    h = model.base_model(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state[0]  # [N, H]
+    c_ids, c_mask = pad(completions, pad_id, left=False)  # [B, Tc]
+    c_ids, c_mask = c_ids.to(dev), c_mask.to(dev)
+    # row r's completion token j is predicted at packed position start_r + len(prompt_r) - 1 + j
+    starts = torch.tensor([0] + [len(s) for s in seqs[:-1]], device=dev).cumsum(0)
+    first = starts + torch.tensor([len(prompts[p]) - 1 for p in prompt_of_row], device=dev)
+    where = (first[:, None] + torch.arange(c_ids.shape[1], device=dev)[None]) * c_mask  # padding -> position 0
+    hidden = h[where] * c_mask[..., None].to(h.dtype)
+    return hidden, c_ids, c_mask.float()
 
 
 def _detached_prompt_forward(model, prompts, prompt_of_row, completions, pad_id):

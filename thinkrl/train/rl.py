@@ -229,6 +229,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
             logp, entropy, mask = completion_logprobs(
                 model, prompts, prompt_of_row, completions, temperature=cfg.sampling.temperature,
                 detach_prompt=a.detach_prompt, with_entropy=True, pad_id=pad_id, logprob_chunk=a.logprob_chunk,
+                pack=a.pack,
             )
             old = _pad([rollouts[i].completion.logprobs for i in micro], logp.shape[1], dev)
             mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
@@ -237,7 +238,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
                 with torch.no_grad():
                     ref, _, _ = completion_logprobs(ref_model, prompts, prompt_of_row, completions,
                                                     temperature=cfg.sampling.temperature, pad_id=pad_id,
-                                                    logprob_chunk=a.logprob_chunk)
+                                                    logprob_chunk=a.logprob_chunk, pack=a.pack)
             loss, m = policy_loss(
                 logp, old, _rows(advantages, micro, logp.shape[1], dev), mask, clip_low=a.clip_low, clip_high=a.clip_high,
                 dual_clip=a.dual_clip or None, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
