@@ -368,3 +368,23 @@ def test_pack_config_and_fallback(tiny_llama):
         assert not packable(model)
     finally:
         model.config.model_type = "llama"
+
+
+def test_rl_update_of_a_bf16_model_moves_it(tiny_llama):
+    """One rl.update of a bf16 tiny model at lr 1e-5: with masters the model changes, and every
+    weight is its master rounded to bf16."""
+    from thinkrl.train.optim import MasterAdamW, adamw
+
+    model, _ = tiny_llama
+    rollouts = _update_rollouts(model)
+    model = model.to(torch.bfloat16)
+    cfg = C.RLConfig(algo=C.AlgoConfig(micro_batch_size=4), optim=C.OptimConfig(lr=1e-5),
+                     sampling=C.SamplingParams(temperature=1.0, max_new_tokens=9))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt, sched = adamw(model.parameters(), cfg.optim, 1)
+    rl.update(cfg, 0, model, None, opt, sched, rollouts, torch.tensor([1.0, -0.5, 0.3, -1.2, 0.8, -0.2, 0.4, -0.6]), 0)
+    assert isinstance(opt, MasterAdamW)
+    changed = sum(not torch.equal(before[n], p.detach()) for n, p in model.named_parameters())
+    assert changed > 5
+    for p, m in zip(opt.model_params, opt.masters()):
+        assert p.dtype == torch.bfloat16 and torch.equal(p.detach(), m.to(torch.bfloat16))

@@ -29,12 +29,68 @@ def lr_lambda(o, total_steps: int):
 def adamw(params, o, total_steps: int, lr: float | None = None):
     """(AdamW, LambdaLR) from an OptimConfig; `lr` overrides o.lr (the PPO critic has its own).
 
-    On CUDA the fused kernel (one launch for every parameter, same math); on CPU the default."""
+    On CUDA the fused kernel (one launch for every parameter, same math); on CPU the default.
+    A model in bf16 or fp16 (CUDA's default dtype) gets fp32 master weights (`MasterAdamW`)."""
     params = list(params)
     fused = bool(params) and all(p.is_cuda for p in params)
-    optimizer = torch.optim.AdamW(params, lr=o.lr if lr is None else lr, betas=(o.beta1, o.beta2),
-                                  weight_decay=o.weight_decay, fused=fused or None)
+    kind = MasterAdamW if any(p.dtype != torch.float32 for p in params) else torch.optim.AdamW
+    optimizer = kind(params, lr=o.lr if lr is None else lr, betas=(o.beta1, o.beta2),
+                     weight_decay=o.weight_decay, fused=fused or None)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o, total_steps))
+
+
+class MasterAdamW(torch.optim.AdamW):
+    """AdamW on fp32 master copies of a low-precision (bf16) model's weights.
+
+    Why: at RL learning rates an update is far below a bf16 weight's resolution (lr 1e-6 against a
+    spacing of 1.2e-4 at |w| = 0.02), so pure-bf16 AdamW rounds most updates away and the model
+    does not move. Here the forward, backward and the engine's decode use the bf16 model; `step`
+    reads its gradients into the fp32 masters, runs AdamW there and writes the rounded weights
+    back. Memory per parameter: 2 (bf16 weight) + 4 (master) + 8 (AdamW moments) bytes, and a
+    gradient's fp32 copy while stepping (its bf16 gradient is freed then). The masters are part of
+    `state_dict`, so a checkpoint resumes the exact fp32 state, not the rounded weights."""
+
+    def __init__(self, params, **kwargs):
+        self.model_params = list(params)
+        masters = [p.detach().float().clone().requires_grad_(True) for p in self.model_params]
+        super().__init__(masters, **kwargs)
+
+    def masters(self) -> list[torch.Tensor]:
+        return [m for group in self.param_groups for m in group["params"]]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for p, m in zip(self.model_params, self.masters()):
+            m.grad = None if p.grad is None else p.grad.float()
+            p.grad = None
+        loss = super().step(closure)
+        for p, m in zip(self.model_params, self.masters()):
+            p.copy_(m)
+            m.grad = None
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.model_params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+        super().zero_grad(set_to_none)
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["fp32_masters"] = [m.detach().clone() for m in self.masters()]
+        return state
+
+    @torch.no_grad()
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        masters = state_dict.pop("fp32_masters", None)
+        super().load_state_dict(state_dict)
+        if masters is not None:
+            for p, m, saved in zip(self.model_params, self.masters(), masters):
+                m.copy_(saved)
+                p.copy_(m)
 
 
 class SkipGuard:
