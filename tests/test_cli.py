@@ -128,3 +128,11 @@ def test_default_recipe_is_found_from_any_directory(tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     assert main(["rl", "--print-config"]) == 0
     assert 'digits = "2,1"' in capsys.readouterr().out  # recipes/r1_zero.toml, not the bare defaults
+
+
+def test_python_dash_m_thinkrl_is_the_cli(tmp_path):
+    """`python -m thinkrl` runs the same CLI: a bad model name is one line and exit 2."""
+    run = subprocess.run([sys.executable, "-m", "thinkrl", "eval", "--model", "meta-llama/Llama-3-8B"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("thinkrl eval: error:") and len(run.stderr.strip().splitlines()) == 1

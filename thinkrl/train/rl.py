@@ -499,8 +499,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
             logger.samples(state["step"], [{"id": r.problem.id, "reference": r.problem.answer, "text": r.completion.text,
                                             "reward": r.reward, **{f"reward/{k}": v for k, v in r.rewards.items()}}
                                            for r in rollouts[: cfg.group_size]])
-        bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics.get('reward/accuracy/mean', float('nan')):.3f}",
-                        len=f"{metrics['response/len_mean']:.0f}")
+        acc = {"acc": f"{metrics['reward/accuracy/mean']:.3f}"} if "reward/accuracy/mean" in metrics else {}  # off in L1
+        bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", **acc, len=f"{metrics['response/len_mean']:.0f}")
         last = state["step"] == cfg.steps
         # the final evaluation too is logged before the checkpoint of its step: a run killed after
         # that checkpoint resumes past it and does not log it twice
