@@ -153,3 +153,23 @@ def test_custom_reward_is_loaded_by_name(model_dir, tmp_path, monkeypatch):
 def test_group_size_one_with_group_std_is_a_config_error():
     with pytest.raises(UserError, match="group_size"):
         C.load(C.RLConfig, None, ["group_size=1"])
+
+
+def test_length_warmup_turns_the_length_rewards_on_at_its_step(model_dir, tmp_path):
+    """Kimi k1.5's warm-up: rewards.length_warmup_steps = 2 trains steps 1-2 without length_kimi and
+    length_cosine (not scored, not in the total), then with them; the other rewards throughout."""
+    from thinkrl.rewards import RewardConfig, active, build
+
+    rewards = build(RewardConfig(accuracy=1.0, length_kimi=0.2, length_cosine=0.5, length_warmup_steps=2))
+    assert [r[0] for r in active(rewards, RewardConfig(length_warmup_steps=2), 1)] == ["accuracy"]
+    assert active(rewards, RewardConfig(length_warmup_steps=2), 2) == rewards
+    with pytest.raises(UserError, match="rewards.length_warmup_steps must be >= 0"):
+        RewardConfig(length_warmup_steps=-1)
+
+    run = tmp_path / "run"
+    rl.train(_cfg(model_dir, run, steps=3, **{"rewards.length_kimi": 0.5, "rewards.length_warmup_steps": 2,
+                                               "eval.limit": 0}), show_progress=False)
+    rows = [r for r in _steps(run) if "reward/mean" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert ["reward/length_kimi/mean" in r for r in rows] == [False, False, True]
+    assert all("reward/tag_count/mean" in r for r in rows)

@@ -117,6 +117,7 @@ class RewardConfig:
     length_kimi: float = 0.0  # Kimi k1.5 length penalty within each prompt's group (thinkrl.rewards.length)
     length_cosine: float = 0.0  # cosine length reward: short correct and long wrong answers preferred
     cosine_max_len: int = 0  # tokens at which the cosine reaches its long value; 0 = sampling.max_new_tokens
+    length_warmup_steps: int = 0  # Kimi k1.5's warm-up: length_kimi and length_cosine count from this RL step on
     length_l1: float = 0.0  # L1 budget reward (needs task.think_budgets; replaces accuracy)
     l1_mode: str = "exact"  # exact (as long as asked) | max (at most as long as asked)
     l1_alpha: float = 0.0003  # reward per token off the budget (the L1 paper's; raise it for budgets of tens of tokens)
@@ -139,6 +140,8 @@ class RewardConfig:
             raise UserError(f"rewards.timeout must be >= 0 seconds (0 = no limit), got {self.timeout}")
         if self.l1_mode not in ("exact", "max"):
             raise UserError(f"rewards.l1_mode must be exact or max, got '{self.l1_mode}'")
+        if self.length_warmup_steps < 0:
+            raise UserError(f"rewards.length_warmup_steps must be >= 0, got {self.length_warmup_steps}")
         if self.reward_model_batch_size < 1:
             raise UserError(f"rewards.reward_model_batch_size must be >= 1, got {self.reward_model_batch_size}")
         if len(self.custom) != len(self.custom_weights):
@@ -404,6 +407,19 @@ def _l1_reward(cfg: RewardConfig) -> RewardFn:
         return l1_max_reward(correct, info["tokens"], budget, cfg.l1_alpha, cfg.l1_delta)
 
     return length_l1
+
+
+WARMED_UP = ("length_kimi", "length_cosine")
+
+
+def active(rewards: list[tuple[str, float, RewardFn]], cfg: RewardConfig, step: int) -> list[tuple[str, float, RewardFn]]:
+    """The rewards that count at RL step `step` (0-based): Kimi k1.5 trains without its length
+    penalty first ("it may slow down training in the initial phase"), then with it at a constant
+    weight, so length_kimi and length_cosine wait for rewards.length_warmup_steps steps.
+    (length_l1 is the whole reward of an L1 run, so it never waits.)"""
+    if step >= cfg.length_warmup_steps:
+        return rewards
+    return [r for r in rewards if r[0] not in WARMED_UP]
 
 
 def build(cfg: RewardConfig, device: str = "cpu", dtype=None) -> list[tuple[str, float, RewardFn]]:

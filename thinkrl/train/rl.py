@@ -469,7 +469,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     for step in bar:
         t0 = time.perf_counter()
         rollouts, state["position"], m_draw, drawn = collect(
-            cfg, step, state["position"], engine, task, train_problems, encode, rewards)
+            cfg, step, state["position"], engine, task, train_problems, encode, rewards_mod.active(rewards, cfg.rewards, step))
         t_gen = time.perf_counter() - t0
         m_critic: dict[str, float] = {}
         if ppo:
