@@ -28,6 +28,12 @@ print(f"torch {torch.__version__}, transformers {transformers.__version__}, {gpu
 EOF
 
 status=0
+# 0. the CUDA-only tests first (graph capture, fused master-weight AdamW): a number from a broken
+#    fast path is worth nothing. Skip with SKIP_GPU_TESTS=1.
+if [ -z "${SKIP_GPU_TESTS:-}" ] && "$PY" -c "import pytest" 2>/dev/null; then
+    "$PY" -m pytest -q -x tests/test_graph_runner.py tests/test_optim.py tests/test_fast_train.py tests/test_engine.py \
+        || { echo "GPU tests failed: fix them before trusting any figure below"; status=1; }
+fi
 if "$PY" -c "import trl, datasets" 2>/dev/null; then
     bench --mode train "${TRAIN_SETS[@]}" --vs-trl --out "$OUT/train_vs_trl.json" || status=$?
 else

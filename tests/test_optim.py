@@ -2,6 +2,7 @@
 
 import io
 
+import pytest
 import torch
 
 from thinkrl import config as C
@@ -13,7 +14,7 @@ GRAD = torch.tensor([0.5, -0.25, 1.0, -2.0])
 def _run(param: torch.Tensor, steps: int, optimizer=None, lr: float = 1e-4):
     opt = optimizer or adamw([param], C.OptimConfig(lr=lr, weight_decay=0.0), steps)[0]
     for _ in range(steps):
-        param.grad = GRAD.to(param.dtype)
+        param.grad = GRAD.to(param.device, param.dtype)
         opt.step()
         opt.zero_grad(set_to_none=True)
     return opt
@@ -73,3 +74,12 @@ def test_skipped_step_leaves_masters_and_weights():
     opt.zero_grad(set_to_none=True)
     assert p.grad is None and torch.equal(p.detach(), before[0]) and torch.equal(opt.masters()[0], before[1])
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the fused kernel)")
+def test_master_weights_on_cuda_use_the_fused_kernel_and_match_cpu():
+    cpu = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
+    gpu = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16, device="cuda"))
+    opt_cpu, opt_gpu = _run(cpu, 50), _run(gpu, 50)
+    assert opt_gpu.defaults["fused"] is True and gpu.dtype == torch.bfloat16
+    assert torch.allclose(opt_gpu.masters()[0].cpu(), opt_cpu.masters()[0], atol=1e-6)
