@@ -33,6 +33,8 @@ status=0
 if [ -z "${SKIP_GPU_TESTS:-}" ] && "$PY" -c "import pytest" 2>/dev/null; then
     "$PY" -m pytest -q -x tests/test_graph_runner.py tests/test_optim.py tests/test_fast_train.py tests/test_engine.py \
         || { echo "GPU tests failed: fix them before trusting any figure below"; status=1; }
+elif [ -z "${SKIP_GPU_TESTS:-}" ]; then
+    echo "pytest not importable: the CUDA tests did not run (bring its wheel, see the device README)"
 fi
 if "$PY" -c "import trl, datasets" 2>/dev/null; then
     bench --mode train "${TRAIN_SETS[@]}" --vs-trl --out "$OUT/train_vs_trl.json" || status=$?
