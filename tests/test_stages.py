@@ -102,6 +102,32 @@ def test_sample_relabels_each_kept_completion_with_the_budget_it_met(model_dir, 
     assert len([b for b, n in stats["relabeled"].items() if n]) >= 2
 
 
+def test_every_solution_style_writes_each_problem_at_each_length_and_budget(model_dir, tmp_path):
+    """solution_style = "every" + relabel_budgets: each question comes with one row per distinct
+    written length, each asking for the budget nearest that length, so within a question the
+    budget alone tells the lengths apart (what an L1 cold start needs)."""
+    from collections import defaultdict
+
+    written = {"model.name": str(model_dir), "out": str(tmp_path / "e.jsonl"), "source": "solutions", "limit": 8,
+               "task.name": "arithmetic", "task.digits": "2,1", "task.ops": "*", "task.num_eval": 10,
+               "task.solution_style": "every", "relabel_budgets": "20,45,80"}
+    path, stats = sample(_load(C.SampleConfig, **written))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    by_question = defaultdict(list)
+    for row in rows:
+        question = row["messages"][-2]["content"].split("\nThink for ")[0]
+        by_question[question].append(row)
+    assert len(by_question) == 8 and stats["prompts"] == 8 and stats["samples"] == 24
+    for question, group in by_question.items():
+        texts = [r["messages"][-1]["content"] for r in group]
+        assert len(set(texts)) == len(texts)  # a short form equal to the worked one is written once
+        assert len(group) >= 2 and any("Check:" in t for t in texts), question
+        assert sorted(r["tokens"] for r in group) == [r["tokens"] for r in group]  # short, worked, checked
+    assert stats["kept"] == len(rows) and sum(stats["relabeled"].values()) == len(rows)
+    with pytest.raises(UserError, match="task.solution_style"):
+        C.load(C.SampleConfig, None, ["task.solution_style=every:2"])
+
+
 @pytest.mark.parametrize("name,template", [("arithmetic", "r1_zero"), ("countdown", "r1_zero"), ("arithmetic", "boxed"),
                                            ("gsm8k", "r1_zero")])
 def test_sample_from_written_solutions_needs_no_model(tmp_path, name, template):

@@ -81,13 +81,14 @@ def worked_steps(nums: list[int], ops: list[str]) -> str:
     return ". ".join(steps) if steps else str(total)
 
 
-SOLUTION_STYLES = ("worked", "short", "checked", "mixed")
+SOLUTION_STYLES = ("worked", "short", "checked", "mixed", "every")
 
 
 def style_cycle(spec: str) -> list[str] | None:
     """The styles written solutions take in turn: "checked" -> [checked]; "mixed" -> worked, short,
-    checked; "checked:6,worked:3,short:1" -> six checked, three worked, one short. None if invalid."""
-    if spec == "mixed":
+    checked; "checked:6,worked:3,short:1" -> six checked, three worked, one short. None if invalid.
+    "every" cycles like "mixed" in `solution`; `solutions` then writes all three per problem."""
+    if spec in ("mixed", "every"):
         spec = "worked:1,short:1,checked:1"
     cycle = []
     for part in spec.split(","):
@@ -127,6 +128,7 @@ class Arithmetic(Task):
                  solution_style: str = "worked"):  # fmt: skip
         self.seed, self.num_train, self.num_eval = seed, num_train, num_eval
         self.solution_cycle = style_cycle(solution_style)  # what solution() writes, problem by problem
+        self.every_style = solution_style == "every"  # solutions(): all three lengths of each problem
         if self.solution_cycle is None:
             raise ValueError(f"unknown solution style {solution_style!r}")
         self.operands, self.min_digits, self.max_digits, self.ops = operands, min_digits, max_digits, ops
@@ -170,6 +172,15 @@ class Arithmetic(Task):
         for the other styles; a mix takes them in turn by the problem's number, see style_cycle)."""
         style = self.solution_cycle[int(problem.id.rsplit("-", 1)[-1]) % len(self.solution_cycle)]
         return written_steps(problem.meta["numbers"], problem.meta["ops"], style), problem.answer
+
+    def solutions(self, problem: Problem) -> list[tuple[str, str]]:
+        """solution_style = "every": the problem at all three lengths (short, worked, checked), so in
+        data relabeled with budgets a question comes with each budget and the budget alone says
+        which length is wanted; otherwise [solution(problem)]."""
+        if not self.every_style:
+            return [self.solution(problem)]
+        nums, ops = problem.meta["numbers"], problem.meta["ops"]
+        return [(written_steps(nums, ops, style), problem.answer) for style in ("short", "worked", "checked")]
 
     def examples(self) -> list[tuple[str, str]]:
         """Worked examples from their own stream, never an eval question."""

@@ -67,6 +67,11 @@ class Task:
         start from readable, human-style chains of thought instead of a model's samples."""
         return None
 
+    def solutions(self, problem: Problem) -> list[tuple[str, str] | None]:
+        """Every written solution of `problem` (one per problem unless a task writes several, as
+        arithmetic's solution_style = "every" does); same count for every problem of a task."""
+        return [self.solution(problem)]
+
 
 class Wrapped(Task):
     """A task that changes only the problems of `task`; everything else is `task`'s. A subclass
@@ -94,3 +99,6 @@ class Wrapped(Task):
 
     def solution(self, problem: Problem) -> tuple[str, str] | None:
         return self.task.solution(self.inner(problem))
+
+    def solutions(self, problem: Problem) -> list[tuple[str, str] | None]:
+        return self.task.solutions(self.inner(problem))

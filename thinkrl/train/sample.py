@@ -75,20 +75,23 @@ def _quantiles(xs: list[int]) -> dict:
     return {"mean": sum(xs) / len(xs), "min": xs[0], "p50": xs[len(xs) // 2], "p90": xs[int(len(xs) * 0.9)], "max": xs[-1]}
 
 
-def written_solutions(task, problems, cfg: SampleConfig) -> tuple[dict, list[Scored]]:
-    """(metrics, one Scored per problem) for the task's own solutions, judged like samples.
+def written_solutions(task, problems, cfg: SampleConfig) -> tuple[dict, list[Scored], int]:
+    """(metrics, k Scored per problem, k) for the task's own solutions, judged like samples.
 
-    A problem without a solution gets an empty response, which the format filter rejects."""
+    k is the most solutions a task writes for one problem (1, or 3 for arithmetic's "every"
+    style). A problem with fewer, or without a solution, gets empty responses, which the format
+    filter rejects."""
     t0 = time.perf_counter()
-    written = [task.solution(p) for p in problems]
-    completions = [Completion(prompt_index=i, sample_index=0, finish_reason="stop",
-                              text=write_response(*w, cfg.task.template) if w is not None else "")
-                   for i, w in enumerate(written)]
+    written = [task.solutions(p) for p in problems]
+    k = max((len(w) for w in written), default=1)
+    completions = [Completion(prompt_index=i, sample_index=j, finish_reason="stop",
+                              text=write_response(*w[j], cfg.task.template) if j < len(w) and w[j] is not None else "")
+                   for i, w in enumerate(written) for j in range(k)]
     scored = score_completions(task, problems, completions, cfg.task.template)
     n = max(len(scored), 1)
     metrics = {"pass@1": sum(s.correct for s in scored) / n, "format_rate": sum(s.formatted for s in scored) / n,
                "mean_response_tokens": None, "seconds": time.perf_counter() - t0}
-    return metrics, scored
+    return metrics, scored, k
 
 
 def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
@@ -102,8 +105,8 @@ def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if cfg.source == "solutions":
-        metrics, scored = written_solutions(task, problems, cfg)
-        cfg = dataclasses.replace(cfg, samples=1)
+        metrics, scored, k = written_solutions(task, problems, cfg)
+        cfg = dataclasses.replace(cfg, samples=k, keep=0 if k > 1 else cfg.keep)  # every distinct written one
     else:
         engine = engine or load_engine(cfg.model, cfg.batch_size)
         metrics, scored = run_eval(engine, task, problems, template=cfg.task.template, shots=cfg.task.shots,
