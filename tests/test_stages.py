@@ -221,6 +221,21 @@ def test_pipeline_runs_every_stage_and_resumes_stage_by_stage(model_dir, tmp_pat
     assert C.load(C.RLConfig, out / "6-all_rl" / "config.toml").model.name == str(out / "5-rejection_sft" / "final")
 
 
+def test_pipeline_stages_without_their_own_task_take_the_top_level_one(tmp_path):
+    """A recipe names its task once: [rejection_data] (no task table) and the absent all_rl sample
+    and train on the top-level [task], --set task.* included; a stage with its own table keeps it.
+    (Before, they silently got TaskConfig's default, GSM8K.)"""
+    recipe = tmp_path / "p.toml"
+    recipe.write_text('[task]\nname = "arithmetic"\ndigits = "2,1"\nops = "*"\n\n[rejection_data]\nlimit = 5\n\n'
+                      '[reasoning_rl.task]\nname = "countdown"\n')
+    cfg = C.load(C.PipelineConfig, recipe, ["task.num_eval=30"])
+    for stage in ("rejection_data", "all_rl", "cold_start_sft"):
+        task = getattr(cfg, stage).task
+        assert (task.name, task.digits, task.ops, task.num_eval) == ("arithmetic", "2,1", "*", 30), stage
+    assert cfg.rejection_data.limit == 5 and cfg.reasoning_rl.task.name == "countdown"
+    assert C.load(C.PipelineConfig, None, []).rejection_data.task.name == C.TaskConfig().name  # no [task]: defaults
+
+
 def test_pipeline_config_errors():
     with pytest.raises(UserError, match="R1 order"):
         _load(C.PipelineConfig, stages="reasoning_rl,cold_start_sft")

@@ -9,6 +9,7 @@ by passing that file as the recipe.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -460,7 +461,21 @@ def load(cls, recipe: str | Path | None = None, overrides: list[str] | tuple[str
                     raise UserError(f"--set: '{dotted}' is a value, not a section")
                 node = node.setdefault(part, {})
                 tp_cls = tp
+    if cls is PipelineConfig:
+        _inherit_task(data)
     return build(cls, data)
+
+
+def _inherit_task(data: dict) -> None:
+    """A pipeline stage without its own [<stage>.task] table takes the top-level [task] whole (the
+    task every model is evaluated on), not TaskConfig's defaults: a recipe that names its task once
+    samples and trains on it everywhere. A stage with its own table keeps it as written."""
+    if "task" not in data:
+        return
+    for stage in PIPELINE_STAGES:
+        section = data.setdefault(stage, {})
+        if isinstance(section, dict) and "task" not in section:
+            section["task"] = copy.deepcopy(data["task"])
 
 
 # ---------------------------------------------------------------- writing the resolved config
