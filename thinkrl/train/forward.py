@@ -117,7 +117,7 @@ def completion_logprobs(
     pack: the padding-free forward (`packable`: llama family, no detach_prompt; else the padded one).
     """
     packed = pack and packable(model, detach_prompt)
-    if (logprob_chunk > 0 or packed) and _chunkable(model):
+    if packed or (logprob_chunk > 0 and _chunkable(model)):  # packable models are chunkable
         hidden, targets, mask = completion_hidden(model, prompts, prompt_of_row, completions,
                                                   detach_prompt=detach_prompt, pad_id=pad_id, pack=packed)
         chunk = logprob_chunk or max(1, int(mask.sum()))
