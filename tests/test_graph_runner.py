@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import thinkrl.engine.graph_runner as gr
+import thinkrl.engine.runner as runner_mod
 from thinkrl.engine import Engine, SamplingParams
 from thinkrl.engine.runner import KVRunner, make_runner, pad
 from thinkrl.engine.sampling import sample, stream_keys, uniforms
@@ -226,7 +227,7 @@ def test_runner_selection(tiny_llama, monkeypatch):
     assert isinstance(make_runner(model, 3, 10, kind="graph"), gr.GraphRunner)
     with pytest.raises(UserError, match="auto, eager, graph"):
         engine(model, tok, "fast")
-    monkeypatch.setattr(gr, "KV_FAMILY", set())
+    monkeypatch.setattr(runner_mod, "KV_FAMILY", set())
     with pytest.raises(UserError, match="llama family"):
         engine(model, tok, "graph")
     assert engine(model, tok, "auto").runner == "eager"

@@ -32,7 +32,7 @@ from typing import Callable
 
 import torch
 
-from thinkrl.engine.runner import KV_FAMILY, KVRunner, decoder_layers, project_qkv
+from thinkrl.engine.runner import KVRunner, decoder_layers, llama_family, project_qkv
 from thinkrl.engine.sampling import SamplingParams, sample, uniforms
 
 BUCKETS = (1, 8, 16, 32, 64, 128, 256)  # padded batch sizes; above the last, multiples of it
@@ -57,7 +57,7 @@ def window_for(cols: int, max_len: int) -> int:
 def graph_safe(model) -> bool:
     """Can GraphRunner serve this model? The llama family, with a rotary embedding that needs no
     host decision per step (the dynamic RoPE variants compare lengths on the host)."""
-    if getattr(model.config, "model_type", None) not in KV_FAMILY:
+    if not llama_family(model):
         return False
     return "dynamic" not in str(getattr(model.model.rotary_emb, "rope_type", "default"))
 

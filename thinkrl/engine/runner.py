@@ -21,6 +21,12 @@ import torch.nn.functional as F
 KV_FAMILY = {"llama", "mistral", "qwen2", "qwen3"}
 
 
+def llama_family(model) -> bool:
+    """Is this a model whose layers our own attention code drives (KVRunner, GraphRunner, the
+    detached-prompt and packed training forwards)? The HF llama layout: q/k/v/o projections, RoPE."""
+    return getattr(model.config, "model_type", None) in KV_FAMILY
+
+
 def pad(seqs: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """ids [N, T] and a bool mask [N, T] of real tokens for sequences padded to the longest one.
 
@@ -45,7 +51,7 @@ def positions_from_mask(attn: torch.Tensor) -> torch.Tensor:
 
 def supports_prefix(model) -> bool:
     """Can this model's runner extend a prefilled cache (shared prompt prefixes)?"""
-    return getattr(model.config, "model_type", None) in KV_FAMILY
+    return llama_family(model)
 
 
 def make_runner(model, batch: int, max_len: int, kind: str = "eager"):
@@ -54,7 +60,7 @@ def make_runner(model, batch: int, max_len: int, kind: str = "eager"):
         from thinkrl.engine.graph_runner import GraphRunner  # it builds on this module
 
         return GraphRunner(model, batch, max_len)
-    if getattr(model.config, "model_type", None) in KV_FAMILY:
+    if llama_family(model):
         return KVRunner(model, batch, max_len)
     return HFRunner(model)
 

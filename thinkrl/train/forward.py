@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from thinkrl.engine.runner import KV_FAMILY, decoder_layers, head_shape, pad, positions_from_mask, project_qkv
+from thinkrl.engine.runner import decoder_layers, head_shape, llama_family, pad, positions_from_mask, project_qkv
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
@@ -133,7 +133,7 @@ def completion_logprobs(
 def packable(model, detach_prompt: bool = False) -> bool:
     """Can this model run the packed forward? The llama family (whose HF attention honours restarting
     position ids, tested) on the full path; detach_prompt has its own prefix cache instead."""
-    return not detach_prompt and getattr(model.config, "model_type", None) in KV_FAMILY and _chunkable(model)
+    return not detach_prompt and llama_family(model) and _chunkable(model)
 
 
 def completion_hidden(model, prompts, prompt_of_row, completions, *, detach_prompt: bool = False, pad_id: int = 0,
@@ -144,7 +144,7 @@ def completion_hidden(model, prompts, prompt_of_row, completions, *, detach_prom
     pack (callers check `packable` first): the padding-free forward, hidden states 0 at padding."""
     if pack:
         return _packed_hidden(model, prompts, prompt_of_row, completions, pad_id)
-    if detach_prompt and getattr(model.config, "model_type", None) in KV_FAMILY:
+    if detach_prompt and llama_family(model):
         return _detached_prompt_hidden(model, prompts, prompt_of_row, completions, pad_id)
     return _full_hidden(model, prompts, prompt_of_row, completions, pad_id)
 
@@ -154,7 +154,7 @@ def completion_logits(model, prompts, prompt_of_row, completions, *, detach_prom
 
     For losses that need the whole distribution (token-level distillation), not only the
     log-prob of the sampled token."""
-    if detach_prompt and getattr(model.config, "model_type", None) in KV_FAMILY:
+    if detach_prompt and llama_family(model):
         return _detached_prompt_forward(model, prompts, prompt_of_row, completions, pad_id)
     return _full_forward(model, prompts, prompt_of_row, completions, pad_id)
 
