@@ -20,19 +20,16 @@ from thinkrl.evaluate import encode_prompt
 from thinkrl.models import load_model
 from thinkrl.prompts import build_messages, write_response
 from thinkrl.tasks import TaskConfig, get_task
-from thinkrl.tasks.arithmetic import written_steps
 from thinkrl.tasks.budget import parse_budgets, with_budget
 from thinkrl.train.forward import completion_logprobs
 
-FORMS = ("short", "worked", "checked")
+FORMS = 3  # Arithmetic.solutions with solution_style = "every": short, worked, checked
 
 
-def form_logprobs(model, tokenizer, prompt: list[int], responses: list[str]) -> list[float]:
-    completions = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in responses]
-    with torch.no_grad():
-        logp, _, mask = completion_logprobs(model, [prompt], [0] * len(completions), completions, temperature=1.0,
-                                            pad_id=tokenizer.pad_token_id or 0)
-    return (logp * mask).sum(-1).tolist()
+def form_logprobs(model, prompt: list[int], forms: list[list[int]], pad_id: int) -> torch.Tensor:
+    """[3] log p(form | prompt) of one problem's three written forms."""
+    logp, _, mask = completion_logprobs(model, [prompt], [0] * len(forms), forms, temperature=1.0, pad_id=pad_id)
+    return (logp * mask).sum(-1)
 
 
 def main() -> None:
@@ -45,22 +42,20 @@ def main() -> None:
     torch.set_grad_enabled(False)
     model, tokenizer = load_model(args.model)
     model.eval()
-    task = get_task(TaskConfig(name="arithmetic", digits=args.digits, ops="*", num_eval=200))
+    task = get_task(TaskConfig(name="arithmetic", digits=args.digits, ops="*", num_eval=200, solution_style="every"))
     problems = task.problems("eval")[: args.limit]
-    budgets = parse_budgets(args.budgets)
+    forms = [tokenizer(write_response(*w), add_special_tokens=False)["input_ids"]
+             for p in problems for w in task.solutions(p)]
     print(f"{args.model}: {len(problems)} held-out problems; forms scored by log p(response | prompt)")
     print("budget | first choice short / worked / checked | mean p short / worked / checked | tokens of the choice")
-    for b in budgets:
-        wins, probs, lengths = [0, 0, 0], torch.zeros(3), []
-        for p in problems:
-            nums, ops = p.meta["numbers"], p.meta["ops"]
-            responses = [write_response(written_steps(nums, ops, f), p.answer) for f in FORMS]
-            prompt = encode_prompt(tokenizer, build_messages(with_budget(p, b), task, "r1_zero"))
-            lp = torch.tensor(form_logprobs(model, tokenizer, prompt, responses))
-            best = int(lp.argmax())
-            wins[best] += 1
-            probs += torch.softmax(lp, 0)
-            lengths.append(len(tokenizer(responses[best], add_special_tokens=False)["input_ids"]))
+    for b in parse_budgets(args.budgets):
+        prompts = [encode_prompt(tokenizer, build_messages(with_budget(p, b), task, "r1_zero")) for p in problems]
+        lp = torch.stack([form_logprobs(model, prompt, forms[FORMS * i : FORMS * (i + 1)], tokenizer.pad_token_id or 0)
+                          for i, prompt in enumerate(prompts)])
+        best = lp.argmax(-1)
+        wins = torch.bincount(best, minlength=FORMS).tolist()
+        probs = torch.softmax(lp, -1).sum(0)
+        lengths = [len(forms[FORMS * i + int(j)]) for i, j in enumerate(best)]
         n = len(problems)
         print(f"{b:6d} | {wins[0]:3d} / {wins[1]:3d} / {wins[2]:3d} | "
               f"{probs[0] / n:.2f} / {probs[1] / n:.2f} / {probs[2] / n:.2f} | {sum(lengths) / n:.1f}")
