@@ -75,7 +75,6 @@ def test_skipped_step_leaves_masters_and_weights():
     assert p.grad is None and torch.equal(p.detach(), before[0]) and torch.equal(opt.masters()[0], before[1])
 
 
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the fused kernel)")
 def test_master_weights_on_cuda_use_the_fused_kernel_and_match_cpu():
     cpu = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
