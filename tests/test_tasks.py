@@ -133,6 +133,16 @@ def test_arithmetic_examples_show_real_steps():
         assert "=" in response.split("</think>")[0]
 
 
+def test_arithmetic_checked_examples_show_steps_before_the_check():
+    """A check adds "=" signs: "54 * 0 = 0. Check: 0 * 54 = 0" must not pass for a worked example."""
+    checked = task("arithmetic", num_eval=200, digits="2,1", ops="*", solution_style="checked")
+    worked = task("arithmetic", num_eval=200, digits="2,1", ops="*")
+    for question, response in checked.examples():
+        steps = response.removeprefix("<think>").split("</think>")[0]
+        assert steps.split(". Check: ")[0].count("=") >= 2, response
+    assert [q for q, _ in checked.examples()] == [q for q, _ in worked.examples()]
+
+
 def test_arithmetic_worked_product_format():
     from thinkrl.tasks.arithmetic import worked_steps
 
