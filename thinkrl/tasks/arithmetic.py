@@ -188,7 +188,7 @@ class Arithmetic(Task):
         worked = []
         for p in self._generate("examples", NUM_EXAMPLES * 5, eval_questions):
             steps, _ = self.solution(p)
-            shown = written_steps(p.meta["numbers"], p.meta["ops"], "worked").count("=")
+            shown = worked_steps(p.meta["numbers"], p.meta["ops"]).count("=")
             worked.append((p.question, f"<think>{steps}</think> <answer>{p.answer}</answer>", shown))
         # examples whose computation takes steps ("54 * 8 = 50 * 8 + 4 * 8 = ..."), not "62 * 1 = 62",
         # judged on the worked form so that a check ("54 * 0 = 0. Check: 0 * 54 = 0") does not count
