@@ -29,6 +29,10 @@ def test_eval_writes_results_config_and_completions(model_dir, tmp_path, capsys)
         assert key in result
     assert result["n"] == 3 and result["completions"] == 6
     assert 0 < result["mean_response_tokens"] <= 8
+    # eval samples at DeepSeek-R1's 0.6 unless told; the results and the table say so
+    assert result["sampling"] == ("temperature 0.6, top-p 0.95 (greedy: --set sampling.temperature=0), "
+                                  "at most 8 new tokens")
+    assert "temperature 0.6" in capsys.readouterr().out
     rows = [json.loads(line) for line in (tmp_path / "res" / "r.completions.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and {"id", "text", "correct", "extracted", "reference"} <= set(rows[0])
     config = (tmp_path / "res" / "r.config.toml").read_text()
@@ -37,6 +41,9 @@ def test_eval_writes_results_config_and_completions(model_dir, tmp_path, capsys)
     out2 = tmp_path / "again.json"
     assert main(["eval", str(tmp_path / "res" / "r.config.toml"), "--out", str(out2)]) == 0
     assert [json.loads(x)["text"] for x in out2.with_name("again.completions.jsonl").read_text().splitlines()] == [r["text"] for r in rows]
+    out3 = tmp_path / "greedy.json"
+    assert main(["eval", str(tmp_path / "res" / "r.config.toml"), "--out", str(out3), "--set", "sampling.temperature=0"]) == 0
+    assert json.loads(out3.read_text())["sampling"] == "greedy, at most 8 new tokens"
 
 
 def test_generate_shows_answer(model_dir, capsys):

@@ -68,7 +68,8 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
         samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed, on_batch=on_batch, prompts=prompts,
     )
     bar.close()
-    result = {"model": cfg.model.name, "task": cfg.task.name, "split": cfg.split, **metrics}
+    result = {"model": cfg.model.name, "task": cfg.task.name, "split": cfg.split,
+              "sampling": _describe_sampling(cfg.sampling), **metrics}
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     with open(out.with_name(out.stem + ".completions.jsonl"), "w", encoding="utf-8") as f:
         for s in scored:
@@ -79,6 +80,16 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     _print_table(result)
     print(f"wrote {out}")
     return 0
+
+
+def _describe_sampling(sp) -> str:
+    """One line saying how completions were drawn, so a sampled figure is never read as greedy."""
+    if sp.temperature == 0:
+        how = "greedy"
+    else:
+        how = f"temperature {sp.temperature:g}, top-p {sp.top_p:g}" + (f", top-k {sp.top_k}" if sp.top_k else "")
+        how += " (greedy: --set sampling.temperature=0)"
+    return f"{how}, at most {sp.max_new_tokens} new tokens" + (f", stop {sp.stop}" if sp.stop else "")
 
 
 def _slug(name: str) -> str:
