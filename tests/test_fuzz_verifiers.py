@@ -126,8 +126,9 @@ def test_adversarial_inputs_in_every_verifier(text):
     for completion in (text, f"<answer>{text}</answer>"):
         assert timed(extract_answer, completion)[1] < TEXT_BOUND
         assert timed(check, completion, [3, 5, 2], 16)[1] < TEXT_BOUND
-        result, elapsed = timed(math_equal, text, "16", timeout=TIMEOUT)
-        assert result is False and elapsed < TIMEOUT + SLACK
+        for gold in ("16", r"\sqrt{256}"):  # a number (fast path) and the same value symbolically
+            result, elapsed = timed(math_equal, text, gold, timeout=TIMEOUT)
+            assert result is False and elapsed < TIMEOUT + SLACK
         for task in (Countdown(), Arithmetic(), GSM8K()):
             score, elapsed = timed(task.score, completion, problem)
             assert score == 0.0 and elapsed < TIMEOUT + SLACK

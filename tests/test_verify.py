@@ -121,9 +121,15 @@ EQUAL = [
     ("x^2-1", "(x-1)(x+1)"),
     (r"\pi/2", r"\frac{\pi}{2}"),
     (r"3\sqrt{2}", r"\sqrt{18}"),
-    ("2+3", "5"),
     (r"\{1,2\}", r"\{2,1\}"),
-    ("2**10", "1024"),
+    ("x+1", "1+x"),  # a non-numeric reference: math_verify evaluates
+    # a number stated in a sentence or an equation: the value after the last "=", words dropped
+    ("42 * 3 = 126", "126"),
+    ("The answer is 18", "18"),
+    ("Answer: 18", "18"),
+    ("12 cookies", "12"),
+    ("18 dollars per day", "18"),
+    ("$5 each", "5"),
 ]
 
 NOT_EQUAL = [
@@ -141,6 +147,17 @@ NOT_EQUAL = [
     ("  ", "  "),
     ("five", "5"),
     ("10**10**10", "10**10**10+1"),
+    # a numeric reference takes a number, never an expression: RL learned to copy the question
+    ("50 * 2", "100"),
+    ("54*6", "324"),
+    ("= 3 * 81", "243"),
+    ("2+3", "5"),
+    ("2**10", "1024"),
+    (r"\sqrt{4}", "2"),
+    ("0</answer", "0"),  # "<answer>0</answer</answer>" extracts this
+    ("5 or 7", "7"),
+    ("minus 5", "5"),
+    ("not 5", "5"),
 ]
 
 
@@ -164,6 +181,7 @@ def test_number_fast_path_needs_no_sympy(monkeypatch):
     monkeypatch.setattr(verify_mod, "_symbolic_equal_bounded", no_symbolic)
     assert math_equal("1,000", "1000") and math_equal("0.5", r"\frac{1}{2}")
     assert not math_equal("7", "8")
+    assert not math_equal("50 * 2", "100") and math_equal("50 * 2 = 100", "100")  # numeric reference: no sympy
 
 
 def test_non_strings_are_false():
@@ -171,26 +189,28 @@ def test_non_strings_are_false():
     assert not math_equal("5", 5)  # type: ignore[arg-type]
 
 
+# References that are not plain numbers, so the comparison reaches sympy (a numeric reference
+# takes only a number and never gets there).
 PATHOLOGICAL = [
-    ("9^9^9^9^9", "5"),
+    ("9^9^9^9^9", r"\sqrt{25}"),
     ("9^{9^{9^{9^{9}}}}", "9^{9^{9^{9^{8}}}}"),
-    ("10**10**10", "5"),
-    ("(10^{10})!", "5"),
-    (r"\binom{10^{10}}{5000000}", "7"),
-    ("2^{2^{2^{2^{2^{2^{2}}}}}}", "2"),
+    ("10**10**10", r"\sqrt{25}"),
+    ("(10^{10})!", r"\sqrt{25}"),
+    (r"\binom{10^{10}}{5000000}", r"\sqrt{49}"),
+    ("2^{2^{2^{2^{2^{2^{2}}}}}}", r"\sqrt{4}"),
     (r"10^{10^{10}} + x", "5 + x"),
-    (r"\frac{1}{" * 90 + "2" + "}" * 90, "2"),  # 90-deep, under the symbolic length limit
-    (r"\frac{1}{" * 100 + "2" + "}" * 100, "3"),  # 100-deep, over it
-    (r"\sqrt{" * 100 + "2" + "}" * 100, "2"),
+    (r"\frac{1}{" * 90 + "2" + "}" * 90, r"\sqrt{4}"),  # 90-deep, under the symbolic length limit
+    (r"\frac{1}{" * 100 + "2" + "}" * 100, r"\sqrt{9}"),  # 100-deep, over it
+    (r"\sqrt{" * 100 + "2" + "}" * 100, r"\sqrt{4}"),
     ("1" * 5000, "1" * 5001),
-    ("1e99999", "5"),
-    ("x" * 1_000_000, "5"),
+    ("1e99999", r"\sqrt{25}"),
+    ("x" * 1_000_000, r"\sqrt{25}"),
     ("5", "y" * 1_000_000),
-    ("(" * 500 + "1" + ")" * 500, "1"),
-    ("^" + " " * 9000 + "x", "5"),
-    ("a" + " " * 9000 + "b", "5"),
-    ("5 " + "m " * 3000 + "x", "5"),
-    ("\\text{" * 3000, "5"),
+    ("(" * 500 + "1" + ")" * 500, r"\sqrt{1}"),
+    ("^" + " " * 9000 + "x", r"\sqrt{25}"),
+    ("a" + " " * 9000 + "b", r"\sqrt{25}"),
+    ("5 " + "m " * 3000 + "x", r"\sqrt{25}"),
+    ("\\text{" * 3000, r"\sqrt{25}"),
 ]
 
 
@@ -217,14 +237,16 @@ def test_works_from_a_worker_thread():
     assert in_thread(math_equal, r"\sqrt{2}/2", r"\frac{\sqrt{2}}{2}")[0]
     assert in_thread(math_equal, "1/2", "0.5")[0]
     for hostile in ["9^9^9^9^9", "(10^{10})!", r"\Gamma(10^{10})", "((10^{999})^{999})^{999}"]:
-        result, elapsed = in_thread(math_equal, hostile, "5", timeout=0.5)
+        result, elapsed = in_thread(math_equal, hostile, r"\sqrt{25}", timeout=0.5)
         assert result is False and elapsed < 0.5 + SLACK, (hostile, elapsed)
 
 
 def test_thread_and_main_thread_agree():
     """Same sympy, same deadline: the calling thread does not change the answer."""
-    for pred, gold in [("2^{2^{2}}", "16"), ("3!", "6"), (r"\binom{5}{2}", "10"), ("x^2-1", "(x-1)(x+1)"), ("2^{10}", "1000")]:
-        assert in_thread(math_equal, pred, gold)[0] == math_equal(pred, gold) == (gold != "1000")
+    pairs = [("2^{2^{2}}", r"\sqrt{256}"), ("3!", r"\sqrt{36}"), (r"\binom{5}{2}", r"\sqrt{100}"),
+             ("x^2-1", "(x-1)(x+1)"), ("2^{10}", r"\sqrt{10^6}")]
+    for pred, gold in pairs:
+        assert in_thread(math_equal, pred, gold)[0] == math_equal(pred, gold) == (pred != "2^{10}")
 
 
 def test_runaway_in_big_integer_code_does_not_freeze_other_threads():
@@ -233,9 +255,9 @@ def test_runaway_in_big_integer_code_does_not_freeze_other_threads():
     The main-thread run first fills sympy's cache so that a second run reaches that C code
     quickly (this froze the whole process when the comparison ran in a thread).
     """
-    math_equal("10^{10^{10^{10}}}", "5", timeout=0.5)
+    math_equal("10^{10^{10^{10}}}", r"\sqrt{25}", timeout=0.5)
     for _ in range(2):
-        result, elapsed = in_thread(math_equal, "10^{10^{10^{10}}}", "5", timeout=0.5)
+        result, elapsed = in_thread(math_equal, "10^{10^{10^{10}}}", r"\sqrt{25}", timeout=0.5)
         assert result is False and elapsed < 0.5 + SLACK
 
 
@@ -265,7 +287,7 @@ def test_timer_is_restored():
     import signal
 
     before = signal.getsignal(signal.SIGALRM)
-    math_equal("(10^{10})!", "5", timeout=0.3)
+    math_equal("(10^{10})!", r"\sqrt{25}", timeout=0.3)
     assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
     assert signal.getsignal(signal.SIGALRM) is before
 

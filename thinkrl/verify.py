@@ -19,6 +19,13 @@ Choices (documented because graders differ):
 - Unit words ("dollars", "cm", ...), `\\text{...}` after a number, currency signs and degree
   signs are dropped: "$5", "5 dollars" and "5" are equal.
 - An empty `<answer></answer>` or `\\boxed{}` is no answer (None).
+- When the reference is a plain number, the answer must be one too; an expression is not
+  evaluated. "50 * 2" is not 100: on the arithmetic task, whose question is the expression, RL
+  learned within 20 steps to copy the question into the answer (benchmarks/RESULTS.md). Around
+  the number, what is read is the value after the last "=" ("42 * 3 = 126" is 126) and the number
+  without words before or after it ("The answer is 18", "12 cookies"). "5 or 7", "2^{10}" and
+  "0</answer" are not numbers. Non-numeric references ("\\frac{\\sqrt{3}}{2}", "x+1") still go to
+  math_verify, which does evaluate.
 
 Timeouts: every symbolic comparison runs under one deadline (`timeout` seconds, fractional, for
 parsing and comparing both answers), in any thread. math_verify's own timeout uses `signal.alarm`
@@ -68,6 +75,7 @@ _DEGREES = re.compile(r"\^\s*(?:\{\s*\\circ\s*\}|\\circ)|\\circ|\\degree|°")
 _ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w{1,8}\}?)?\s*=\s*([^=]+)$")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
 _DECIMAL = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?$")
+_STATING_WORDS = {"is", "are", "was", "be", "equals"}  # "... is 18": the words before a stated value
 _LATEX_FRAC = re.compile(r"^([+-]?)\\[dt]?frac\s*(?:\{([^{}]*)\}|(\d))\s*(?:\{([^{}]*)\}|(\d))$")
 
 
@@ -341,10 +349,31 @@ def _math_equal(pred: str, gold: str, timeout: float) -> bool:
         return False
     if p == g:
         return True
-    pn, gn = _parse_number(p), _parse_number(g)
-    if pn is not None and gn is not None:
-        return _numbers_equal(pn, gn)
+    gn = _parse_number(g)
+    if gn is not None:  # a number is answered by a number, never by an expression (module docstring)
+        pn = _parse_number(p)
+        if pn is None:
+            pn = _parse_number(_number_in_words(p))
+        return pn is not None and _numbers_equal(pn, gn)
     return _symbolic_equal_bounded(p, g, timeout)
+
+
+def _number_in_words(s: str) -> str:
+    """The value a sentence states: after the last "=", without the words around it.
+
+    "42 * 3 = 126" -> "126", "The answer is 18" and "Answer: 18" -> "18", "12 cookies" -> "12".
+    Words before the number go only when they end in "is" or ":" ("minus 5" and "not 5" stay as
+    they are); "5 or 7" stays as it is. str.split only: linear on any input.
+    """
+    tokens = s.rsplit("=", 1)[-1].split()
+    lead = 0
+    while lead < len(tokens) and tokens[lead].rstrip(":,.").isalpha():
+        lead += 1
+    if lead and (tokens[lead - 1].endswith(":") or tokens[lead - 1].lower() in _STATING_WORDS):
+        tokens = tokens[lead:]
+    while tokens and tokens[-1].rstrip(":,.").isalpha():
+        tokens.pop()
+    return " ".join(tokens)
 
 
 def canonical(answer: str) -> str:
