@@ -346,3 +346,18 @@ def test_fraction_forms_agree(value: Fraction):
 def test_thousands_separators(n: int):
     assert math_equal(f"{n:,}", str(n))
     assert canonical(f"{n:,}") == str(n)
+
+
+def test_rescore_finds_the_copied_questions_a_stored_eval_counted(tmp_path):
+    """benchmarks/rescore.py: stored verdicts against the current verifier, row by row."""
+    import json
+
+    from bench_modules import load_benchmark
+
+    rows = [("50 * 2", "100", True), ("100", "100", True), ("99", "100", False), (None, "7", False)]
+    path = tmp_path / "r.completions.jsonl"
+    path.write_text("".join(json.dumps({"extracted": e, "reference": g, "correct": c, "tokens": 10}) + "\n"
+                            for e, g, c in rows))
+    r = load_benchmark("rescore").rescore(path)
+    assert (r["stored_accuracy"], r["accuracy_now"]) == (0.5, 0.25)
+    assert (r["right_to_wrong"], r["wrong_to_right"], r["example_right_to_wrong"]) == (1, 0, "50 * 2")
