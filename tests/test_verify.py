@@ -301,12 +301,14 @@ def test_canonical_groups_equal_numbers():
     assert canonical("50%") == "50"
     assert canonical("-0") == "0"
     assert canonical(r"\boxed{7}") == "7"
+    assert canonical("The answer is 18") == canonical("3 * 6 = 18") == canonical("18 cookies") == "18"
 
 
 def test_canonical_keeps_other_answers_apart():
     assert canonical("x + 1") == canonical("x+1")
     assert canonical("x+1") != canonical("x+2")
     assert canonical("1,2") != canonical("12")
+    assert canonical("50 * 2") == "50*2" != canonical("100")  # an expression is not evaluated for a vote either
 
 
 # ----------------------------------------------------------------------------- properties

@@ -362,8 +362,9 @@ def _number_in_words(s: str) -> str:
     """The value a sentence states: after the last "=", without the words around it.
 
     "42 * 3 = 126" -> "126", "The answer is 18" and "Answer: 18" -> "18", "12 cookies" -> "12".
-    Words before the number go only when they end in "is" or ":" ("minus 5" and "not 5" stay as
-    they are); "5 or 7" stays as it is. str.split only: linear on any input.
+    Words before the number go only when the last of them states it ("is", "equals", ...) or ends
+    in ":" ("minus 5" and "not 5" stay as they are); "5 or 7" stays as it is. str.split only:
+    linear on any input.
     """
     tokens = s.rsplit("=", 1)[-1].split()
     lead = 0
@@ -379,12 +380,15 @@ def _number_in_words(s: str) -> str:
 def canonical(answer: str) -> str:
     """Majority-vote key: a number as its reduced fraction ("1/2", "-3"), else the normalised text.
 
-    "0.5", "1/2", "\\frac{1}{2}" and "$0.50" share a key; "50%" votes with "50". Whitespace is
+    "0.5", "1/2", "\\frac{1}{2}" and "$0.50" share a key, and so do "18", "The answer is 18" and
+    "3 * 6 = 18" (read as math_equal reads them); "50%" votes with "50". Whitespace is
     removed from non-numeric keys so "x + 1" and "x+1" vote together.
     """
     try:
         s = normalise(answer)
         number = _parse_number(s)
+        if number is None:  # "The answer is 18" votes with "18", as math_equal reads it
+            number = _parse_number(_number_in_words(s))
         if number is not None:
             return str(number[0])
         return re.sub(r"\s+", "", s)
