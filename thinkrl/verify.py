@@ -351,11 +351,16 @@ def _math_equal(pred: str, gold: str, timeout: float) -> bool:
         return True
     gn = _parse_number(g)
     if gn is not None:  # a number is answered by a number, never by an expression (module docstring)
-        pn = _parse_number(p)
-        if pn is None:
-            pn = _parse_number(_number_in_words(p))
+        pn = _stated_number(p)
         return pn is not None and _numbers_equal(pn, gn)
     return _symbolic_equal_bounded(p, g, timeout)
+
+
+def _stated_number(s: str) -> tuple[Fraction, bool] | None:
+    """The number a normalised answer states: itself, else read out of a sentence or an equation.
+    One reading for both the verdict (math_equal) and the vote (canonical)."""
+    number = _parse_number(s)
+    return number if number is not None else _parse_number(_number_in_words(s))
 
 
 def _number_in_words(s: str) -> str:
@@ -386,9 +391,7 @@ def canonical(answer: str) -> str:
     """
     try:
         s = normalise(answer)
-        number = _parse_number(s)
-        if number is None:  # "The answer is 18" votes with "18", as math_equal reads it
-            number = _parse_number(_number_in_words(s))
+        number = _stated_number(s)  # "The answer is 18" votes with "18", as math_equal reads it
         if number is not None:
             return str(number[0])
         return re.sub(r"\s+", "", s)
