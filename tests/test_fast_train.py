@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import thinkrl.train.rl as rl
+from thinkrl.train import batching
 from thinkrl import config as C
 from thinkrl.engine import Completion
 from thinkrl.errors import UserError
@@ -139,11 +140,11 @@ def _rollout(prompt: list[int], tokens: list[int], logprobs: list[float], finish
 def test_bucketed_micro_batches_pad_less_hand_counted():
     lengths = [1, 8, 2, 7, 3, 6]
     rollouts = [_rollout([1], [5] * n, [0.0] * n) for n in lengths]
-    plain = rl.micro_batches(rollouts, list(range(6)), 2)
-    bucketed = rl.micro_batches(rollouts, list(range(6)), 2, bucket_by_length=True)
+    plain = batching.micro_batches(rollouts, list(range(6)), 2)
+    bucketed = batching.micro_batches(rollouts, list(range(6)), 2, bucket_by_length=True)
     assert plain == [[0, 1], [2, 3], [4, 5]] and bucketed == [[0, 2], [4, 5], [3, 1]]
-    assert rl.padding_tokens(rollouts, plain) == (7 + 5 + 3, 27)  # [1, 8], [2, 7], [3, 6]
-    assert rl.padding_tokens(rollouts, bucketed) == (1 + 3 + 1, 27)  # [1, 2], [3, 6], [7, 8]
+    assert batching.padding_tokens(rollouts, plain) == (7 + 5 + 3, 27)  # [1, 8], [2, 7], [3, 6]
+    assert batching.padding_tokens(rollouts, bucketed) == (1 + 3 + 1, 27)  # [1, 2], [3, 6], [7, 8]
 
 
 def test_bucketing_padding_fraction_on_a_realistic_mix(capsys):
@@ -155,7 +156,7 @@ def test_bucketing_padding_fraction_on_a_realistic_mix(capsys):
     order = torch.randperm(64, generator=torch.Generator().manual_seed(0)).tolist()  # minibatches' shuffle
     fractions = {}
     for bucket in (False, True):
-        pad, real = rl.padding_tokens(rollouts, rl.micro_batches(rollouts, order, 8, bucket))
+        pad, real = batching.padding_tokens(rollouts, batching.micro_batches(rollouts, order, 8, bucket))
         fractions[bucket] = pad / (pad + real)
     with capsys.disabled():
         print(f"\npadding fraction of trained completion tokens, 64 rows, micro-batch 8: "
@@ -237,10 +238,10 @@ def test_bucketed_update_same_loss_and_gradients_less_padding(tiny_llama, aggreg
     for key in ("grad_norm", "clip_frac_low", "clip_frac_high", "approx_kl", "entropy"):
         assert abs(plain[3][key] - bucketed[3][key]) < 1e-5, key
     # the padding the forwards actually ran on, against what micro_batches/padding_tokens predict
-    keep = rl._keep(C.RLConfig(algo=C.AlgoConfig(mask_truncated=True)), rollouts)
+    keep = batching.trained_flags(C.RLConfig(algo=C.AlgoConfig(mask_truncated=True)), rollouts)
     cfg = C.RLConfig(algo=C.AlgoConfig(micro_batch_size=2, mini_batches=2, epochs=2))
-    predicted = {b: sum(rl.padding_tokens(rollouts, rl.micro_batches(rollouts, rows, 2, b))[0]
-                        for rows, _ in rl.minibatches(cfg, 0, rollouts, keep)) for b in (False, True)}
+    predicted = {b: sum(batching.padding_tokens(rollouts, batching.micro_batches(rollouts, rows, 2, b))[0]
+                        for rows, _ in batching.minibatches(cfg, 0, rollouts, keep)) for b in (False, True)}
     assert (plain[1], bucketed[1]) == (predicted[False], predicted[True])
     assert bucketed[1] < plain[1], (plain[1], bucketed[1])
 

@@ -14,7 +14,9 @@ from thinkrl.engine import Engine, SamplingParams
 from thinkrl.errors import UserError
 from thinkrl.models import eos_token_ids, load_model, save_pretrained, tiny_model
 from thinkrl.tasks.base import Problem
+from thinkrl.train import ppo_update
 from thinkrl.train.critic import WEIGHTS_FILE, completion_values, load_critic, value_head
+from thinkrl.train.rollout import Rollout
 
 # ---------------------------------------------------------------- GAE
 
@@ -184,8 +186,8 @@ def _rollouts(model_dir, scores):
     model, tok = load_model(model_dir)
     prompts = [tok.encode("What is 1 + 1?"), tok.encode("Say hi")]
     outs = Engine(model, tok, eos_token_ids(model, tok)).generate(prompts, SamplingParams(max_new_tokens=8), n=4, seeds=[1, 2])
-    return [rl.Rollout(problem=Problem(str(c.prompt_index), "", ""), prompt=prompts[c.prompt_index], completion=c,
-                       rewards={}, reward=scores[c.prompt_index]) for c in outs]
+    return [Rollout(problem=Problem(str(c.prompt_index), "", ""), prompt=prompts[c.prompt_index], completion=c,
+                    rewards={}, reward=scores[c.prompt_index]) for c in outs]
 
 
 def test_value_loss_falls_on_a_fixed_batch(model_dir):
@@ -194,12 +196,12 @@ def test_value_loss_falls_on_a_fixed_batch(model_dir):
     rollouts = _rollouts(model_dir, scores=[1.0, -1.0])
     model = load_critic(model_dir)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    critic = rl.Critic(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0))
+    critic = ppo_update.Critic(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0))
     losses, evs = [], []
     for step in range(12):  # each step: the critic's values, the returns, one clipped value-loss update
-        _, returns, old, m = rl.ppo_advantages(cfg, rollouts, model, None, pad_id=0)
+        _, returns, old, m = ppo_update.ppo_advantages(cfg, rollouts, model, None, pad_id=0)
         assert torch.allclose(returns[0, : len(rollouts[0].completion.token_ids)], torch.tensor(1.0))  # gamma = lam = 1
-        losses.append(rl.update_critic(cfg, step, critic, rollouts, returns, old, pad_id=0)["critic/value_loss"])
+        losses.append(ppo_update.update_critic(cfg, step, critic, rollouts, returns, old, pad_id=0)["critic/value_loss"])
         evs.append(m["critic/explained_variance"])
     assert math.isclose(losses[0], 0.5, rel_tol=1e-5)  # zero values, returns +-1: 0.5 * 1^2
     assert losses[-1] < 0.1 * losses[0], losses

@@ -15,6 +15,7 @@ from test_rl import _cfg, model_dir  # noqa: F401 - the tiny RL run's config and
 import thinkrl
 import thinkrl.train.rl as rl
 import thinkrl.train.sft as sft
+from thinkrl.train import ppo_update
 from thinkrl import config as C
 from thinkrl.cli import main
 from thinkrl.errors import UserError
@@ -143,7 +144,7 @@ def test_nan_loss_skips_updates_then_stops_the_run_leaving_the_last_checkpoint_i
 
 
 def test_nan_critic_loss_stops_a_ppo_run(model_dir, tmp_path, monkeypatch):  # noqa: F811
-    _poison_from(monkeypatch, rl, "value_loss", first_bad_step=0)
+    _poison_from(monkeypatch, ppo_update, "value_loss", first_bad_step=0)
     cfg = _cfg(model_dir, tmp_path / "run", steps=3, **{
         "eval.limit": 0, "algo.algorithm": "ppo", "algo.detach_prompt": "true", "optim.max_skipped_updates": 3})
     with pytest.raises(UserError, match="3 updates of the critic in a row had a non-finite loss"):

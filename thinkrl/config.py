@@ -417,7 +417,7 @@ def parse_override(text: str) -> tuple[list[str], str]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     """A recipe's tables; a UserError naming PATH:LINE when it is not UTF-8 or not TOML."""
-    from thinkrl.tasks.jsonl import read_utf8
+    from thinkrl.data.jsonl import read_utf8
 
     try:
         text = read_utf8(path)

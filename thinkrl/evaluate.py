@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from thinkrl.data.chat import encode_chat
 from thinkrl.engine import Completion, Engine, SamplingParams
 from thinkrl.errors import UserError
 from thinkrl.prompts import build_messages, follows_format
@@ -64,8 +65,7 @@ def load_engine(mc, max_batch: int, name: str | None = None) -> Engine:
 
 def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
     """Apply the tokenizer's chat template with the assistant turn opened; returns token ids."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return encode_chat(tokenizer, messages, open_turn=True)
 
 
 def encode_problems(tokenizer, task: Task, problems: list[Problem], template: str, shots: int,

@@ -5,7 +5,7 @@ One module for the two sides of a reward model, so they cannot drift apart:
   `sequence_scores` (with gradient), and
 - `thinkrl rl` uses a trained one as the reward named `rm` through `RewardModelReward`: all
   completions of a step are scored in batches on the policy's device, without gradient.
-Both turn a conversation into tokens with `encode_conversation`: the tokenizer's chat template
+Both turn a conversation into tokens with `thinkrl.data.chat.encode_conversation`: the tokenizer's chat template
 over the prompt turns and the complete assistant turn, so the reward model reads exactly the
 turn the policy writes. Sequences are padded on the right and the model's config carries a pad
 id that no conversation ends with, so transformers' sequence-classification head reads the score
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from thinkrl.data.chat import conversation, encode_conversation
 from thinkrl.errors import UserError
 
 RM_INPUTS = ("answer", "response")
@@ -39,21 +40,6 @@ def answer_part(completion: str) -> str:
     if "</think>" in completion:
         return completion.rsplit("</think>", 1)[1].replace("<answer>", "").strip()
     return completion.strip()
-
-
-def conversation(prompt: str | list[dict], response: str) -> list[dict]:
-    """Chat messages: the prompt (a question string is one user turn) and the assistant's response."""
-    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    return turns + [{"role": "assistant", "content": response}]
-
-
-def encode_conversation(tokenizer, messages: list[dict], max_length: int = 0) -> list[int]:
-    """Token ids of a whole conversation through the chat template (no generation prompt: the last
-    assistant turn is complete). Longer than max_length (> 0): the end is kept, since the score is
-    read at the last token and the response is what is judged."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return ids[-max_length:] if 0 < max_length < len(ids) else ids
 
 
 def reward_pad_id(tokenizer) -> int:

@@ -3,7 +3,7 @@
 Each line needs a question (`task.prompt_field`, default "question", a non-empty string) and a
 reference answer (`task.answer_field`, default "answer", a string or a number). Blank lines are
 skipped. Ids are `<file name>-<line number>`. The file is read and checked when the task is
-built, so a bad line fails at startup with one line naming PATH:LINE and what to do.
+built (thinkrl.data.jsonl), so a bad line fails at startup with one line naming PATH:LINE and what to do.
 
 Which rewards apply (general prompts beside reasoning ones): a line may carry `"rewards": ["rm"]`,
 the reward names that apply to it; a line without one gets `task.rewards` (empty: all rewards).
@@ -23,34 +23,17 @@ import json
 import random
 from pathlib import Path
 
+from thinkrl.data.jsonl import read_jsonl
 from thinkrl.errors import UserError
 from thinkrl.tasks.base import Problem, Task, check_split
 
 
-def _read_text(path: Path) -> str:
-    """The file as text; a UserError naming the line if it is missing, a folder, or not UTF-8."""
+def _check_file(path: Path) -> None:
+    """A UserError naming the setting if the file is missing or a folder."""
     if not path.exists():
         raise UserError(f"{path}: no such file (task.name = 'jsonl:{path}'): check the path")
     if not path.is_file():
         raise UserError(f"{path}: not a file (task.name = 'jsonl:{path}'): give a .jsonl file")
-    return read_utf8(path)
-
-
-def read_utf8(path: Path) -> str:
-    """A data file's text (a BOM is dropped); a UserError naming PATH:LINE of the first byte that is
-    not UTF-8 (a latin-1 export, a binary file). Shared by every JSONL reader (tasks, sft, rm, dpo)."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x}): save the file as UTF-8") from None
-
-
-def lines(text: str) -> list[str]:
-    """The lines of a JSONL text: split at newlines only. str.splitlines also splits at U+2028,
-    U+0085 and other characters a JSON string may hold raw, and would cut such a line in two."""
-    return [line.rstrip("\r") for line in text.split("\n")]
 
 
 def _type_name(value: object) -> str:
@@ -69,14 +52,10 @@ def _rewards(where: str, row: dict, default: list[str] | None) -> list[str] | No
     return [n.strip() for n in names]
 
 
-def _problem(path: Path, lineno: int, line: str, prompt_field: str, answer_field: str,
+def _problem(path: Path, lineno: int, row: object, prompt_field: str, answer_field: str,
              default_rewards: list[str] | None = None) -> Problem:  # fmt: skip
-    """One line as a Problem, or a UserError saying what is wrong with it."""
+    """One parsed line as a Problem, or a UserError saying what is wrong with it."""
     where = f"{path}:{lineno}"
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(row, dict):
         raise UserError(f"{where}: expected a JSON object like {{\"{prompt_field}\": ..., \"{answer_field}\": ...}}, got {_type_name(row)}")
     rewards = _rewards(where, row, default_rewards)
@@ -106,12 +85,8 @@ def load(path: Path, prompt_field: str = "question", answer_field: str = "answer
          rewards: list[str] | None = None) -> list[Problem]:  # fmt: skip
     """Every problem in the file, in file order; UserError on the first bad line. `rewards`: the
     reward names for lines that list none (None: all)."""
-    text = _read_text(path)
-    problems = [
-        _problem(path, lineno, line, prompt_field, answer_field, rewards)
-        for lineno, line in enumerate(lines(text), start=1)
-        if line.strip()
-    ]
+    _check_file(path)
+    problems = [_problem(path, lineno, row, prompt_field, answer_field, rewards) for lineno, row in read_jsonl(path)]
     if not problems:
         raise UserError(f"{path}: no problems (the file is empty or has only blank lines)")
     return problems

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from thinkrl.config import DistillConfig, RLEvalConfig, ModelConfig, save as save_config
+from thinkrl.config import DistillConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.models import load_model, save_pretrained
-from thinkrl.tasks import TaskConfig, get_task
+from thinkrl.train.heldout import heldout_eval
 
 
 def keep_indices(total: int, keep: int) -> list[int]:
@@ -42,18 +42,6 @@ def shrink(model, keep: int):
     if getattr(model.config, "layer_types", None):
         model.config.layer_types = [model.config.layer_types[i] for i in idx]
     return model
-
-
-def heldout_eval(model_name: str | Path, mc: ModelConfig, task_cfg: TaskConfig, ev: RLEvalConfig, seed: int) -> dict:
-    """`thinkrl eval`'s metrics for one model on the task's held-out problems (ev.limit of them)."""
-    from thinkrl.evaluate import load_engine, run_eval
-
-    task = get_task(task_cfg)
-    problems = task.problems("eval")[: ev.limit or None]
-    engine = load_engine(mc, ev.batch_size, name=str(model_name))
-    metrics, _ = run_eval(engine, task, problems, template=task_cfg.template, shots=task_cfg.shots, params=ev.sampling,
-                          samples=ev.samples, batch_size=ev.batch_size, seed=seed)
-    return {k: metrics[k] for k in ("n", "pass@1", "format_rate", "mean_response_tokens", "truncated_rate")}
 
 
 def distill(cfg: DistillConfig) -> tuple[Path, dict]:

@@ -1,7 +1,7 @@
 """`thinkrl dpo`: direct preference optimisation (Rafailov et al. 2023) on chosen/rejected pairs.
 
 One of Kimi k1.5's long2short routes: the shortest correct answer as chosen, longer or wrong ones
-as rejected. Pairs are read in `thinkrl rm`'s format and split by prompt like it. The reference is
+as rejected. Pairs are read in `thinkrl rm`'s format and split by prompt like it (thinkrl.data.pairs). The reference is
 the starting model: its sequence log-probs of every pair are computed once, before training, so
 no second model is kept in memory. Each step: the policy's summed log-probs of the chosen and the
 rejected response (assistant tokens only, as `thinkrl sft` masks them), `dpo_loss`, one AdamW step.
@@ -20,13 +20,14 @@ from pathlib import Path
 import torch
 
 from thinkrl.algos.preference import dpo_loss
-from thinkrl.config import DPOConfig, save as save_config
+from thinkrl.config import DPOConfig
+from thinkrl.data.chat import Example, tokenize
+from thinkrl.data.pairs import load_pairs, split_pairs
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, load_model, save_pretrained
-from thinkrl.train.logger import RunLogger
-from thinkrl.train.optim import SkipGuard, adamw
-from thinkrl.train.rm import load_pairs, split_pairs
-from thinkrl.train.sft import Example, assistant_logprobs, tokenize
+from thinkrl.train.assistant import assistant_logprobs
+from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
+from thinkrl.train.resume import resume_run
 
 
 def sequence_logprobs(model, examples: list[Example], detach_prompt: bool, pad_id: int) -> torch.Tensor:
@@ -75,8 +76,7 @@ def train(cfg: DPOConfig, show_progress: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
     optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
     guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
-    logger = RunLogger(run_dir)
-    save_config(cfg, run_dir / "config.toml")
+    _, logger = resume_run(cfg, None, optimizer, scheduler)  # dpo does not resume: a fresh log
     print(f"dpo: {len(train_rows)} train / {len(held_rows)} held-out pairs, {total} steps of {cfg.batch_size}", flush=True)
 
     def evaluate(at: int) -> dict:
@@ -108,12 +108,10 @@ def train(cfg: DPOConfig, show_progress: bool = True) -> Path:
             (loss * len(rows) / len(batch)).backward()  # the batch mean over its micro-batches
             for k in sums:
                 sums[k] += (float(loss.detach()) if k == "loss" else m[k]) * len(rows) / len(batch)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        skipped = not guard.step(optimizer, grad_norm, sums["loss"], where=f"step {step + 1}")
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        logger.log(step + 1, {**{f"train/{k}": v for k, v in sums.items()}, "grad_norm": float(grad_norm),
-                              "lr": scheduler.get_last_lr()[0], "skipped_updates": float(skipped),
+        grad_norm, stepped = optimizer_step(model.parameters(), optimizer, scheduler, guard, cfg.optim.grad_clip,
+                                            sums["loss"], f"step {step + 1}")
+        logger.log(step + 1, {**{f"train/{k}": v for k, v in sums.items()}, "grad_norm": grad_norm,
+                              "lr": scheduler.get_last_lr()[0], "skipped_updates": float(not stepped),
                               "time/step": time.perf_counter() - t0})
         bar.set_postfix(loss=f"{sums['loss']:.3f}")
     bar.close()

@@ -1,4 +1,5 @@
-"""The optimizer and learning-rate schedule every training loop shares (rl, sft, rm, the PPO critic)."""
+"""The optimizer, learning-rate schedule and optimizer step every training loop shares (rl, sft,
+rm, dpo, the PPO critic)."""
 
 from __future__ import annotations
 
@@ -142,3 +143,15 @@ class SkipGuard:
                  f"{self.what} were skipped")
             return False
         return True
+
+
+def optimizer_step(params, optimizer, scheduler, guard: SkipGuard, grad_clip: float, loss: float,
+                   where: str) -> tuple[float, bool]:
+    """The end of every update, after the backward passes: clip the gradient norm to grad_clip (0:
+    measure it only), step the optimizer through `guard` (skipped when `loss` or the norm is not
+    finite), advance the schedule, zero the gradients. Returns (gradient norm, stepped)."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip or float("inf"))
+    stepped = guard.step(optimizer, grad_norm, loss, where=where)
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm), stepped

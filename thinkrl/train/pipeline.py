@@ -24,7 +24,7 @@ from thinkrl.config import PIPELINE_STAGES, PipelineConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.models import EMBEDDED
 from thinkrl.train.checkpoint import latest_checkpoint
-from thinkrl.train.distill import heldout_eval
+from thinkrl.train.heldout import heldout_eval
 
 DONE = "done.json"
 

@@ -5,8 +5,8 @@ RL) and the SFT on rejection-sampled data after it; `thinkrl distill` uses it to
 on a teacher's correct traces, optionally with a token-level KL to the teacher.
 
 Data: one `{"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}` per line.
-Each conversation goes through the tokenizer's chat template; a token carries loss when it lies in
-an assistant turn (its content and the end-of-turn token that teaches the model to stop).
+Each conversation goes through the tokenizer's chat template (thinkrl.data.chat); a token carries
+loss when it lies in an assistant turn (its content and the end-of-turn token that teaches the model to stop).
 Batches are length-bucketed (examples of similar length together, so little compute is spent on
 padding) and the order is a function of (seed, epoch), so a resumed run sees the same batches.
 The sum of token losses of a batch is divided by the batch's assistant-token count: every
@@ -15,101 +15,32 @@ assistant token weighs the same, whatever micro-batch it falls in.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from thinkrl.algos.sft import distill_kl, sft_loss
-from thinkrl.config import SFTConfig, save as save_config
+from thinkrl.config import SFTConfig
+from thinkrl.data.chat import Example, read_chat_jsonl, tokenize
+from thinkrl.engine import Engine
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
 from thinkrl.report import plot_run
-from thinkrl.train.checkpoint import checkpoint_to_resume, restore, save_checkpoint
-from thinkrl.train.forward import completion_logits, token_logprobs
-from thinkrl.train.logger import RunLogger
-from thinkrl.train.optim import SkipGuard, adamw
+from thinkrl.tasks import get_task
+from thinkrl.train.assistant import assistant_logprobs
+from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint
+from thinkrl.train.forward import completion_logits
+from thinkrl.train.heldout import evaluate_heldout
+from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
+from thinkrl.train.resume import resume_run
 
-ROLES = ("system", "user", "assistant")
 BUCKET = 16  # batches per length bucket: sort within 16 batches' worth of examples
 
 
-@dataclass
-class Example:
-    """One tokenized conversation, split at its first assistant token.
-
-    prompt: the tokens before it (no loss, can be encoded without gradient); completion: the
-    rest; mask: 1 on completion tokens inside assistant turns (0 on later user turns)."""
-
-    prompt: list[int]
-    completion: list[int]
-    mask: list[float]
-
-    def __len__(self) -> int:
-        return len(self.prompt) + len(self.completion)
-
-
-# ---------------------------------------------------------------- data
-
-
-def read_chat_jsonl(path: str | Path) -> list[list[dict]]:
-    """Conversations from a chat JSONL file; a bad line is a UserError naming file:line and key."""
-    from thinkrl.tasks.jsonl import lines, read_utf8
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"data file {path} not found")
-    out = []
-    for n, line in enumerate(lines(read_utf8(path)), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-        messages = row.get("messages") if isinstance(row, dict) else None
-        if not isinstance(messages, list) or not messages:
-            raise UserError(f"{where}: key 'messages' must be a non-empty list of {{role, content}}")
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                raise UserError(f"{where}: messages[{i}] needs 'role' in {', '.join(ROLES)} and a string 'content'")
-        if not any(m["role"] == "assistant" for m in messages):
-            raise UserError(f"{where}: no assistant turn, so nothing to learn from this line")
-        out.append([{"role": m["role"], "content": m["content"]} for m in messages])
-    if not out:
-        raise UserError(f"data file {path} holds no conversations")
-    return out
-
-
-def _encode(tokenizer, messages: list[dict], open_turn: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=open_turn, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def tokenize(tokenizer, messages: list[dict]) -> Example:
-    """Token ids of a conversation and its assistant-token mask, through the chat template.
-
-    An assistant turn's tokens are those between the template's opened assistant turn
-    (add_generation_prompt) and the end of that turn, so the prompt seen here is exactly the one
-    `thinkrl rl` and `thinkrl eval` give the model."""
-    ids = _encode(tokenizer, messages, open_turn=False)
-    mask = [0.0] * len(ids)
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        start = len(_encode(tokenizer, messages[:i], open_turn=True))
-        upto = _encode(tokenizer, messages[: i + 1], open_turn=False)
-        if ids[: len(upto)] != upto or start > len(upto):
-            raise UserError("the tokenizer's chat template does not render a conversation as the sum of its turns; "
-                            "assistant tokens cannot be located")
-        mask[start : len(upto)] = [1.0] * (len(upto) - start)
-    first = mask.index(1.0)
-    return Example(ids[:first], ids[first:], mask[first:])
+# ---------------------------------------------------------------- data order
 
 
 def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -139,17 +70,6 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) ->
 
 
 # ---------------------------------------------------------------- the loss of one micro-batch
-
-
-def assistant_logprobs(model, examples: list[Example], detach_prompt: bool, pad_id: int):
-    """(logp [B, T] of each completion token, mask [B, T] of the assistant's tokens, logits [B, T, V])."""
-    logits, targets, pad_mask = completion_logits(model, [e.prompt for e in examples], list(range(len(examples))),
-                                                  [e.completion for e in examples], detach_prompt=detach_prompt, pad_id=pad_id)
-    mask = torch.zeros_like(pad_mask)
-    for r, e in enumerate(examples):
-        mask[r, : len(e.mask)] = torch.tensor(e.mask, device=mask.device)
-    logp, _ = token_logprobs(logits, targets, 1.0, with_entropy=False)
-    return logp, mask, logits
 
 
 def batch_loss(model, examples: list[Example], *, normalizer: float, detach_prompt: bool, pad_id: int,
@@ -186,10 +106,6 @@ def heldout_loss(model, examples: list[Example], micro: int, detach_prompt: bool
 def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     from tqdm import tqdm
 
-    from thinkrl.engine import Engine
-    from thinkrl.tasks import get_task
-    from thinkrl.train.rl import evaluate_heldout
-
     if not cfg.data:
         raise UserError("no training data: set data = \"path/to/chat.jsonl\" (or --data)")
     if cfg.kl_coef and not cfg.teacher:
@@ -225,12 +141,8 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
     optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
     guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
-    step = 0
-    if ckpt:
-        step = restore(ckpt, optimizer, scheduler)["step"]
-        print(f"resuming from {ckpt} (step {step})", flush=True)
-    logger = RunLogger(run_dir, resume_step=step if ckpt else None)
-    save_config(cfg, run_dir / "config.toml")
+    saved, logger = resume_run(cfg, ckpt, optimizer, scheduler)
+    step = saved["step"]
     print(f"sft: {len(train_set)} train / {len(held_out)} held-out examples ({too_long} longer than max_len left out), "
           f"{total} steps of {cfg.batch_size}", flush=True)
     engine = Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.eval.batch_size) if task else None
@@ -266,14 +178,12 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
             bad_loss = bad_loss if math.isfinite(loss_value) else loss_value
             for k, v in m.items():  # token-weighted means over the batch
                 sums[k] = sums.get(k, 0.0) + (v if k == "tokens" else v * m["tokens"])
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        skipped = not guard.step(optimizer, grad_norm, bad_loss, where=f"step {step + 1}")
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm, stepped = optimizer_step(model.parameters(), optimizer, scheduler, guard, cfg.optim.grad_clip,
+                                            bad_loss, f"step {step + 1}")
         tokens = sums.pop("tokens")
         metrics = {f"train/{k}": v / max(tokens, 1.0) for k, v in sums.items()}
-        metrics.update({"train/tokens": tokens, "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0],
-                        "skipped_updates": float(skipped), "epoch": epoch + i / per_epoch,
+        metrics.update({"train/tokens": tokens, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0],
+                        "skipped_updates": float(not stepped), "epoch": epoch + i / per_epoch,
                         "time/step": time.perf_counter() - t0})
         logger.log(step + 1, metrics)
         bar.set_postfix(loss=f"{metrics['train/nll']:.3f}")

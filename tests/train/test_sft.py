@@ -1,9 +1,8 @@
-"""SFT: the losses by hand, assistant-only masks through real chat templates, batching, and a
-tiny-model run that learns its data, resumes exactly and writes what a user expects."""
+"""SFT: the losses by hand, batching, and a tiny-model run that learns its data, resumes exactly
+and writes what a user expects. (Chat data and its masks: tests/data/test_chat.py.)"""
 
 import json
 import math
-import re
 
 import pytest
 import torch
@@ -11,8 +10,8 @@ import torch
 import thinkrl.train.sft as sft
 from thinkrl import config as C
 from thinkrl.algos.sft import distill_kl, sft_loss
+from thinkrl.data.chat import read_chat_jsonl, tokenize
 from thinkrl.errors import UserError
-from thinkrl.evaluate import encode_prompt
 from thinkrl.models import load_model, save_pretrained, tiny_model
 
 
@@ -40,45 +39,6 @@ def test_distill_kl_by_hand():
     s2 = torch.softmax(student / 2, -1)[0, 0]
     p2 = torch.softmax(teacher / 2, -1)[0, 0]
     assert float(t2) == pytest.approx(4 * float((p2 * (p2.log() - s2.log())).sum()), rel=1e-5)
-
-
-CONV = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": "<think>2+2=4</think> <answer>4</answer>"}]
-
-
-@pytest.mark.parametrize("which", ["byte", "embedded"])
-def test_mask_covers_the_assistant_turn_only(which, request):
-    tok = tiny_model("llama")[1] if which == "byte" else request.getfixturevalue("embedded")[1]
-    ex = sft.tokenize(tok, CONV)
-    assert ex.prompt == encode_prompt(tok, CONV[:-1])  # the prompt rl and eval give the model
-    trained = tok.decode([t for t, m in zip(ex.completion, ex.mask) if m])
-    assert trained.startswith("<think>2+2=4</think> <answer>4</answer><|im_end|>")
-    assert all(ex.mask)
-
-
-def test_two_assistant_turns_leave_the_user_turn_between_untrained(tiny_llama):
-    _, tok = tiny_llama
-    conv = CONV + [{"role": "user", "content": "and 3+3?"}, {"role": "assistant", "content": "6"}]
-    ex = sft.tokenize(tok, conv)
-    text_of = lambda keep: tok.decode([t for t, m in zip(ex.completion, ex.mask) if m == keep])
-    assert "and 3+3?" in text_of(0.0) and "and 3+3?" not in text_of(1.0)
-    assert "<answer>4</answer>" in text_of(1.0) and "6" in text_of(1.0)
-
-
-def test_bad_lines_name_file_line_and_key(tmp_path):
-    cases = {
-        "{not json": "not valid JSON",
-        json.dumps({"text": "hi"}): "key 'messages'",
-        json.dumps({"messages": [{"role": "bot", "content": "x"}]}): "messages[0]",
-        json.dumps({"messages": [{"role": "user", "content": "x"}]}): "no assistant turn",
-    }
-    for line, msg in cases.items():
-        path = tmp_path / "d.jsonl"
-        path.write_text(json.dumps({"messages": CONV}) + "\n\n" + line + "\n")
-        with pytest.raises(UserError, match=f"d.jsonl:3: .*{re.escape(msg)}"):
-            sft.read_chat_jsonl(path)
-    with pytest.raises(UserError, match="not found"):
-        sft.read_chat_jsonl(tmp_path / "missing.jsonl")
 
 
 def test_epoch_batches_cover_every_example_once_and_bucket_by_length():
@@ -174,7 +134,7 @@ def test_distillation_kl_pulls_the_student_to_the_teacher(model_dir, tmp_path):
     teacher_model, tok = tiny_model("llama", seed=9)
     teacher = save_pretrained(teacher_model, tok, tmp_path / "teacher")
     data = _data(tmp_path / "d.jsonl")
-    examples = [sft.tokenize(tok, m) for m in sft.read_chat_jsonl(data)]
+    examples = [tokenize(tok, m) for m in read_chat_jsonl(data)]
 
     def kl_to_teacher(folder):
         student = load_model(folder)[0]

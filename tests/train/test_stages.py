@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from thinkrl import config as C
+from thinkrl.data.chat import read_chat_jsonl
 from thinkrl.engine import Completion, Engine, SamplingParams
 from thinkrl.errors import UserError
 from thinkrl.evaluate import Scored
@@ -14,7 +15,6 @@ from thinkrl.tasks.base import Problem
 from thinkrl.train import distill as distill_mod
 from thinkrl.train import pipeline
 from thinkrl.train.sample import sample, select
-from thinkrl.train.sft import read_chat_jsonl
 from thinkrl.tasks import get_task
 
 
@@ -193,7 +193,7 @@ def _pipeline_cfg(model_dir, out, **over):
 
 
 def test_pipeline_runs_every_stage_and_resumes_stage_by_stage(model_dir, tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent.parent))  # tests/tiny_rewards.py
     out = tmp_path / "r1"
     real = pipeline.run_stage
 

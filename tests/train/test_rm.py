@@ -1,6 +1,6 @@
-"""Reward models: the Bradley-Terry loss by hand, preference data errors, a tiny `thinkrl rm` run that
-learns an easy preference, its folder in plain transformers, preference pairs from eval completions,
-and the reward model as the reward `rm` of an RL run on a mixed task."""
+"""Reward models: the Bradley-Terry loss by hand, a tiny `thinkrl rm` run that learns an easy
+preference, its folder in plain transformers, the `pairs` command line, and the reward model as
+the reward `rm` of an RL run on a mixed task. (The pair files themselves: tests/data/test_pairs.py.)"""
 
 import json
 import math
@@ -14,8 +14,9 @@ from thinkrl import config as C
 from thinkrl.algos import bradley_terry_loss
 from thinkrl.errors import UserError
 from thinkrl.models import save_pretrained, tiny_model
-from thinkrl.rewards.model import answer_part, conversation, load_reward_model, score_conversations
-from thinkrl.tasks import Problem
+from thinkrl.data.chat import conversation
+from thinkrl.rewards.model import answer_part, load_reward_model, score_conversations
+from thinkrl.data.pairs import load_pairs
 from thinkrl.train import rm
 
 
@@ -50,47 +51,7 @@ def test_bradley_terry_gradient_pushes_chosen_up_and_rejected_down():
         bradley_terry_loss(torch.zeros(2, 1), torch.zeros(2, 1))
 
 
-# ---------------------------------------------------------------- data
-
-
-@pytest.mark.parametrize(
-    "line, message",
-    [
-        ('{"prompt": "q", "chosen": "a", rejected: "b"}', r"pairs.jsonl:2: not valid JSON"),
-        ('["q", "a", "b"]', r"pairs.jsonl:2: expected an object"),
-        ('{"prompt": "q", "chosen": "a"}', r"pairs.jsonl:2: missing key 'rejected'"),
-        ('{"chosen": "a", "rejected": "b"}', r"pairs.jsonl:2: missing key 'prompt'"),
-        ('{"prompt": "q", "chosen": "a", "rejected": 3}', r"pairs.jsonl:2: key 'rejected' must be a non-empty string"),
-        ('{"prompt": "", "chosen": "a", "rejected": "b"}', r"pairs.jsonl:2: key 'prompt' is empty"),
-        ('{"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"}', r"pairs.jsonl:2: key 'prompt', message 0"),
-        ('{"prompt": "q", "chosen": "same", "rejected": "same"}', r"pairs.jsonl:2: 'chosen' and 'rejected' are the same"),
-        ('{"chosen": [{"role": "user", "content": "q"}], "rejected": [{"role": "user", "content": "q"}, '
-         '{"role": "assistant", "content": "b"}]}', r"pairs.jsonl:2: key 'chosen': the last message must be the assistant's"),
-        ('{"prompt": "q", "chosen": [{"role": "assistant", "content": "a"}], "rejected": '
-         '[{"role": "assistant", "content": "b"}]}', r"pairs.jsonl:2: key 'prompt' goes with string"),
-    ],
-)
-def test_preference_file_errors_name_file_line_and_key(tmp_path, line, message):
-    path = tmp_path / "pairs.jsonl"
-    path.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n' + line + "\n")
-    with pytest.raises(UserError, match=message):
-        rm.load_pairs(path)
-
-
-def test_both_formats_and_a_split_by_prompt(tmp_path):
-    conv = [{"role": "system", "content": "s"}, {"role": "user", "content": "q2"}]
-    rows = [{"prompt": f"q{i % 10}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(30)]
-    rows.append({"chosen": conv + [{"role": "assistant", "content": "yes"}], "rejected": conv + [{"role": "assistant", "content": "no"}]})
-    path = tmp_path / "p.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    pairs = rm.load_pairs(path)
-    assert pairs[0].chosen == conversation("q0", "good 0") == [{"role": "user", "content": "q0"}, {"role": "assistant", "content": "good 0"}]
-    assert pairs[-1].rejected[-1] == {"role": "assistant", "content": "no"} and pairs[-1].where.endswith("p.jsonl:31")
-    train, held = rm.split_pairs(pairs, 0.2, seed=0)
-    assert len(train) + len(held) == len(pairs) and held
-    assert not {p.prompt_key for p in train} & {p.prompt_key for p in held}  # a held-out prompt is never trained on
-    assert [p.where for p in rm.split_pairs(pairs, 0.2, seed=0)[1]] == [p.where for p in held]
-    assert rm.split_pairs(pairs, 0.0, seed=0) == (pairs, [])
+# ---------------------------------------------------------------- what the reward model reads
 
 
 def test_answer_part():
@@ -226,53 +187,23 @@ def test_a_causal_lm_is_not_a_reward_model(tiny_dir):
 # ---------------------------------------------------------------- pairs from eval completions
 
 
-def _row(pid, sample, correct, formatted, finish="stop", text=None):
-    return {"id": pid, "sample": sample, "correct": correct, "formatted": formatted, "finish_reason": finish,
-            "text": text or f"<think>t{sample}</think> <answer>{pid}-{sample}</answer>"}
-
-
-def test_make_pairs_pairs_good_with_bad_completions_of_the_same_prompt():
-    rows = [_row("a", 0, True, True), _row("a", 1, False, True), _row("a", 2, True, False), _row("a", 3, True, True),
-            _row("b", 0, True, True), _row("b", 1, True, True),  # no bad one: no pair
-            _row("c", 0, False, False, "length"), _row("c", 1, False, False)]
-    pairs = rm.make_pairs(rows, {"a": "qa", "b": "qb", "c": "qc"})
-    assert [(p["id"], p["prompt"], p["chosen"][-12:], p["rejected"][-12:]) for p in pairs] == [
-        ("a", "qa", "a-0</answer>", "a-1</answer>"), ("a", "qa", "a-3</answer>", "a-2</answer>")]
-    concise = rm.make_pairs(rows, {"a": "qa", "b": "qb", "c": "qc"}, criterion="concise", part="answer")
-    assert [(p["id"], p["chosen"], p["rejected"]) for p in concise] == [("c", "c-1", "c-0")]
-    assert len(rm.make_pairs(rows, {"a": "qa", "b": "qb", "c": "qc"}, per_prompt=1)) == 1
-    with pytest.raises(UserError, match="completion id 'c'"):
-        rm.make_pairs(rows, {"a": "qa", "b": "qb"})
-
-
 def test_pairs_from_an_eval_run_recover_the_questions(tmp_path):
     cfg = C.load(C.EvalConfig, None, ["task.name=arithmetic", "task.digits=2,1", "task.ops=*", "split=train", "task.num_train=50"])
     C.save(cfg, tmp_path / "results.config.toml")
     from thinkrl.tasks import get_task
 
     p0, p1 = get_task(cfg.task).problems("train")[:2]
-    rows = [_row(p0.id, 0, True, True), _row(p0.id, 1, False, True), _row(p1.id, 0, False, False)]
+    rows = [{"id": pid, "correct": good, "formatted": good, "finish_reason": "stop", "text": f"<answer>{n}</answer>"}
+            for n, (pid, good) in enumerate([(p0.id, True), (p0.id, False), (p1.id, False)])]
     (tmp_path / "results.completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "pairs.jsonl"
     assert rm.main(["pairs", str(tmp_path / "results.completions.jsonl"), "--out", str(out)]) == 0
     (pair,) = [json.loads(x) for x in out.read_text().splitlines()]
-    assert pair["prompt"] == p0.question and rm.load_pairs(out)[0].chosen[0]["content"] == p0.question
+    assert pair["prompt"] == p0.question and load_pairs(out)[0].chosen[0]["content"] == p0.question
     assert rm.main(["pairs", str(tmp_path / "nope.completions.jsonl"), "--out", str(out)]) == 2
 
 
 # ---------------------------------------------------------------- the reward model in an RL run
-
-
-def test_rollout_metrics_average_each_reward_over_the_prompts_it_applies_to():
-    from thinkrl.engine import Completion
-
-    def r(parts, total):
-        c = Completion(prompt_index=0, sample_index=0, token_ids=[1, 2], logprobs=[0.0, 0.0], text="x", finish_reason="eos")
-        return rl.Rollout(Problem("p", "q", "1"), [0], c, parts, total)
-
-    rollouts = [r({"accuracy": 1.0}, 1.0), r({"accuracy": 0.0}, 0.0), r({"rm": 2.0}, 2.0), r({"rm": 4.0}, 4.0)]
-    m = rl.rollout_metrics(rollouts, rollouts, 2)
-    assert m["reward/accuracy/mean"] == 0.5 and m["reward/rm/mean"] == 3.0 and m["reward/mean"] == 1.75
 
 
 def test_reward_model_scores_general_prompts_of_a_mixed_rl_run(trained, tiny_dir, tmp_path):

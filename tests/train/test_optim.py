@@ -1,4 +1,5 @@
-"""The shared optimizer: fp32 master weights for a bf16 model (MasterAdamW), picked by `adamw`."""
+"""The shared optimizer: fp32 master weights for a bf16 model (MasterAdamW), picked by `adamw`, and
+the one optimizer step every loop ends an update with."""
 
 import io
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from thinkrl import config as C
-from thinkrl.train.optim import MasterAdamW, SkipGuard, adamw
+from thinkrl.train.optim import MasterAdamW, SkipGuard, adamw, optimizer_step
 
 GRAD = torch.tensor([0.5, -0.25, 1.0, -2.0])
 
@@ -82,3 +83,19 @@ def test_master_weights_on_cuda_use_the_fused_kernel_and_match_cpu():
     opt_cpu, opt_gpu = _run(cpu, 50), _run(gpu, 50)
     assert opt_gpu.defaults["fused"] is True and gpu.dtype == torch.bfloat16
     assert torch.allclose(opt_gpu.masters()[0].cpu(), opt_cpu.masters()[0], atol=1e-6)
+
+
+def test_optimizer_step_clips_steps_schedules_and_zeroes():
+    param = torch.nn.Parameter(torch.zeros(4))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 ** s)
+    param.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])  # norm 5, clipped to 1
+    norm, stepped = optimizer_step([param], opt, sched, SkipGuard(0), grad_clip=1.0, loss=0.1, where="step 1")
+    assert (norm, stepped) == (5.0, True) and param.grad is None
+    assert torch.allclose(param.detach(), torch.tensor([-0.6, -0.8, 0.0, 0.0]))
+    assert sched.get_last_lr() == [0.5]
+    param.grad = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    before = param.detach().clone()
+    norm, stepped = optimizer_step([param], opt, sched, SkipGuard(0), grad_clip=0.0, loss=float("nan"), where="step 2")
+    assert (norm, stepped) == (1.0, False) and param.grad is None  # skipped: weights kept, gradients still zeroed
+    assert torch.equal(param.detach(), before) and sched.get_last_lr() == [0.25]  # the schedule moves on regardless

@@ -1,0 +1,15 @@
+"""Rollouts: the metrics of a rollout batch."""
+
+from thinkrl.engine import Completion
+from thinkrl.tasks import Problem
+from thinkrl.train.rollout import Rollout, rollout_metrics
+
+
+def test_rollout_metrics_average_each_reward_over_the_prompts_it_applies_to():
+    def r(parts, total):
+        c = Completion(prompt_index=0, sample_index=0, token_ids=[1, 2], logprobs=[0.0, 0.0], text="x", finish_reason="eos")
+        return Rollout(Problem("p", "q", "1"), [0], c, parts, total)
+
+    rollouts = [r({"accuracy": 1.0}, 1.0), r({"accuracy": 0.0}, 0.0), r({"rm": 2.0}, 2.0), r({"rm": 4.0}, 4.0)]
+    m = rollout_metrics(rollouts, rollouts, 2)
+    assert m["reward/accuracy/mean"] == 0.5 and m["reward/rm/mean"] == 3.0 and m["reward/mean"] == 1.75

@@ -1,0 +1,83 @@
+"""Batching a rollout batch for the update: mini-batches (the optimizer steps), micro-batches (the
+forward/backward passes) and the padded tensors of their rows. Shared by the policy update
+(thinkrl.train.rl) and the PPO critic's (thinkrl.train.ppo_update), so both see the same rows.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from thinkrl.config import RLConfig
+from thinkrl.train.rollout import Rollout
+
+
+def pad_rows(rows: list[list[float]], width: int, device) -> torch.Tensor:
+    out = torch.zeros(len(rows), width, device=device)
+    for r, xs in enumerate(rows):
+        out[r, : len(xs)] = torch.tensor(xs, device=device)
+    return out
+
+
+def micro_inputs(rollouts: list[Rollout], micro: list[int]) -> tuple[list[list[int]], list[int], list[list[int]]]:
+    """(distinct prompts, prompt index of each row, completions) of some rows: a group's rows share one prompt."""
+    prompts: list[list[int]] = []
+    index: dict[int, int] = {}
+    prompt_of_row = []
+    for i in micro:
+        key = id(rollouts[i].prompt)
+        if key not in index:
+            index[key] = len(prompts)
+            prompts.append(rollouts[i].prompt)
+        prompt_of_row.append(index[key])
+    return prompts, prompt_of_row, [rollouts[i].completion.token_ids for i in micro]
+
+
+def rows_of(x: torch.Tensor, micro: list[int], width: int, device) -> torch.Tensor:
+    """Rows `micro` of a per-completion [N] or per-token [N, T] tensor, per-token ones cut to `width` tokens."""
+    return (x[micro] if x.dim() == 1 else x[micro][:, :width]).to(device)
+
+
+def trained_flags(cfg: RLConfig, rollouts: list[Rollout]) -> list[bool]:
+    """Which rollouts carry loss: all but those cut off at the token budget under algo.mask_truncated."""
+    return [not (cfg.algo.mask_truncated and r.completion.finish_reason == "length") for r in rollouts]
+
+
+def minibatches(cfg: RLConfig, step: int, rollouts: list[Rollout], keep: list[bool], in_row_order: bool = False):
+    """The optimizer steps of one update: (rows, loss normalizer) for each of epochs x mini_batches.
+
+    Rows are a fresh seeded permutation per epoch, a function of (seed, step), so the policy and
+    the critic see the same mini-batches and a resumed run the same as an uninterrupted one. The
+    normalizer is the mini-batch's trained-token count (token_mean) or its row count."""
+    a = cfg.algo
+    n = len(rollouts)
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+    for _ in range(a.epochs):
+        order = torch.randperm(n, generator=gen).tolist()
+        for mb in range(a.mini_batches):
+            rows = order[mb * n // a.mini_batches : (mb + 1) * n // a.mini_batches]
+            if not rows:
+                continue
+            tokens = sum(len(rollouts[i].completion.token_ids) for i in rows if keep[i])
+            normalizer = float(max(tokens, 1)) if a.aggregation == "token_mean" else float(len(rows))
+            yield (sorted(rows) if in_row_order else rows), normalizer
+
+
+def micro_batches(rollouts: list[Rollout], rows: list[int], size: int, bucket_by_length: bool = False) -> list[list[int]]:
+    """A mini-batch's rows cut into forward/backward micro-batches of `size` rows.
+
+    bucket_by_length: rows sorted by (completion length, prompt length) first, so each micro-batch
+    holds rows of similar length and pads little (a 512-token row no longer pads 20 short ones to
+    512). The loss is unchanged: every micro-batch divides by the whole mini-batch's normalizer
+    (`minibatches`), so the micro-batches' losses and gradients add up to the same total in any
+    grouping. The sort is stable: rows of equal length keep their order (a group stays together)."""
+    if bucket_by_length:
+        rows = sorted(rows, key=lambda i: (len(rollouts[i].completion.token_ids), len(rollouts[i].prompt)))
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+def padding_tokens(rollouts: list[Rollout], micros: list[list[int]]) -> tuple[int, int]:
+    """(padding, real) completion tokens of micro-batches right-padded to their longest row: the
+    compute that length bucketing saves."""
+    lengths = [[len(rollouts[i].completion.token_ids) for i in m] for m in micros]
+    real = sum(sum(x) for x in lengths)
+    return sum(len(x) * max(x) for x in lengths if x) - real, real

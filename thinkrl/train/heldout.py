@@ -1,0 +1,44 @@
+"""Held-out evaluation during and after training: `thinkrl eval`'s metrics on the task's eval problems.
+
+`evaluate_heldout` runs inside a training loop (rl, sft) on the engine it already holds and logs
+eval/* metrics; `heldout_eval` loads a saved model and returns its metrics (distill, pipeline
+compare models with it). Both sample with the recipe's `eval` section and seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from thinkrl.config import ModelConfig, RLEvalConfig
+from thinkrl.engine import Engine
+from thinkrl.evaluate import load_engine, run_eval
+from thinkrl.tasks import TaskConfig, get_task
+from thinkrl.tasks.base import Problem, Task
+from thinkrl.train.logger import RunLogger
+
+
+def _run(engine: Engine, task: Task, problems: list[Problem], task_cfg: TaskConfig, ev: RLEvalConfig, seed: int):
+    """run_eval's (metrics, scored) with the task's template and shots and the eval section's sampling."""
+    return run_eval(engine, task, problems, template=task_cfg.template, shots=task_cfg.shots, params=ev.sampling,
+                    samples=ev.samples, batch_size=ev.batch_size, seed=seed)
+
+
+def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], step: int, logger: RunLogger) -> dict:
+    """eval/* metrics of the training model at `step`, logged with four of its completions;
+    `cfg` is a stage config with task, eval and seed (RLConfig, SFTConfig)."""
+    metrics, scored = _run(engine, task, problems, cfg.task, cfg.eval, cfg.seed)
+    keys = ("pass@1", f"maj@{cfg.eval.samples}", "format_rate", "mean_response_tokens", "truncated_rate", "seconds")
+    out = {f"eval/{k}": metrics[k] for k in keys + tuple(k for k in metrics if k.startswith("budget/"))}
+    logger.log(step, out)
+    logger.samples(step, [{"eval": True, "id": s.problem.id, "text": s.completion.text, "correct": s.correct}
+                          for s in scored[:4]])
+    return out
+
+
+def heldout_eval(model_name: str | Path, mc: ModelConfig, task_cfg: TaskConfig, ev: RLEvalConfig, seed: int) -> dict:
+    """`thinkrl eval`'s metrics for one model on the task's held-out problems (ev.limit of them)."""
+    task = get_task(task_cfg)
+    problems = task.problems("eval")[: ev.limit or None]
+    engine = load_engine(mc, ev.batch_size, name=str(model_name))
+    metrics, _ = _run(engine, task, problems, task_cfg, ev, seed)
+    return {k: metrics[k] for k in ("n", "pass@1", "format_rate", "mean_response_tokens", "truncated_rate")}

@@ -1,0 +1,27 @@
+"""Run set-up shared by the training loops, once the model and its optimizer exist: restore a
+checkpoint's state when resuming, open the run's log and write the resolved config beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from thinkrl.config import save as save_config
+from thinkrl.train.checkpoint import restore
+from thinkrl.train.logger import RunLogger
+
+
+def resume_run(cfg, ckpt: Path | None, optimizer, scheduler) -> tuple[dict, RunLogger]:
+    """(trainer state, logger) of a run writing to cfg.out_dir.
+
+    With a checkpoint (thinkrl.train.checkpoint.checkpoint_to_resume) its optimizer, scheduler and
+    RNG states are loaded in place and its whole trainer state returned (the caller reads its own
+    keys: step, data position, the critic's states); the log continues from its step, dropping
+    rows logged after it. Without one the state is {"step": 0} and the log starts empty."""
+    saved = {"step": 0}
+    if ckpt:
+        saved = restore(ckpt, optimizer, scheduler)
+        print(f"resuming from {ckpt} (step {saved['step']})", flush=True)
+    run_dir = Path(cfg.out_dir)
+    logger = RunLogger(run_dir, resume_step=saved["step"] if ckpt else None)
+    save_config(cfg, run_dir / "config.toml")
+    return saved, logger
