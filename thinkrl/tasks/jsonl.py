@@ -2,8 +2,9 @@
 
 Each line needs a question (`task.prompt_field`, default "question", a non-empty string) and a
 reference answer (`task.answer_field`, default "answer", a string or a number). Blank lines are
-skipped. Ids are `<file name>-<line number>`. The file is read and checked when the task is
-built (thinkrl.data.jsonl), so a bad line fails at startup with one line naming PATH:LINE and what to do.
+skipped. Ids are `<file name>-<line number>`. The file is read (thinkrl.data.jsonl) and checked
+when the task is built, so a bad line fails at startup with one line naming PATH:LINE and what
+to do.
 
 Which rewards apply (general prompts beside reasoning ones): a line may carry `"rewards": ["rm"]`,
 the reward names that apply to it; a line without one gets `task.rewards` (empty: all rewards).
