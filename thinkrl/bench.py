@@ -42,6 +42,7 @@ import torch
 
 from thinkrl.config import BenchConfig, RLConfig
 from thinkrl.errors import UserError
+from thinkrl.model import adopt
 
 
 @dataclass(frozen=True)
@@ -303,7 +304,7 @@ def header(cfg: BenchConfig, w: Workload, params: int) -> dict:
 
 def run_train(cfg: BenchConfig, w: Workload) -> dict:
     """warm-up + timed GRPO steps; every object on the device is released on return."""
-    model = build_model(w, cfg.seed)
+    model = adopt(build_model(w, cfg.seed))  # run by thinkrl.model's decoder, as thinkrl rl runs it
     params = sum(p.numel() for p in model.parameters())
     setup = setup_grpo(cfg, w, model)
     steps = [grpo_step(setup, i, w.device) for i in range(cfg.warmup + cfg.steps)]
@@ -315,7 +316,7 @@ def run_decode(cfg: BenchConfig, w: Workload) -> dict:
     anchor's HF `generate` rows measure it (prefill included in the time)."""
     from thinkrl.engine import Engine, SamplingParams
 
-    model = build_model(w, cfg.seed)
+    model = adopt(build_model(w, cfg.seed))
     params = sum(p.numel() for p in model.parameters())
     engine = Engine(model, IdsOnly(w.shape.vocab - 1), [w.shape.vocab - 2], max_batch=cfg.batch)
     sampling = SamplingParams(temperature=1.0, max_new_tokens=w.new_tokens, ignore_eos=True)
