@@ -143,3 +143,22 @@ def test_models_the_decoder_does_not_run_stay_hf():
     assert adopt(hf) is hf and not is_own(hf)
     gpt2 = AutoConfig.for_model("gpt2", n_layer=1, n_embd=16, n_head=2, vocab_size=50)
     assert "llama family" in supports(gpt2)
+
+
+@pytest.mark.parametrize("rope", [
+    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+     "original_max_position_embeddings": 64, "rope_theta": 500000.0},
+    {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0},
+], ids=["llama3", "linear"])
+def test_scaled_rope_equals_hf(rope, hf_twin):
+    """RoPE variants fixed at load time (Llama 3's, linear) past their original context."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model, _ = tiny_model("llama")
+    config = AutoConfig.for_model(**{**model.config.to_dict(), "rope_parameters": rope})
+    ours = adopt(AutoModelForCausalLM.from_config(config).eval())
+    assert is_own(ours)
+    ids = torch.randint(3, 200, (1, 300))
+    with torch.no_grad():
+        got = ours(ids, torch.arange(300)[None], Prefill(padded_causal_mask(ids >= 0)))
+        assert close(got, hf_twin(ours)(ids).logits)

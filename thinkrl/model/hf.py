@@ -35,8 +35,8 @@ def adopt(hf_model):
     state = hf_model.state_dict(keep_vars=True)  # the Parameters themselves: tied ones stay tied
     score = getattr(hf_model, "score", None)
     with torch.device("meta"):  # no memory, no init: every parameter is assigned below
-        if score is not None:
-            if score.out_features != 1:
+        if type(hf_model).__name__.endswith("ForTokenClassification"):
+            if score is None or score.out_features != 1:
                 return hf_model
             model = ValueModel(config, score_bias=score.bias is not None)
         elif hasattr(hf_model, "lm_head"):

@@ -57,16 +57,18 @@ def head_shape(config) -> tuple[int, int, int]:
 
 
 def rope_frequencies(config) -> tuple[torch.Tensor, float]:
-    """(inverse frequencies [D / 2] fp32, cos/sin scale) as HF's rotary embedding computes them."""
+    """(inverse frequencies [D / 2] fp32, cos/sin scale) as HF's rotary embedding computes them.
+    Always on the CPU, also while a model is built on the meta device (thinkrl.model.adopt)."""
     kind = _rope_type(config)
-    if kind == "default":
-        theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta") or getattr(config, "rope_theta", 10000.0)
-        dim = head_shape(config)[2]
-        return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float, device="cpu") / dim)), 1.0
-    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    with torch.device("cpu"):
+        if kind == "default":
+            theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta") or getattr(config, "rope_theta", 1e4)
+            dim = head_shape(config)[2]
+            return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)), 1.0
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-    inv_freq, scale = ROPE_INIT_FUNCTIONS[kind](config, "cpu")
-    return inv_freq.float(), float(scale)
+        inv_freq, scale = ROPE_INIT_FUNCTIONS[kind](config, "cpu")
+        return inv_freq.float(), float(scale)
 
 
 class RMSNorm(nn.Module):
