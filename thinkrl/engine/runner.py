@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from thinkrl.model import Decode, KVCache, Prefill, head_shape, is_own, padded_causal_mask
+from thinkrl.model import Decode, Prefill, is_own, padded_causal_mask
 from thinkrl.model.inputs import positions_from_mask
 
 
@@ -28,9 +28,8 @@ def make_runner(model, batch: int, max_len: int):
 class KVRunner:
     def __init__(self, model, batch: int, max_len: int):
         self.model = model
-        _, n_kv, head_dim = head_shape(model.config)
         param = next(model.parameters())
-        self.cache = KVCache.empty(len(model.model.layers), batch, n_kv, max_len, head_dim, param.dtype, param.device)
+        self.cache = model.new_cache(batch, max_len)  # k, v [L, B, Hkv, S, D]
         self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=param.device)  # [B, S] real tokens
         self.pos = torch.zeros(batch, dtype=torch.long, device=param.device)  # [B] next position id
         self.t = 0  # columns filled so far (all rows move together; left padding aligns them)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from thinkrl.model.attention import attention
+from thinkrl.model.attention import KVCache, attention
 
 FAMILY = ("llama", "mistral", "qwen2", "qwen3")
 STATIC_ROPE = ("default", "linear", "llama3", "yarn")  # inverse frequencies fixed at load time
@@ -191,6 +191,12 @@ class _Decoded(nn.Module):
     def hidden(self, ids: torch.Tensor, positions: torch.Tensor, meta) -> torch.Tensor:
         """Final hidden states [B, T, H] of ids [B, T] at position ids [B, T], attention per `meta`."""
         return self.model(ids, positions, meta)
+
+    def new_cache(self, rows: int, length: int) -> KVCache:
+        """An empty KV cache of `rows` rows and `length` columns for every layer, in the weights' dtype and device."""
+        _, n_kv, head_dim = head_shape(self.config)
+        param = self.model.embed_tokens.weight
+        return KVCache.empty(len(self.model.layers), rows, n_kv, length, head_dim, param.dtype, param.device)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens

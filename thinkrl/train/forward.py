@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from thinkrl.model import KVCache, Packed, Prefill, head_shape, is_own, padded_causal_mask
+from thinkrl.model import Packed, Prefill, is_own, padded_causal_mask
 from thinkrl.model.inputs import pad, positions_from_mask
 
 
@@ -195,9 +195,7 @@ def _detached_prompt_hidden(model, prompts, prompt_of_row, completions, pad_id):
     tp = pre_ids.shape[1]
     cache = None
     if tp > 0:
-        _, n_kv, head_dim = head_shape(model.config)
-        param = next(model.parameters())
-        cache = KVCache.empty(len(model.model.layers), len(prompts), n_kv, tp, head_dim, param.dtype, dev)
+        cache = model.new_cache(len(prompts), tp)
         with torch.no_grad():
             model.hidden(pre_ids, positions_from_mask(pre_mask), Prefill(padded_causal_mask(pre_mask), cache))
         cache = cache.rows(rows)  # one cache row per completion
