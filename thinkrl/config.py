@@ -301,7 +301,7 @@ class BenchConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self):
-        from thinkrl.bench import SHAPES
+        from thinkrl.bench_model import SHAPES
 
         _choice("mode", self.mode, BENCH_MODES)
         _choice("shape", self.shape, ("auto", *SHAPES))
