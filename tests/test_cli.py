@@ -134,7 +134,7 @@ def test_chat_keeps_a_conversation_and_resets(model_dir, monkeypatch, capsys):
 def test_default_recipe_is_found_from_any_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["rl", "--print-config"]) == 0
-    assert 'digits = "2,1"' in capsys.readouterr().out  # recipes/r1_zero.toml, not the bare defaults
+    assert 'digits = [2, 1]' in capsys.readouterr().out  # recipes/r1_zero.toml, not the bare defaults
 
 
 def test_python_dash_m_thinkrl_is_the_cli(tmp_path):
