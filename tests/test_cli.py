@@ -52,10 +52,10 @@ def test_generate_shows_answer(model_dir, capsys):
 
 
 def test_generate_think_budget_asks_for_that_length(model_dir, monkeypatch, capsys):
-    from thinkrl import cli
+    from thinkrl import chat
 
     seen = []
-    monkeypatch.setattr(cli, "_answer", lambda engine, cfg, history, seed: seen.append(history) or _Done())
+    monkeypatch.setattr(chat, "_answer", lambda engine, cfg, history, seed: seen.append(history) or _Done())
     assert main(["generate", "--model", str(model_dir), "--think-budget", "32", "What is 2 + 3?"]) == 0
     assert seen[0][-1]["content"] == "What is 2 + 3?\nThink for 32 tokens."
     assert main(["generate", "--think-budget", "-1", "hi"]) == 2
@@ -117,15 +117,15 @@ def test_chat_keeps_a_conversation_and_resets(model_dir, monkeypatch, capsys):
     lines = iter(["hello", "and again", "/reset", "", "fresh start", "/quit"])
     monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
     seen = []
-    import thinkrl.cli as cli
+    from thinkrl import chat
 
-    original = cli._answer
+    original = chat._answer
 
     def spy(engine, cfg, history, seed):
         seen.append([m["content"] for m in history if m["role"] == "user"])
         return original(engine, cfg, history, seed)
 
-    monkeypatch.setattr(cli, "_answer", spy)
+    monkeypatch.setattr(chat, "_answer", spy)
     assert main(["chat", "--model", str(model_dir), "--max-new-tokens", "4"]) == 0
     assert seen == [["hello"], ["hello", "and again"], ["fresh start"]]
     assert capsys.readouterr().out.count("[answer]") == 3
