@@ -25,7 +25,7 @@ from thinkrl.config.stages import (
 )
 from thinkrl.config.tools import BENCH_MODES, BenchConfig, EvalConfig, GenerateConfig
 from thinkrl.engine.sampling import SamplingParams
-from thinkrl.rewards import RewardConfig
+from thinkrl.rewards.config import RewardConfig
 from thinkrl.tasks import TaskConfig
 
 # TaskConfig's comma-string values, written as TOML lists in recipes (thinkrl.config.loader). The

@@ -9,7 +9,7 @@ from typing import ClassVar
 from thinkrl.config.sections import AlgoConfig, ModelConfig, OptimConfig, RLEvalConfig, _at_least_one, _choice
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.errors import UserError
-from thinkrl.rewards import RewardConfig
+from thinkrl.rewards.config import RewardConfig
 from thinkrl.rewards.language import SCRIPTS
 from thinkrl.tasks import TaskConfig
 
