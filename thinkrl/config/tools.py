@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from thinkrl.bench_model import SHAPES
 from thinkrl.config.sections import AlgoConfig, ModelConfig, OptimConfig, _at_least_one, _choice
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.errors import UserError
@@ -78,8 +79,6 @@ class BenchConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self):
-        from thinkrl.bench_model import SHAPES
-
         _choice("mode", self.mode, BENCH_MODES)
         _choice("shape", self.shape, ("auto", *SHAPES))
         _choice("dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
