@@ -28,12 +28,6 @@ from thinkrl.engine.sampling import SamplingParams
 from thinkrl.rewards.config import RewardConfig
 from thinkrl.tasks import TaskConfig
 
-# TaskConfig's comma-string values, written as TOML lists in recipes (thinkrl.config.loader). The
-# declaration belongs in TaskConfig itself (a ClassVar, as SampleConfig has), where thinkrl.tasks
-# can make it; until then it is made here, where every config is loaded.
-if not hasattr(TaskConfig, "LIST_STRINGS"):
-    TaskConfig.LIST_STRINGS = {"digits": int, "mix_weights": float, "rewards": str, "think_budgets": int}
-
 __all__ = [
     "ALGORITHMS", "BENCH_MODES", "PIPELINE_STAGES", "AlgoConfig", "BenchConfig", "DPOConfig", "DistillConfig",
     "EvalConfig", "GenerateConfig", "MergeConfig", "ModelConfig", "OptimConfig", "PipelineConfig", "RLConfig",
