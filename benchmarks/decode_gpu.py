@@ -20,6 +20,7 @@ import time
 import torch
 
 from thinkrl.engine import Engine, SamplingParams
+from thinkrl.model import adopt
 
 
 class NoText:
@@ -51,7 +52,7 @@ def build_model(tiny: bool, device: str, dtype: torch.dtype):
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(qwen_config(tiny), dtype=dtype)
-    return model.eval()
+    return adopt(model).eval()  # run by thinkrl.model's decoder, as thinkrl runs it
 
 
 def run(engine: Engine, prompts, new: int) -> tuple[float, list[list[int]]]:

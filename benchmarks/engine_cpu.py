@@ -17,7 +17,7 @@ import time
 import torch
 
 from thinkrl.engine import Engine, SamplingParams
-from thinkrl.models import eos_token_ids, load_model
+from thinkrl.models import eos_token_ids, load_model, resolve_model
 
 QUESTIONS = [
     "What is 17 + 25?", "Name three primary colors.", "Why is the sky blue?", "Write a haiku about rain.",
@@ -66,17 +66,20 @@ def main():
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=2, help="runs of each side, alternating; the best is reported")
     args = ap.parse_args()
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model)  # thinkrl's decoder
+    from transformers import AutoModelForCausalLM
+
+    hf_model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model)).eval()  # the same weights, HF's code
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, model {args.model}")
     prompts_all = prompts_for(tokenizer, max(args.batch))
     print(f"prompt tokens: {min(map(len, prompts_all))}-{max(map(len, prompts_all))}, new tokens {args.new}")
-    bench_hf(model, tokenizer, prompts_all[:2], 4)  # warm both paths (thread pools, first-call overheads)
+    bench_hf(hf_model, tokenizer, prompts_all[:2], 4)  # warm both paths (thread pools, first-call overheads)
     bench_engine(model, tokenizer, prompts_all[:2], 4)
     for b in args.batch:
         prompts = prompts_all[:b]
         hf = ours = 0.0
         for _ in range(args.repeats):  # alternate, so slow phases of the machine hit both sides
-            hf = max(hf, bench_hf(model, tokenizer, prompts, args.new))
+            hf = max(hf, bench_hf(hf_model, tokenizer, prompts, args.new))
             ours = max(ours, bench_engine(model, tokenizer, prompts, args.new))
         print(f"batch {b:4d}: HF generate {hf:7.1f} tok/s | thinkrl engine {ours:7.1f} tok/s | ratio {ours / hf:.2f}x", flush=True)
 

@@ -31,7 +31,7 @@ status=0
 # 0. the CUDA-only tests first (graph capture, fused master-weight AdamW): a number from a broken
 #    fast path is worth nothing. Skip with SKIP_GPU_TESTS=1.
 if [ -z "${SKIP_GPU_TESTS:-}" ] && "$PY" -c "import pytest" 2>/dev/null; then
-    "$PY" -m pytest -q -x tests/test_graph_runner.py tests/test_optim.py tests/test_fast_train.py tests/test_engine.py \
+    "$PY" -m pytest -q -x tests/model tests/engine tests/train \
         || { echo "GPU tests failed: fix them before trusting any figure below"; status=1; }
 elif [ -z "${SKIP_GPU_TESTS:-}" ]; then
     echo "pytest not importable: the CUDA tests did not run (bring its wheel, see the device README)"

@@ -29,3 +29,20 @@ def embedded():
 
     torch.manual_seed(0)
     return load_model("smollm2-135m-instruct")
+
+
+def _hf_twin(model):
+    """The HF model (transformers' own modelling code) holding a copy of a thinkrl model's weights:
+    the independent reference that thinkrl's decoder is tested against."""
+    from transformers import AutoModelForCausalLM
+
+    twin = AutoModelForCausalLM.from_config(model.config, dtype=next(model.parameters()).dtype)
+    twin.load_state_dict(model.state_dict())
+    twin.generation_config = model.generation_config
+    return twin.eval()
+
+
+@pytest.fixture
+def hf_twin():
+    """hf_twin(model) -> the same weights in transformers' own model class."""
+    return _hf_twin

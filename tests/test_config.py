@@ -86,3 +86,38 @@ def test_shipped_recipes_load(recipe):
         except UserError:
             pass
     assert loaded, f"{recipe.name} loads for no subcommand"
+
+
+def test_list_values_are_toml_lists_and_old_comma_strings_still_load(tmp_path):
+    new, old = tmp_path / "new.toml", tmp_path / "old.toml"
+    new.write_text('relabel_budgets = [24, 48, 80]\n[task]\ndigits = [2, 1]\nmix_weights = [3, 0.5]\nrewards = ["accuracy", "format"]\n')
+    old.write_text('relabel_budgets = "24,48,80"\n[task]\ndigits = "2,1"\nmix_weights = "3,0.5"\nrewards = "accuracy,format"\n')
+    cfg = C.load(C.SampleConfig, new)
+    assert cfg == C.load(C.SampleConfig, old)
+    assert (cfg.relabel_budgets, cfg.task.digits, cfg.task.mix_weights, cfg.task.rewards) == ("24,48,80", "2,1", "3,0.5", "accuracy,format")
+    written = C.to_toml(cfg)
+    assert "relabel_budgets = [24, 48, 80]" in written and 'rewards = ["accuracy", "format"]' in written
+    assert "digits = [2, 1]" in written and "mix_weights = [3, 0.5]" in written and "think_budgets = []" in written
+    assert C.load(C.SampleConfig, C.save(cfg, tmp_path / "back.toml")) == cfg
+    assert C.load(C.EvalConfig, None, ["task.think_budgets=[16, 32]"]).task.think_budgets == "16,32"
+    assert C.load(C.EvalConfig, None, ["task.think_budgets=16,32"]).task.think_budgets == "16,32"
+
+
+@pytest.mark.parametrize("value, pattern", [
+    ('["2", "1"]', r"key 'task.digits' must be a list of integers, e.g. digits = \[2, 1\]"),
+    ("[true]", "must be a list of integers"),
+    ("3", "must be a list of integers"),
+])
+def test_a_bad_list_value_names_the_key_and_the_form(tmp_path, value, pattern):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"[task]\ndigits = {value}\n")
+    with pytest.raises(UserError, match=r"r.toml: .*" + pattern):
+        C.load(C.EvalConfig, recipe)
+
+
+def test_a_pipeline_stage_without_its_own_task_takes_the_top_level_one(tmp_path):
+    recipe = tmp_path / "p.toml"
+    recipe.write_text('[task]\nname = "countdown"\n[reasoning_rl.task]\nname = "arithmetic"\n')
+    cfg = C.load(C.PipelineConfig, recipe)
+    assert cfg.cold_start_data.task.name == cfg.all_rl.task.name == "countdown"
+    assert cfg.reasoning_rl.task.name == "arithmetic"

@@ -55,18 +55,19 @@ def test_hub_ids_and_missing_folders_are_clear_errors(tmp_path):
 
 
 @pytest.mark.embedded
-def test_embedded_model_converts_loads_and_matches_forward(embedded):
+def test_embedded_model_converts_loads_and_matches_forward(embedded, hf_twin):
     model, tok = embedded
     assert model.config.model_type == "llama" and model.config.vocab_size == 49152
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
     assert resolve_model("smollm2-135m-instruct").joinpath("model.safetensors").is_file()
     prompt = encode_prompt(tok, [{"role": "user", "content": "What is 17 + 25?"}])
     engine = Engine(model, tok, eos_token_ids(model, tok))
+    twin = hf_twin(model)  # transformers' own forward over the same weights
     out = engine.generate([prompt], SamplingParams(temperature=0.8, max_new_tokens=24), n=2, seeds=[0])
     for c in out:
         ids = torch.tensor([prompt + c.token_ids])
         with torch.no_grad():
-            lp = torch.log_softmax(model(ids).logits[0, len(prompt) - 1 : -1] / 0.8, -1)
+            lp = torch.log_softmax(twin(ids).logits[0, len(prompt) - 1 : -1] / 0.8, -1)
         ref = lp.gather(-1, torch.tensor(c.token_ids)[:, None]).squeeze(-1)
         assert torch.allclose(ref, torch.tensor(c.logprobs), atol=1e-4)
     greedy = engine.generate([prompt], SamplingParams(temperature=0, max_new_tokens=24), seeds=[0])[0]

@@ -164,7 +164,7 @@ def model_dir(tmp_path_factory):
 def test_critic_starts_at_zero_and_detached_prompt_values_match(model_dir):
     critic = load_critic(model_dir)
     policy, tok = load_model(model_dir)
-    assert torch.equal(critic.base_model.embed_tokens.weight, policy.model.embed_tokens.weight)
+    assert torch.equal(critic.model.embed_tokens.weight, policy.model.embed_tokens.weight)
     prompts = [tok.encode("abc"), tok.encode("a longer prompt"), tok.encode("x")]
     comps = [[70, 71, 72], [80, 81], [90], [91, 92, 93, 94]]
     rows = [0, 1, 1, 2]
@@ -178,7 +178,7 @@ def test_critic_starts_at_zero_and_detached_prompt_values_match(model_dir):
     alone, _ = completion_values(critic, [prompts[2]], [0], [comps[3]])  # no padding: the same values
     assert torch.allclose(alone[0], full[3], atol=1e-5)
     (det * m2).sum().backward()
-    assert critic.base_model.layers[0].mlp.up_proj.weight.grad.abs().sum() > 0
+    assert critic.model.layers[0].mlp.up_proj.weight.grad.abs().sum() > 0
 
 
 def _rollouts(model_dir, scores):

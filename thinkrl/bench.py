@@ -9,9 +9,8 @@ and the trainer speak token ids. Rewards are random numbers, so every group has 
 advantages and the update does real work; completions are forced to their full length
 (SamplingParams.ignore_eos), as the anchor forces them.
 
-Shapes: `qwen2.5-0.5b` is the anchor's model (ANCHORS.md: 494M parameters, vocabulary 151,936),
-the default on CUDA; `small`, the default on CPU, keeps the anchor's workload on a model a CPU
-steps through in seconds; `tiny` is for tests.
+The shapes, the random-weight model and the peak-memory reading are thinkrl.bench_model's, shared
+with the TRL side (thinkrl.bench_trl), which runs as its own child process.
 
 Figures: rollout tokens/s = completion tokens / rollout seconds (prefill included); update tokens/s
 = trained completion tokens / update seconds; MFU = model FLOPs of the update (6 x parameters x the
@@ -30,7 +29,6 @@ import importlib.util
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,51 +38,13 @@ from pathlib import Path
 
 import torch
 
+from thinkrl.bench_model import SHAPES, IdsOnly, Workload, build_model, peak_memory, random_prompts
 from thinkrl.config import BenchConfig, RLConfig
 from thinkrl.errors import UserError
-
-
-@dataclass(frozen=True)
-class Shape:
-    """A model's dimensions and the workload it is benchmarked with by default."""
-
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    intermediate: int
-    vocab: int
-    prompt_tokens: int
-    new_tokens: int
-    prompts: int
-    group_size: int
-
-
-SHAPES = {
-    # Qwen2.5-0.5B's configuration (tied embeddings, qkv bias), the TRL anchor's workload
-    "qwen2.5-0.5b": Shape(896, 24, 14, 2, 4864, 151936, prompt_tokens=128, new_tokens=512, prompts=8, group_size=8),
-    # the same workload on a model a 2-core CPU runs in seconds
-    "small": Shape(64, 2, 4, 2, 128, 1024, prompt_tokens=128, new_tokens=512, prompts=8, group_size=8),
-    # tests: a step in well under a second
-    "tiny": Shape(32, 1, 2, 1, 64, 256, prompt_tokens=8, new_tokens=16, prompts=2, group_size=4),
-}
+from thinkrl.model import adopt
 
 # bf16 dense tensor-core peaks (no sparsity), TFLOP/s; the first name found in the device's name wins
 PEAK_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("A100", 312.0))
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What a run does, the shape's defaults overridden by the config's non-zero keys."""
-
-    shape_name: str
-    shape: Shape
-    prompt_tokens: int
-    new_tokens: int
-    prompts: int
-    group_size: int
-    device: str
-    dtype: torch.dtype
 
 
 def resolve(cfg: BenchConfig) -> Workload:
@@ -101,44 +61,7 @@ def resolve(cfg: BenchConfig) -> Workload:
                     cfg.prompts or s.prompts, group, device, dtype)
 
 
-# ---------------------------------------------------------------- the model, prompts, rewards
-
-
-def build_model(w: Workload, seed: int):
-    """A random-weight Qwen2 causal LM of the workload's shape, built on its device (no hub)."""
-    from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config
-
-    s = w.shape
-    config = Qwen2Config(
-        vocab_size=s.vocab, hidden_size=s.hidden, intermediate_size=s.intermediate, num_hidden_layers=s.layers,
-        num_attention_heads=s.heads, num_key_value_heads=s.kv_heads, tie_word_embeddings=True, rope_theta=1e6,
-        max_position_embeddings=max(4096, w.prompt_tokens + w.new_tokens),
-        bos_token_id=s.vocab - 3, eos_token_id=s.vocab - 2, pad_token_id=s.vocab - 1,
-    )
-    torch.manual_seed(seed)
-    with torch.device(w.device):  # initialised in place: a 0.5B model built on CPU and copied takes seconds
-        model = AutoModelForCausalLM.from_config(config, dtype=w.dtype)
-    model.generation_config = GenerationConfig(bos_token_id=s.vocab - 3, eos_token_id=s.vocab - 2, pad_token_id=s.vocab - 1)
-    return model.eval()
-
-
-class IdsOnly:
-    """The engine's tokenizer, for a benchmark that speaks token ids: a pad id, and no text.
-
-    The engine decodes text only for stop strings (none here) and `Completion.text`, which the
-    random reward ignores; real decoding of 64 x 512 ids would only add noise to the timing."""
-
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
-
-    def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        return ""
-
-
-def random_prompts(w: Workload, count: int, seed: int) -> list[list[int]]:
-    """`count` prompts of w.prompt_tokens random ids, none of them a special token (the last 3 ids)."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randint(0, w.shape.vocab - 3, (count, w.prompt_tokens), generator=gen).tolist()
+# ---------------------------------------------------------------- the reward
 
 
 def random_reward(seed: int):
@@ -251,13 +174,6 @@ def update_flops(params: int, rows: int, prompt_tokens: int, new_tokens: int, de
     return float(params) * rows * (6 * new_tokens + prompt_factor * prompt_tokens)
 
 
-def peak_memory(device: str) -> tuple[float, str]:
-    """(GiB, what was measured): allocator peak on a GPU, peak resident set of this process on CPU."""
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**30, "torch.cuda.max_memory_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "peak RSS of the process (resource.getrusage)"
-
-
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
@@ -303,7 +219,7 @@ def header(cfg: BenchConfig, w: Workload, params: int) -> dict:
 
 def run_train(cfg: BenchConfig, w: Workload) -> dict:
     """warm-up + timed GRPO steps; every object on the device is released on return."""
-    model = build_model(w, cfg.seed)
+    model = adopt(build_model(w, cfg.seed))  # run by thinkrl.model's decoder, as thinkrl rl runs it
     params = sum(p.numel() for p in model.parameters())
     setup = setup_grpo(cfg, w, model)
     steps = [grpo_step(setup, i, w.device) for i in range(cfg.warmup + cfg.steps)]
@@ -315,7 +231,7 @@ def run_decode(cfg: BenchConfig, w: Workload) -> dict:
     anchor's HF `generate` rows measure it (prefill included in the time)."""
     from thinkrl.engine import Engine, SamplingParams
 
-    model = build_model(w, cfg.seed)
+    model = adopt(build_model(w, cfg.seed))
     params = sum(p.numel() for p in model.parameters())
     engine = Engine(model, IdsOnly(w.shape.vocab - 1), [w.shape.vocab - 2], max_batch=cfg.batch)
     sampling = SamplingParams(temperature=1.0, max_new_tokens=w.new_tokens, ignore_eos=True)
@@ -361,7 +277,7 @@ def trl_spec(cfg: BenchConfig, w: Workload) -> dict:
 
 
 def run_trl_child(spec: dict) -> dict:
-    """Start `python -m thinkrl.bench --trl-child SPEC` and read its result file.
+    """Start `python -m thinkrl.bench_trl SPEC` and read its result file.
 
     A child process, so TRL's peak memory is its own and our run's memory is gone; its output is
     shown only if it fails (its last lines, in the result's `error`)."""
@@ -369,7 +285,7 @@ def run_trl_child(spec: dict) -> dict:
         spec = {**spec, "result_path": str(Path(tmp) / "trl.json"), "output_dir": str(Path(tmp) / "trainer")}
         (Path(tmp) / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
         env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"}
-        proc = subprocess.run([sys.executable, "-m", "thinkrl.bench", "--trl-child", str(Path(tmp) / "spec.json")],
+        proc = subprocess.run([sys.executable, "-m", "thinkrl.bench_trl", str(Path(tmp) / "spec.json")],
                               capture_output=True, text=True, env=env)
         result_file = Path(spec["result_path"])
         if proc.returncode != 0 or not result_file.is_file():
@@ -449,10 +365,3 @@ def run(cfg: BenchConfig) -> dict:
         print(f"wrote {cfg.out}")
     return result
 
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--trl-child"]:
-        from thinkrl.bench_trl import main as trl_main
-
-        sys.exit(trl_main(json.loads(Path(sys.argv[2]).read_text(encoding="utf-8"))))
-    sys.exit("usage: thinkrl bench ... (python -m thinkrl.bench --trl-child SPEC is its TRL child process)")

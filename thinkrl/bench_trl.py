@@ -1,8 +1,8 @@
 """The TRL side of `thinkrl bench --vs-trl`: TRL's GRPOTrainer on the configuration thinkrl just ran.
 
-thinkrl.bench starts it as a child process (`python -m thinkrl.bench --trl-child SPEC.json`), so
+thinkrl.bench starts it as a child process (`python -m thinkrl.bench_trl SPEC.json`), so
 its CUDA peak memory is its own and thinkrl's memory is already gone. It builds the same
-random-weight model (thinkrl.bench.build_model, same seed), feeds the same prompt ids as text over
+random-weight model (thinkrl.bench_model.build_model, same seed), feeds the same prompt ids as text over
 a word-level vocabulary whose word i is token i (so TRL's tokenizer gives back exactly those ids),
 and trains with the settings of ../shared/bench/trl_grpo_anchor.py that measured the anchor
 (16.8 s a step, 66.5 GiB on an H100): bf16 on CUDA, gradient checkpointing, beta 0, loss `dapo`
@@ -14,12 +14,13 @@ and transformers are needed; this module is imported only where they are.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from thinkrl.bench import SHAPES, Workload, build_model, peak_memory
+from thinkrl.bench_model import SHAPES, Workload, build_model, peak_memory
 
 
 def word_tokenizer(vocab: int):
@@ -118,3 +119,9 @@ def main(spec: dict) -> int:
     result = train(spec)
     Path(spec["result_path"]).write_text(json.dumps(result), encoding="utf-8")
     return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m thinkrl.bench_trl SPEC.json (thinkrl bench --vs-trl starts it)")
+    sys.exit(main(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))))

@@ -12,12 +12,13 @@ import argparse
 import difflib
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from thinkrl import config as C
+from thinkrl.chat import run_chat, run_generate
+from thinkrl.config.loader import load, save, to_toml
 from thinkrl.errors import UserError
 
 
@@ -26,7 +27,7 @@ class Command:
     help: str
     config: type
     run: Callable  # (cfg, args) -> int
-    flags: dict[str, tuple[str, type, str]]  # --flag -> (dotted key, type, help)
+    flags: dict[str, tuple[str, str]]  # --flag -> (dotted key, help); the key's field type converts the value
     default_recipe: str | None = None
     extra: Callable[[argparse.ArgumentParser], None] | None = None  # positional args beyond the recipe
     switches: dict[str, tuple[str, str]] | None = None  # --flag -> (boolean key set to true, help)
@@ -38,6 +39,7 @@ class Command:
 def run_eval(cfg: C.EvalConfig, args) -> int:
     from tqdm import tqdm
 
+    from thinkrl.eval_results import print_table, results_path, write_results
     from thinkrl.evaluate import encode_problems, load_engine, run_eval as evaluate
     from thinkrl.tasks import get_task
 
@@ -50,9 +52,9 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     engine = load_engine(cfg.model, cfg.batch_size)  # a bad model fails here, before anything is written
     prompts = encode_problems(engine.tokenizer, task, problems, cfg.task.template, cfg.task.shots,
                               cfg.sampling.max_new_tokens, engine.context)  # so does a prompt too long for it
-    out = Path(cfg.out) if cfg.out else Path("runs") / f"eval-{_slug(cfg.task.name)}-{time.strftime('%Y%m%d-%H%M%S')}" / "results.json"
+    out = results_path(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
-    C.save(cfg, out.with_name(out.stem + ".config.toml"))
+    save(cfg, out.with_name(out.stem + ".config.toml"))
     bar = tqdm(total=len(problems) * cfg.samples, desc=f"eval {cfg.task.name}", unit="sample", dynamic_ncols=True)
     seen = {"n": 0, "correct": 0, "tokens": 0}
 
@@ -68,117 +70,10 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
         samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed, on_batch=on_batch, prompts=prompts,
     )
     bar.close()
-    result = {"model": cfg.model.name, "task": cfg.task.name, "split": cfg.split,
-              "sampling": _describe_sampling(cfg.sampling), **metrics}
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    with open(out.with_name(out.stem + ".completions.jsonl"), "w", encoding="utf-8") as f:
-        for s in scored:
-            row = {"id": s.problem.id, "sample": s.completion.sample_index, "reference": s.problem.answer,
-                   "extracted": s.answer, "correct": s.correct, "formatted": s.formatted,
-                   "finish_reason": s.completion.finish_reason, "tokens": len(s.completion.token_ids), "text": s.completion.text}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    _print_table(result)
+    result = write_results(out, cfg, metrics, scored)
+    print_table(result)
     print(f"wrote {out}")
     return 0
-
-
-def _describe_sampling(sp) -> str:
-    """One line saying how completions were drawn, so a sampled figure is never read as greedy."""
-    if sp.temperature == 0:
-        how = "greedy"
-    else:
-        how = f"temperature {sp.temperature:g}, top-p {sp.top_p:g}" + (f", top-k {sp.top_k}" if sp.top_k else "")
-        how += " (greedy: --set sampling.temperature=0)"
-    return f"{how}, at most {sp.max_new_tokens} new tokens" + (f", stop {sp.stop}" if sp.stop else "")
-
-
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(name.split(":", 1)[-1]).stem or name)
-
-
-def _print_table(result: dict) -> None:
-    width = max(len(k) for k in result)
-    for k, v in result.items():
-        print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
-
-
-# ---------------------------------------------------------------- generate and chat
-
-
-def _messages(cfg: C.GenerateConfig, history: list[dict]) -> list[dict]:
-    from thinkrl.prompts import R1_ZERO_SYSTEM
-
-    if cfg.template not in ("r1_zero", "raw"):
-        raise UserError(f"template must be r1_zero or raw for generate/chat, got '{cfg.template}'")
-    system = cfg.system or (R1_ZERO_SYSTEM if cfg.template == "r1_zero" else "")
-    return ([{"role": "system", "content": system}] if system else []) + history
-
-
-def _answer(engine, cfg: C.GenerateConfig, history: list[dict], seed: int):
-    from thinkrl.evaluate import encode_prompt
-
-    ids = encode_prompt(engine.tokenizer, _messages(cfg, history))
-    return engine.generate([ids], cfg.sampling, n=1, seeds=[seed])[0]
-
-
-def _show(completion) -> None:
-    from thinkrl.prompts import split_response
-
-    thinking, answer = split_response(completion.text)
-    if answer is None:  # not in the <think>/<answer> format: show the whole response as the answer
-        thinking, answer = None, completion.text.strip()
-    if thinking:
-        print(f"[thinking]\n{thinking}\n")
-    print(f"[answer]\n{answer}")
-    print(f"({len(completion.token_ids)} tokens, finished by {completion.finish_reason})", file=sys.stderr)
-
-
-def run_generate(cfg: C.GenerateConfig, args) -> int:
-    prompt = " ".join(args.prompt) if args.prompt else ""
-    if prompt == "-" or (not prompt and not sys.stdin.isatty()):
-        prompt = sys.stdin.read()
-    if not prompt.strip():
-        raise UserError("generate needs a prompt: thinkrl generate \"What is 17 + 25?\" (or '-' to read stdin)")
-    from thinkrl.evaluate import load_engine
-
-    from thinkrl.prompts import BUDGET_INSTRUCTION
-
-    if cfg.think_budget:  # the instruction an L1-trained model learned (task.think_budgets)
-        prompt = f"{prompt.strip()}\n{BUDGET_INSTRUCTION.format(n=cfg.think_budget)}"
-    engine = load_engine(cfg.model, 1)
-    _show(_answer(engine, cfg, [{"role": "user", "content": prompt.strip()}], cfg.seed))
-    return 0
-
-
-def run_chat(cfg: C.GenerateConfig, args) -> int:
-    from thinkrl.evaluate import load_engine
-
-    engine = load_engine(cfg.model, 1)
-    history: list[dict] = []
-    print(f"thinkrl chat with {cfg.model.name}. /reset clears the conversation, /quit (or Ctrl-D) leaves.")
-    turn = 0
-    while True:
-        try:
-            line = input("you> ")
-        except EOFError:
-            print()
-            return 0
-        if line.strip() in ("/quit", "/exit"):
-            return 0
-        if line.strip() == "/reset":
-            history = []
-            continue
-        if not line.strip():
-            continue
-        history.append({"role": "user", "content": line.strip()})
-        completion = _answer(engine, cfg, history, cfg.seed + turn)
-        _show(completion)
-        from thinkrl.prompts import split_response
-
-        # keep only the answer in the history, as R1 does across turns: earlier thinking is not fed back
-        answer = split_response(completion.text)[1]
-        history.append({"role": "assistant", "content": answer if answer is not None else completion.text.strip()})
-        turn += 1
 
 
 def run_rl(cfg: C.RLConfig, args) -> int:
@@ -271,10 +166,10 @@ COMMANDS: dict[str, Command] = {
         config=C.RLConfig,
         run=run_rl,
         flags={
-            "--model": ("model.name", str, "local HF folder or embedded name"),
-            "--task": ("task.name", str, "gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH"),
-            "--steps": ("steps", int, "RL steps"),
-            "--out-dir": ("out_dir", str, "where the run writes everything"),
+            "--model": ("model.name", "local HF folder or embedded name"),
+            "--task": ("task.name", "gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH"),
+            "--steps": ("steps", "RL steps"),
+            "--out-dir": ("out_dir", "where the run writes everything"),
         },
         default_recipe="recipes/r1_zero.toml",
         switches={"--resume": ("resume", "continue from the newest checkpoint in out_dir")},
@@ -284,10 +179,10 @@ COMMANDS: dict[str, Command] = {
         config=C.SFTConfig,
         run=run_sft,
         flags={
-            "--model": ("model.name", str, "local HF folder or embedded name"),
-            "--data": ("data", str, "chat JSONL, one {\"messages\": [...]} per line"),
-            "--epochs": ("epochs", int, "passes over the data"),
-            "--out-dir": ("out_dir", str, "where the run writes everything"),
+            "--model": ("model.name", "local HF folder or embedded name"),
+            "--data": ("data", "chat JSONL, one {\"messages\": [...]} per line"),
+            "--epochs": ("epochs", "passes over the data"),
+            "--out-dir": ("out_dir", "where the run writes everything"),
         },
         switches={"--resume": ("resume", "continue from the newest checkpoint in out_dir")},
     ),
@@ -296,11 +191,11 @@ COMMANDS: dict[str, Command] = {
         config=C.SampleConfig,
         run=run_sample,
         flags={
-            "--model": ("model.name", str, "the model to sample (base, teacher or RL checkpoint)"),
-            "--task": ("task.name", str, "gsm8k | arithmetic | countdown | jsonl:PATH"),
-            "--limit": ("limit", int, "first N prompts of the split"),
-            "--samples": ("samples", int, "completions per prompt (k)"),
-            "--out": ("out", str, "chat JSONL to write"),
+            "--model": ("model.name", "the model to sample (base, teacher or RL checkpoint)"),
+            "--task": ("task.name", "gsm8k | arithmetic | countdown | jsonl:PATH"),
+            "--limit": ("limit", "first N prompts of the split"),
+            "--samples": ("samples", "completions per prompt (k)"),
+            "--out": ("out", "chat JSONL to write"),
         },
     ),
     "rm": Command(
@@ -308,10 +203,10 @@ COMMANDS: dict[str, Command] = {
         config=C.RMConfig,
         run=run_rm,
         flags={
-            "--model": ("model.name", str, "the causal LM it starts from (local HF folder or embedded name)"),
-            "--data": ("data", str, "preference JSONL: {\"prompt\", \"chosen\", \"rejected\"} per line"),
-            "--epochs": ("epochs", int, "passes over the pairs"),
-            "--out-dir": ("out_dir", str, "where the run writes everything"),
+            "--model": ("model.name", "the causal LM it starts from (local HF folder or embedded name)"),
+            "--data": ("data", "preference JSONL: {\"prompt\", \"chosen\", \"rejected\"} per line"),
+            "--epochs": ("epochs", "passes over the pairs"),
+            "--out-dir": ("out_dir", "where the run writes everything"),
         },
         switches={"--resume": ("resume", "continue from the newest checkpoint in out_dir")},
     ),
@@ -320,9 +215,9 @@ COMMANDS: dict[str, Command] = {
         config=C.DPOConfig,
         run=run_dpo,
         flags={
-            "--model": ("model.name", str, "the starting model (also the reference)"),
-            "--data": ("data", str, "preference JSONL (thinkrl rm's format)"),
-            "--out-dir": ("out_dir", str, "where the run writes everything"),
+            "--model": ("model.name", "the starting model (also the reference)"),
+            "--data": ("data", "preference JSONL (thinkrl rm's format)"),
+            "--out-dir": ("out_dir", "where the run writes everything"),
         },
     ),
     "merge": Command(
@@ -330,9 +225,9 @@ COMMANDS: dict[str, Command] = {
         config=C.MergeConfig,
         run=run_merge,
         flags={
-            "--models": ("models", str, "comma-separated model folders"),
-            "--weights": ("weights", str, "comma-separated weights summing to 1 (default: equal)"),
-            "--out": ("out", str, "folder to write"),
+            "--models": ("models", "comma-separated model folders"),
+            "--weights": ("weights", "comma-separated weights summing to 1 (default: equal)"),
+            "--out": ("out", "folder to write"),
         },
     ),
     "distill": Command(
@@ -340,10 +235,10 @@ COMMANDS: dict[str, Command] = {
         config=C.DistillConfig,
         run=run_distill,
         flags={
-            "--teacher": ("teacher.name", str, "the teacher model (e.g. an RL checkpoint)"),
-            "--student": ("student.name", str, "the student's base model"),
-            "--student-layers": ("student_layers", int, "keep this many decoder layers of the student"),
-            "--out-dir": ("out_dir", str, "where the run writes everything"),
+            "--teacher": ("teacher.name", "the teacher model (e.g. an RL checkpoint)"),
+            "--student": ("student.name", "the student's base model"),
+            "--student-layers": ("student_layers", "keep this many decoder layers of the student"),
+            "--out-dir": ("out_dir", "where the run writes everything"),
         },
     ),
     "pipeline": Command(
@@ -351,8 +246,8 @@ COMMANDS: dict[str, Command] = {
         config=C.PipelineConfig,
         run=run_pipeline,
         flags={
-            "--model": ("model.name", str, "the base model"),
-            "--out-dir": ("out_dir", str, "where the pipeline writes every stage"),
+            "--model": ("model.name", "the base model"),
+            "--out-dir": ("out_dir", "where the pipeline writes every stage"),
         },
         default_recipe="recipes/r1.toml",
         switches={"--resume": ("resume", "skip finished stages, resume the interrupted one")},
@@ -362,13 +257,13 @@ COMMANDS: dict[str, Command] = {
         config=C.EvalConfig,
         run=run_eval,
         flags={
-            "--model": ("model.name", str, "local HF folder or embedded name (smollm2-135m-instruct)"),
-            "--task": ("task.name", str, "gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH"),
-            "--limit": ("limit", int, "first N problems of the split"),
-            "--samples": ("samples", int, "completions per problem (K)"),
-            "--out": ("out", str, "results JSON path"),
-            "--seed": ("seed", int, "request seed base"),
-            "--think-budgets": ("task.think_budgets", str, "L1 budgets, e.g. 16,32,64: every problem at each, "
+            "--model": ("model.name", "local HF folder or embedded name (smollm2-135m-instruct)"),
+            "--task": ("task.name", "gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH"),
+            "--limit": ("limit", "first N problems of the split"),
+            "--samples": ("samples", "completions per problem (K)"),
+            "--out": ("out", "results JSON path"),
+            "--seed": ("seed", "request seed base"),
+            "--think-budgets": ("task.think_budgets", "L1 budgets, e.g. 16,32,64: every problem at each, "
                                 "accuracy and length reported per budget"),
         },
     ),
@@ -377,11 +272,11 @@ COMMANDS: dict[str, Command] = {
         config=C.GenerateConfig,
         run=run_generate,
         flags={
-            "--model": ("model.name", str, "local HF folder or embedded name"),
-            "--temperature": ("sampling.temperature", float, "0 = greedy"),
-            "--max-new-tokens": ("sampling.max_new_tokens", int, "token budget of the answer"),
-            "--seed": ("seed", int, "sampling seed"),
-            "--think-budget": ("think_budget", int, "ask an L1-trained model to think for N tokens"),
+            "--model": ("model.name", "local HF folder or embedded name"),
+            "--temperature": ("sampling.temperature", "0 = greedy"),
+            "--max-new-tokens": ("sampling.max_new_tokens", "token budget of the answer"),
+            "--seed": ("seed", "sampling seed"),
+            "--think-budget": ("think_budget", "ask an L1-trained model to think for N tokens"),
         },
         extra=lambda p: p.add_argument("prompt", nargs="*", help="the prompt ('-' or none reads stdin)"),
     ),
@@ -391,14 +286,14 @@ COMMANDS: dict[str, Command] = {
         config=C.BenchConfig,
         run=run_bench,
         flags={
-            "--mode": ("mode", str, "train (GRPO steps) | decode (generation only)"),
-            "--shape": ("shape", str, "auto | qwen2.5-0.5b (CUDA default) | small (CPU default) | tiny"),
-            "--batch": ("batch", int, "decode mode: rows decoded together (64, 256)"),
-            "--device": ("device", str, "auto | cpu | cuda | cuda:N"),
-            "--steps": ("steps", int, "timed steps (runs in decode mode)"),
-            "--warmup": ("warmup", int, "untimed steps first"),
-            "--peak-tflops": ("peak_tflops", float, "MFU denominator (default: by GPU name; none on CPU)"),
-            "--out": ("out", str, "JSON results file"),
+            "--mode": ("mode", "train (GRPO steps) | decode (generation only)"),
+            "--shape": ("shape", "auto | qwen2.5-0.5b (CUDA default) | small (CPU default) | tiny"),
+            "--batch": ("batch", "decode mode: rows decoded together (64, 256)"),
+            "--device": ("device", "auto | cpu | cuda | cuda:N"),
+            "--steps": ("steps", "timed steps (runs in decode mode)"),
+            "--warmup": ("warmup", "untimed steps first"),
+            "--peak-tflops": ("peak_tflops", "MFU denominator (default: by GPU name; none on CPU)"),
+            "--out": ("out", "JSON results file"),
         },
         switches={"--vs-trl": ("vs_trl", "also run TRL's GRPOTrainer on the same configuration and print the ratios")},
     ),
@@ -407,9 +302,9 @@ COMMANDS: dict[str, Command] = {
         config=C.GenerateConfig,
         run=run_chat,
         flags={
-            "--model": ("model.name", str, "local HF folder or embedded name"),
-            "--temperature": ("sampling.temperature", float, "0 = greedy"),
-            "--max-new-tokens": ("sampling.max_new_tokens", int, "token budget of each answer"),
+            "--model": ("model.name", "local HF folder or embedded name"),
+            "--temperature": ("sampling.temperature", "0 = greedy"),
+            "--max-new-tokens": ("sampling.max_new_tokens", "token budget of each answer"),
         },
     ),
 }
@@ -452,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config key, e.g. --set sampling.temperature=0.7 (repeatable)")
         p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
-        for flag, (key, tp, text) in cmd.flags.items():
+        for flag, (key, text) in cmd.flags.items():
             p.add_argument(flag, dest="flag_" + key.replace(".", "__"), type=str, default=None, help=f"{text} (= --set {key}=...)")
         for flag, (key, text) in (cmd.switches or {}).items():
             p.add_argument(flag, dest="switch_" + key.replace(".", "__"), action="store_true", help=f"{text} (= --set {key}=true)")
@@ -478,9 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         recipe = getattr(args, "recipe_arg", None) or args.recipe
         if recipe and recipe == cmd.default_recipe:
             recipe = _find_default_recipe(recipe)
-        cfg = C.load(cmd.config, recipe, overrides)
+        cfg = load(cmd.config, recipe, overrides)
         if args.print_config:
-            print(C.to_toml(cfg), end="")
+            print(to_toml(cfg), end="")
             return 0
         return cmd.run(cfg, args)
     except UserError as e:

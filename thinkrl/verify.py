@@ -45,9 +45,7 @@ Answers longer than MAX_SYMBOLIC_CHARS never reach sympy at all.
 
 from __future__ import annotations
 
-import logging
 import re
-import signal
 from fractions import Fraction
 
 MAX_SYMBOLIC_CHARS = 1000  # longer answers are never handed to sympy
@@ -266,25 +264,6 @@ def _numbers_equal(p: tuple[Fraction, bool], g: tuple[Fraction, bool]) -> bool:
 # ----------------------------------------------------------------------------- symbolic path
 
 
-class _Timeout(BaseException):
-    """Raised by our SIGALRM handler. A BaseException so sympy's `except Exception` cannot eat it."""
-
-
-def _raise_timeout(signum, frame):
-    raise _Timeout()
-
-
-def _symbolic_equal(pred: str, gold: str) -> bool:
-    """math_verify's comparison of the two normalised answers (untimed; callers bound it)."""
-    from math_verify import parse, verify  # noqa: PLC0415 - heavy import, only when needed
-
-    gold_parsed = parse(f"${gold}$", parsing_timeout=None)
-    pred_parsed = parse(f"${pred}$", parsing_timeout=None)
-    if not gold_parsed or not pred_parsed:
-        return False
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
-
-
 def _symbolic_equal_bounded(pred: str, gold: str, timeout: float) -> bool:
     """The symbolic comparison under a `timeout`-second deadline, in any thread (module docstring)."""
     if len(pred) > MAX_SYMBOLIC_CHARS or len(gold) > MAX_SYMBOLIC_CHARS or timeout <= 0:
@@ -299,31 +278,6 @@ def _symbolic_equal_bounded(pred: str, gold: str, timeout: float) -> bool:
     return verify_process.symbolic_equal(pred, gold, timeout)
 
 
-def timed_symbolic_equal(pred: str, gold: str, timeout: float) -> bool:
-    """`_symbolic_equal` under a SIGALRM timer; False on timeout. Main thread of a verify_process helper only."""
-    import math_verify  # noqa: F401, PLC0415 - import before the timer starts, never inside it
-
-    _quiet_math_verify()
-    previous = signal.signal(signal.SIGALRM, _raise_timeout)
-    try:
-        try:
-            signal.setitimer(signal.ITIMER_REAL, timeout)
-            return _symbolic_equal(pred, gold)
-        finally:
-            try:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            finally:
-                signal.signal(signal.SIGALRM, previous)
-    except _Timeout:  # also when the alarm fires in the clean-up, just after the comparison
-        return False
-
-
-def _quiet_math_verify() -> None:
-    """math_verify warns once that we passed timeout=None; we run our own timer, so silence it."""
-    for name in ("math_verify", "latex2sympy2_extended"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 # ----------------------------------------------------------------------------- public API
 
 
@@ -335,7 +289,7 @@ def math_equal(pred: str, gold: str, timeout: float = 2.0) -> bool:
     """
     try:
         return _math_equal(pred, gold, timeout)
-    except (Exception, _Timeout):  # noqa: BLE001 - the verifier must never take a run down
+    except Exception:  # noqa: BLE001 - the verifier must never take a run down
         return False
 
 

@@ -12,14 +12,19 @@ writes `ready` once math_verify is imported. Helpers are pooled (at most MAX_PRO
 concurrent caller); the first call waits for its helper to start (about a second), bounded by
 STARTUP_TIMEOUT_S. A helper exits when its stdin closes (its parent exited or died).
 Every failure here (no helper, broken pipe, late answer) is the answer False, never an exception.
+
+The helper side (`serve`, `timed_symbolic_equal`) is here too, so this module needs nothing of
+thinkrl.verify: verify imports it, never the other way round.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -172,6 +177,50 @@ def symbolic_equal(pred: str, gold: str, timeout: float) -> bool:
 # ----------------------------------------------------------------------------- the helper side
 
 
+class _Timeout(BaseException):
+    """Raised by our SIGALRM handler. A BaseException so sympy's `except Exception` cannot eat it."""
+
+
+def _raise_timeout(signum, frame):
+    raise _Timeout()
+
+
+def _symbolic_equal(pred: str, gold: str) -> bool:
+    """math_verify's comparison of the two normalised answers (untimed; callers bound it)."""
+    from math_verify import parse, verify  # noqa: PLC0415 - heavy import, only when needed
+
+    gold_parsed = parse(f"${gold}$", parsing_timeout=None)
+    pred_parsed = parse(f"${pred}$", parsing_timeout=None)
+    if not gold_parsed or not pred_parsed:
+        return False
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def timed_symbolic_equal(pred: str, gold: str, timeout: float) -> bool:
+    """`_symbolic_equal` under a SIGALRM timer; False on timeout. Main thread of a helper only."""
+    import math_verify  # noqa: F401, PLC0415 - import before the timer starts, never inside it
+
+    _quiet_math_verify()
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+            return _symbolic_equal(pred, gold)
+        finally:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            finally:
+                signal.signal(signal.SIGALRM, previous)
+    except _Timeout:  # also when the alarm fires in the clean-up, just after the comparison
+        return False
+
+
+def _quiet_math_verify() -> None:
+    """math_verify warns once that we passed timeout=None; we run our own timer, so silence it."""
+    for name in ("math_verify", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def serve(parent_pid: int) -> None:
     """The helper's loop: answer comparisons from stdin until it closes.
 
@@ -180,16 +229,14 @@ def serve(parent_pid: int) -> None:
     dies its end of the pipe closes, and the helper exits after its current comparison (at most
     its timeout, its own timer stops it). `parent_pid` names the parent in `ps` output only.
     """
-    from thinkrl import verify  # noqa: PLC0415
-
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # a stray print must not corrupt the protocol
-    verify.timed_symbolic_equal("1", "1", STARTUP_TIMEOUT_S)  # imports math_verify, warms sympy
+    timed_symbolic_equal("1", "1", STARTUP_TIMEOUT_S)  # imports math_verify, warms sympy
     out.write(b"ready\n")
     for line in sys.stdin.buffer:
         try:
             pred, gold, timeout = json.loads(line)
-            answer = verify.timed_symbolic_equal(str(pred), str(gold), float(timeout))
+            answer = timed_symbolic_equal(str(pred), str(gold), float(timeout))
         except Exception:  # noqa: BLE001 - a bad request is a False answer, not a dead helper
             answer = False
         out.write(b"1\n" if answer else b"0\n")

@@ -150,7 +150,7 @@ def test_sample_from_written_solutions_needs_no_model(tmp_path, name, template):
         assert rows[0]["messages"][-1]["content"].startswith(f"<think>{a} * {b} = ")
 
 
-def test_shrink_keeps_evenly_spaced_layers_and_a_working_cache():
+def test_shrink_keeps_evenly_spaced_layers_and_a_working_cache(hf_twin):
     assert distill_mod.keep_indices(30, 4) == [0, 10, 19, 29]
     assert distill_mod.keep_indices(4, 2) == [0, 3]
     with pytest.raises(UserError, match="student_layers"):
@@ -159,7 +159,7 @@ def test_shrink_keeps_evenly_spaced_layers_and_a_working_cache():
     small = distill_mod.shrink(model, 2)
     assert small.config.num_hidden_layers == 2 and len(small.config.layer_types) == 2
     prompt = tok.encode("3 + 4 =")
-    hf = small.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False, eos_token_id=None)[0, len(prompt):]
+    hf = hf_twin(small).generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False, eos_token_id=None)[0, len(prompt):]
     ours = Engine(small, tok, []).generate([prompt], SamplingParams(temperature=0.0, max_new_tokens=8))[0]
     assert ours.token_ids == hf.tolist()
 

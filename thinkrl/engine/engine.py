@@ -9,8 +9,8 @@ Prompts are processed in chunks of at most `max_batch` rows, longest first; each
 encoded once and shared by its n samples; finished rows leave the batch once enough of them have
 finished to pay for compacting the cache.
 
-Runners (`runner=`): "eager" steps the model from Python (KVRunner for the llama family, the HF
-fallback otherwise); "graph" (the default on CUDA for the llama family) replays each decode step,
+Runners (`runner=`): "eager" steps the model from Python (KVRunner for thinkrl's own decoder, the HF
+fallback otherwise); "graph" (the default on CUDA for thinkrl's decoder) replays each decode step,
 sampling included, from CUDA graphs and keeps its runner across calls so graphs are captured once
 (`release()` frees its KV cache, e.g. while training). Both give the same completions.
 """
@@ -22,10 +22,12 @@ from typing import Callable
 
 import torch
 
-from thinkrl.engine.graph_runner import GraphRunner, graph_safe
-from thinkrl.engine.runner import make_runner, pad, supports_prefix
+from thinkrl.engine.graph_runner import GraphRunner
+from thinkrl.engine.runner import make_runner
 from thinkrl.engine.sampling import SamplingParams, sample, stream_keys, uniforms
 from thinkrl.errors import UserError
+from thinkrl.model import is_own
+from thinkrl.model.inputs import pad
 
 
 MIN_SHARED_PREFIX = 16  # shorter common prefixes are not worth a separate prefill
@@ -37,9 +39,9 @@ def pick_runner(kind: str, model, device: torch.device) -> str:
     if kind not in RUNNERS:
         raise UserError(f"engine runner must be one of {', '.join(RUNNERS)}, not {kind!r}")
     if kind == "auto":
-        return "graph" if device.type == "cuda" and graph_safe(model) else "eager"
-    if kind == "graph" and not graph_safe(model):
-        raise UserError(f"engine runner 'graph' serves the llama family (no dynamic RoPE), not "
+        return "graph" if device.type == "cuda" and is_own(model) else "eager"
+    if kind == "graph" and not is_own(model):
+        raise UserError(f"engine runner 'graph' serves the llama family (thinkrl.model.supports), not "
                         f"{getattr(model.config, 'model_type', '?')}: use runner 'eager'")
     return kind
 
@@ -136,7 +138,7 @@ class Engine:
         dev = self.device
         rows = len(prompts) * n
         # a system prompt or few-shot turns common to every prompt of the chunk are encoded once
-        shared = common_prefix(prompts) if len(prompts) > 1 and supports_prefix(self.model) else 0
+        shared = common_prefix(prompts) if len(prompts) > 1 and is_own(self.model) else 0
         shared = shared if shared >= MIN_SHARED_PREFIX else 0
         suffixes = [p[shared:] for p in prompts]
         ids, attn = pad(suffixes, self.pad_id, left=True)  # every row's last prompt token in the last column

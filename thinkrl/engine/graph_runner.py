@@ -1,4 +1,4 @@
-"""A static-shape runner for the llama family whose decode step is replayed from CUDA graphs.
+"""A static-shape runner for thinkrl's decoder (thinkrl.model) whose decode step is replayed from CUDA graphs.
 
 Why: a decode step of a small model is a few hundred small kernels, and on a GPU launching them
 from Python costs more than running them. A CUDA graph replays the whole step (forward and
@@ -16,7 +16,8 @@ replays. So `GraphRunner` keeps KVRunner's contract (prefill / decode / keep) on
   sampled token to the next step on the device, so steps follow each other without the host;
   the host reads the tokens back every READ_EVERY steps, one batch behind, while the GPU runs on.
 
-Prefill stays one eager pass (KVRunner's own). On CPU the same static-shape code runs eagerly
+The step is the model's forward in Decode mode (thinkrl.model.attention). Prefill stays one eager pass
+(KVRunner's own). On CPU the same static-shape code runs eagerly
 (no capture), which is how its outputs are tested against KVRunner's.
 
 Graphs read the model's weights at their addresses: updating them in place (an optimizer step,
@@ -32,8 +33,9 @@ from typing import Callable
 
 import torch
 
-from thinkrl.engine.runner import KVRunner, decoder_layers, llama_family, project_qkv
+from thinkrl.engine.runner import KVRunner
 from thinkrl.engine.sampling import SamplingParams, sample, uniforms
+from thinkrl.model import Decode, KVCache
 
 BUCKETS = (1, 8, 16, 32, 64, 128, 256)  # padded batch sizes; above the last, multiples of it
 WINDOW = 128  # attention reads the cache in windows of this many columns (a graph per window)
@@ -54,32 +56,9 @@ def window_for(cols: int, max_len: int) -> int:
     return min(max_len, -(-cols // WINDOW) * WINDOW)
 
 
-def graph_safe(model) -> bool:
-    """Can GraphRunner serve this model? The llama family, with a rotary embedding that needs no
-    host decision per step (the dynamic RoPE variants compare lengths on the host)."""
-    if not llama_family(model):
-        return False
-    return "dynamic" not in str(getattr(model.model.rotary_emb, "rope_type", "default"))
-
-
 def weight_ptrs(model) -> tuple[int, ...]:
     """Addresses of the model's parameters: a captured graph reads them there."""
     return tuple(p.data_ptr() for p in model.parameters())
-
-
-def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden: torch.Tensor, scale: float) -> torch.Tensor:
-    """Attention of one new token per row over a cache window, GQA without repeating the KV heads.
-
-    q [B, H, 1, D]; k, v [B, Hkv, W, D]; hidden [B, 1, 1, W] (True: not a real column, computed
-    once per step for all layers). The H / Hkv query heads of a KV head become rows of one matmul
-    against it (HF's head order), so K and V are read once.
-    """
-    b, h, _, d = q.shape
-    hkv = k.shape[1]
-    scores = torch.matmul(q.reshape(b, hkv, h // hkv, d), k.transpose(-1, -2)).float() * scale  # [B, Hkv, G, W]
-    scores = scores.masked_fill(hidden, float("-inf"))
-    probs = torch.softmax(scores, dim=-1).to(v.dtype)
-    return torch.matmul(probs, v).reshape(b, h, 1, d)
 
 
 def capture(step: Callable[[], None], pool, stream) -> "torch.cuda.CUDAGraph":
@@ -123,7 +102,7 @@ class GraphRunner(KVRunner):
     def __init__(self, model, batch: int, max_len: int, graphs: bool | None = None):
         super().__init__(model, bucket_for(batch), window_for(max_len, 1 << 62))  # cache [L, cap, Hkv, S, D]
         dev = self.valid.device
-        self.cap, self.max_len = self.k.shape[1], self.k.shape[3]
+        self.cap, self.max_len = self.cache.k.shape[1], self.cache.k.shape[3]
         self.offset = torch.zeros(self.cap, dtype=torch.long, device=dev)  # position id = offset + column
         self.keys = torch.zeros(self.cap, dtype=torch.long, device=dev)  # random stream per slot
         self.tokens = torch.zeros(self.cap, self.max_len, dtype=torch.long, device=dev)  # [slot, step] sampled
@@ -156,12 +135,13 @@ class GraphRunner(KVRunner):
     def prefill(self, ids: torch.Tensor, attn: torch.Tensor, n: int) -> torch.Tensor:
         """KVRunner.prefill on the first P * n slots of the padded cache (the rest stay empty)."""
         rows = ids.shape[0] * n
-        full = self.k, self.v, self.valid, self.pos
-        self.k, self.v, self.valid, self.pos = self.k[:, :rows], self.v[:, :rows], self.valid[:rows], self.pos[:rows]
+        full = self.cache, self.valid, self.pos
+        self.cache = KVCache(self.cache.k[:, :rows], self.cache.v[:, :rows])  # views: writes land in the full cache
+        self.valid, self.pos = self.valid[:rows], self.pos[:rows]
         try:
             logits = super().prefill(ids, attn, n)
         finally:
-            self.k, self.v, self.valid, self.pos = full
+            self.cache, self.valid, self.pos = full
         self.offset[:rows] = self.pos[:rows] - self.t
         return logits
 
@@ -170,7 +150,7 @@ class GraphRunner(KVRunner):
         """KVRunner.decode: one token per live row [n] -> logits [n, V]."""
         if self.logits is None:
             vocab = self.model.lm_head.out_features
-            self.logits = torch.zeros(self.cap, vocab, dtype=self.k.dtype, device=self.k.device)
+            self.logits = torch.zeros(self.cap, vocab, dtype=self.cache.k.dtype, device=self.cache.k.device)
         self.tok_in.index_copy_(0, self.slots, tokens)
         self._run(None)
         return self.logits[self.slots]
@@ -187,9 +167,10 @@ class GraphRunner(KVRunner):
     def _compact(self) -> None:
         """Move the live rows' cache and state to slots 0..n-1 (one layer at a time: little extra memory)."""
         n, slots = self.n, self.slots
-        for i in range(self.k.shape[0]):
-            self.k[i, :n] = self.k[i, slots]
-            self.v[i, :n] = self.v[i, slots]
+        k, v = self.cache.k, self.cache.v
+        for i in range(k.shape[0]):
+            k[i, :n] = k[i, slots]
+            v[i, :n] = v[i, slots]
         for buf in (self.valid, self.pos, self.offset, self.keys, self.tokens, self.logps):
             buf[:n] = buf[slots]
         self.slots = torch.arange(n, device=slots.device)
@@ -296,16 +277,6 @@ class GraphRunner(KVRunner):
         """Logits [b, V] of one token per slot written at column self.col, attending to columns [0, w)."""
         col = self.col
         self.valid[:b].index_fill_(1, col, True)
-        hidden = ~self.valid[:b, None, None, :w]
-        positions = (self.offset[:b] + col)[:, None]
-
-        def attend(i, layer, x, cos, sin):
-            attn = layer.self_attn
-            q, k, v = project_qkv(attn, x, cos, sin, self.n_heads, self.n_kv, self.head_dim)
-            self.k[i, :b].index_copy_(2, col, k)
-            self.v[i, :b].index_copy_(2, col, v)
-            out = decode_attention(q, self.k[i, :b, :, :w], self.v[i, :b, :, :w], hidden, attn.scaling)
-            return attn.o_proj(out.transpose(1, 2).reshape(b, 1, -1))
-
-        h = decoder_layers(self.base, self.base.embed_tokens(tokens[:, None]), positions, attend)
+        meta = Decode(self.cache, col, w, ~self.valid[:b, None, None, :w])
+        h = self.model.hidden(tokens[:, None], (self.offset[:b] + col)[:, None], meta)
         return self.model.lm_head(h[:, -1])

@@ -10,6 +10,7 @@ are ignored, but still validated, so a typo'd value fails early wherever it is.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import ClassVar
 
 from thinkrl.errors import UserError
 from thinkrl.tasks.arithmetic import SOLUTION_STYLES, style_cycle
@@ -25,6 +26,9 @@ __all__ = ["NAMES", "SPLITS", "Problem", "Task", "TaskConfig", "check_split", "g
 @dataclass
 class TaskConfig:
     """Which task to train/evaluate on, how prompts look, and the knobs of each task."""
+
+    # list values kept as comma strings here; recipes write TOML lists (thinkrl.config.loader)
+    LIST_STRINGS: ClassVar[dict[str, type]] = {"digits": int, "mix_weights": float, "rewards": str, "think_budgets": int}
 
     name: str = "gsm8k"  # gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH | mix:A+B (e.g. mix:arithmetic+jsonl:PATH)
     template: str = "r1_zero"  # prompt template: r1_zero | boxed | raw (see thinkrl.prompts)

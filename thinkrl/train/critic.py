@@ -10,11 +10,13 @@ Alignment, the same as the log-probs of thinkrl.train.forward: values[b, t] = V(
 s_t = prompt + completion[:t], read from the hidden state at the position whose logits predict
 completion token t (the prompt's last token for t = 0).
 
-`detach_prompt` has the policy's meaning: the prompt minus its last token is encoded once per
-distinct prompt without gradient (through the HF KV cache, so any architecture works), and the
-completion attends to those cached keys and values. The values are exactly the full forward's; the
-gradient leaves out the paths through the prompt's own keys and values, which on a CPU roughly
-halves the critic's cost as it does the policy's.
+The forward is the policy's own (thinkrl.train.forward.completion_hidden on thinkrl.model's
+decoder, here a ValueModel: the decoder with the scalar `score` head), so `detach_prompt` has the
+policy's meaning: the prompt minus its last token is encoded once per distinct prompt without
+gradient, and the completion attends to those cached keys and values. The values are exactly the
+full forward's; the gradient leaves out the paths through the prompt's own keys and values, which
+on a CPU roughly halves the critic's cost as it does the policy's. A model thinkrl's decoder does
+not run takes HF's padded forward (detach_prompt then has no effect).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from pathlib import Path
 
 import torch
 
-from thinkrl.engine.runner import pad, positions_from_mask
 from thinkrl.errors import UserError
+from thinkrl.model import adopt
 from thinkrl.models import resolve_model
+from thinkrl.train.forward import completion_hidden
 
 WEIGHTS_FILE = "critic.safetensors"  # the critic's weights inside a checkpoint folder
 
@@ -71,7 +74,7 @@ def load_critic(name_or_path: str | Path, device: str | torch.device = "cpu", dt
         head.weight.zero_()
         if head.bias is not None:
             head.bias.zero_()
-    return critic.to(device)
+    return adopt(critic).to(device)
 
 
 def completion_values(critic, prompts: list[list[int]], prompt_of_row: list[int], completions: list[list[int]], *,
@@ -80,47 +83,8 @@ def completion_values(critic, prompts: list[list[int]], prompt_of_row: list[int]
 
     T is the longest completion; see the module docstring for the alignment and `detach_prompt`.
     """
-    if detach_prompt and max(len(p) for p in prompts) > 1:
-        h, mask = _detached_prompt_states(critic, prompts, prompt_of_row, completions, pad_id)
-    else:
-        h, mask = _full_states(critic, prompts, prompt_of_row, completions, pad_id)
+    h, _, mask = completion_hidden(critic, prompts, prompt_of_row, completions, detach_prompt=detach_prompt, pad_id=pad_id)
     return value_head(critic)(h).squeeze(-1).float(), mask
-
-
-def _full_states(critic, prompts, prompt_of_row, completions, pad_id):
-    """Hidden states [B, Tc, H] predicting each completion token: one forward over [prompt | completion]."""
-    dev = next(critic.parameters()).device
-    p_ids, p_mask = pad([prompts[i] for i in prompt_of_row], pad_id, left=True)  # [B, Tp]
-    c_ids, c_mask = pad(completions, pad_id, left=False)  # [B, Tc]
-    attn = torch.cat([p_mask, c_mask], 1).to(dev)
-    out = critic.base_model(input_ids=torch.cat([p_ids, c_ids], 1).to(dev), attention_mask=attn.long(),
-                            position_ids=positions_from_mask(attn), use_cache=False)
-    tp, tc = p_ids.shape[1], c_ids.shape[1]
-    return out.last_hidden_state[:, tp - 1 : tp - 1 + tc], c_mask.to(dev).float()
-
-
-def _detached_prompt_states(critic, prompts, prompt_of_row, completions, pad_id):
-    """The same states with each distinct prompt's head (all but its last token) cached without gradient."""
-    dev = next(critic.parameters()).device
-    base = critic.base_model
-    rows = torch.tensor(prompt_of_row, device=dev)
-    pre_ids, pre_mask = pad([p[:-1] for p in prompts], pad_id, left=True)  # [P, Tp - 1]
-    pre_ids, pre_mask = pre_ids.to(dev), pre_mask.to(dev)
-    with torch.no_grad():
-        cache = base(input_ids=pre_ids, attention_mask=pre_mask.long(), position_ids=positions_from_mask(pre_mask),
-                     use_cache=True).past_key_values
-    cache.reorder_cache(rows)  # one cache row per completion: [P, ...] -> [B, ...]
-    # inputs: [last prompt token, completion[:-1]]; position j holds state s_j
-    inputs = [[prompts[p][-1]] + c[:-1] for p, c in zip(prompt_of_row, completions)]
-    x_ids, x_mask = pad(inputs, pad_id, left=False)
-    x_ids, x_mask = x_ids.to(dev), x_mask.to(dev)
-    start = torch.tensor([len(prompts[p]) - 1 for p in prompt_of_row], device=dev)
-    positions = start[:, None] + torch.arange(x_ids.shape[1], device=dev)[None]
-    attn = torch.cat([pre_mask[rows], x_mask], 1)
-    out = base(input_ids=x_ids, attention_mask=attn.long(), position_ids=positions, past_key_values=cache, use_cache=True)
-    lengths = torch.tensor([len(c) for c in completions], device=dev)
-    mask = torch.arange(x_ids.shape[1], device=dev)[None] < lengths[:, None]  # an empty completion has no state
-    return out.last_hidden_state, mask.float()
 
 
 def save_critic_weights(critic, folder: Path) -> None:

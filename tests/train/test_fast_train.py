@@ -356,19 +356,16 @@ def test_packed_update_same_loss_and_gradients(tiny_llama):
         assert abs(results[False][1][key] - results[True][1][key]) < 1e-5, key
 
 
-def test_pack_config_and_fallback(tiny_llama):
-    from thinkrl.train.forward import packable
-
+def test_pack_config_and_fallback(tiny_llama, hf_twin):
     model, _ = tiny_llama
     assert C.AlgoConfig().pack is False
     with pytest.raises(UserError, match="algo.pack and algo.detach_prompt"):
         C.AlgoConfig(pack=True, detach_prompt=True)
-    assert packable(model) and not packable(model, detach_prompt=True)
-    model.config.model_type = "gpt2"  # not a family whose packed attention is tested: the padded forward
-    try:
-        assert not packable(model)
-    finally:
-        model.config.model_type = "llama"
+    # a model thinkrl's decoder does not run (here transformers' own class) takes HF's padded forward
+    ours = completion_logprobs(model, PROMPTS, ROWS, COMPS, temperature=0.7, pack=True)
+    theirs = completion_logprobs(hf_twin(model), PROMPTS, ROWS, COMPS, temperature=0.7, pack=True, logprob_chunk=4)
+    mask = ours[2]
+    assert torch.equal(theirs[2], mask) and torch.allclose(ours[0] * mask, theirs[0] * mask, atol=1e-5)
 
 
 def test_rl_update_of_a_bf16_model_moves_it(tiny_llama):

@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 
 import thinkrl.engine.graph_runner as gr
-import thinkrl.engine.runner as runner_mod
 from thinkrl.engine import Engine, SamplingParams
-from thinkrl.engine.runner import KVRunner, make_runner, pad
+from thinkrl.engine.runner import KVRunner
+from thinkrl.model.attention import decode_attention
+from thinkrl.model.inputs import pad
 from thinkrl.engine.sampling import sample, stream_keys, uniforms
 from thinkrl.errors import UserError
 from thinkrl.models import eos_token_ids, tiny_model
@@ -75,7 +76,7 @@ def test_decode_attention_equals_sdpa():
     mask[0, :4] = False  # left padding
     mask[1, 7:] = False  # columns not filled yet
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :], scale=0.3, enable_gqa=True)
-    assert torch.allclose(gr.decode_attention(q, k, v, ~mask[:, None, None, :], 0.3), ref, atol=1e-5)
+    assert torch.allclose(decode_attention(q, k, v, ~mask[:, None, None, :], 0.3), ref, atol=1e-5)
 
 
 def test_runner_logits_match_kvrunner_through_windows_and_compaction(tiny, small_windows):
@@ -173,13 +174,13 @@ def test_a_failed_capture_warns_and_decodes_eagerly(tiny_llama, monkeypatch):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_greedy_equals_hf_generate(arch, small_windows):
+def test_greedy_equals_hf_generate(arch, small_windows, hf_twin):
     model, tok = tiny_model(arch, seed=0)
     prompt = tok.encode("greedy decoding test")
     params = SamplingParams(temperature=0, max_new_tokens=40, ignore_eos=True)
     ours = engine(model, tok, "graph").generate([prompt], params, seeds=[0])[0]
     with torch.no_grad():
-        ref = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=40, min_new_tokens=40,
+        ref = hf_twin(model).generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=40, min_new_tokens=40,
                              pad_token_id=tok.pad_token_id)
     assert ours.token_ids == ref[0, len(prompt):].tolist()
     assert ours.finish_reason == "length"
@@ -220,17 +221,16 @@ def test_runner_is_kept_across_calls_and_rebuilt_when_it_cannot_serve(tiny_llama
     assert eng._graph is None
 
 
-def test_runner_selection(tiny_llama, monkeypatch):
+def test_runner_selection(tiny_llama, hf_twin):
     model, tok = tiny_llama
     assert engine(model, tok, "auto").runner == "eager"  # CPU: the eager runners, as before
     assert engine(model, tok, "graph").runner == "graph"
-    assert isinstance(make_runner(model, 3, 10, kind="graph"), gr.GraphRunner)
     with pytest.raises(UserError, match="auto, eager, graph"):
         engine(model, tok, "fast")
-    monkeypatch.setattr(runner_mod, "KV_FAMILY", set())
+    hf = hf_twin(model)  # a model thinkrl's decoder does not run
     with pytest.raises(UserError, match="llama family"):
-        engine(model, tok, "graph")
-    assert engine(model, tok, "auto").runner == "eager"
+        engine(hf, tok, "graph")
+    assert engine(hf, tok, "auto").runner == "eager"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")

@@ -7,13 +7,17 @@ import thinkrl.engine.engine as engine_mod
 import thinkrl.engine.runner as runner_mod
 from thinkrl.engine import Engine, SamplingParams
 from thinkrl.errors import UserError
+from thinkrl.model import is_own
 from thinkrl.models import eos_token_ids
+
+from conftest import _hf_twin
 
 
 def forward_logprobs(model, prompt, completion, temperature):
+    """The log-probs HF's own forward gives the completion (the reference for thinkrl's decoder too)."""
     ids = torch.tensor([prompt + completion])
     with torch.no_grad():
-        logits = model(ids).logits[0].float()
+        logits = (model if not is_own(model) else _hf_twin(model))(ids).logits[0].float()
     t = temperature if temperature > 0 else 1.0
     lp = torch.log_softmax(logits / t, -1)[len(prompt) - 1 : -1]
     return lp.gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
@@ -39,9 +43,8 @@ def test_logprobs_match_forward(tiny, temperature):
         assert c.mask == [1] * len(c.token_ids)
 
 
-def test_generic_hf_runner_matches_forward(tiny_llama, monkeypatch):
-    model, tok = tiny_llama
-    monkeypatch.setattr(runner_mod, "KV_FAMILY", set())  # force the DynamicCache fallback
+def test_generic_hf_runner_matches_forward(tiny_llama, hf_twin):
+    model, tok = hf_twin(tiny_llama[0]), tiny_llama[1]  # an HF-run model: the DynamicCache fallback
     assert isinstance(runner_mod.make_runner(model, 1, 8), runner_mod.HFRunner)
     engine = make(model, tok)
     prompts = [tok.encode(p) for p in PROMPTS]
@@ -51,12 +54,12 @@ def test_generic_hf_runner_matches_forward(tiny_llama, monkeypatch):
         assert torch.allclose(ref, torch.tensor(c.logprobs), atol=1e-4)
 
 
-def test_greedy_equals_hf_generate(tiny):
+def test_greedy_equals_hf_generate(tiny, hf_twin):
     model, tok = tiny
     prompt = tok.encode("greedy decoding test")
     ours = make(model, tok).generate([prompt], SamplingParams(temperature=0, max_new_tokens=20, ignore_eos=True), seeds=[0])[0]
     with torch.no_grad():
-        ref = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=20, min_new_tokens=20,
+        ref = hf_twin(model).generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=20, min_new_tokens=20,
                              pad_token_id=tok.pad_token_id)
     assert ours.token_ids == ref[0, len(prompt):].tolist()
 

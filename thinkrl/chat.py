@@ -1,0 +1,83 @@
+"""`thinkrl generate` and `thinkrl chat`: answer a prompt, or hold a conversation, showing the
+thinking and the answer apart (the <think>/<answer> format of the r1_zero template)."""
+
+from __future__ import annotations
+
+import sys
+
+from thinkrl.config import GenerateConfig
+from thinkrl.errors import UserError
+
+
+def _messages(cfg: GenerateConfig, history: list[dict]) -> list[dict]:
+    from thinkrl.prompts import R1_ZERO_SYSTEM
+
+    if cfg.template not in ("r1_zero", "raw"):
+        raise UserError(f"template must be r1_zero or raw for generate/chat, got '{cfg.template}'")
+    system = cfg.system or (R1_ZERO_SYSTEM if cfg.template == "r1_zero" else "")
+    return ([{"role": "system", "content": system}] if system else []) + history
+
+
+def _answer(engine, cfg: GenerateConfig, history: list[dict], seed: int):
+    from thinkrl.evaluate import encode_prompt
+
+    ids = encode_prompt(engine.tokenizer, _messages(cfg, history))
+    return engine.generate([ids], cfg.sampling, n=1, seeds=[seed])[0]
+
+
+def _show(completion) -> None:
+    from thinkrl.prompts import split_response
+
+    thinking, answer = split_response(completion.text)
+    if answer is None:  # not in the <think>/<answer> format: show the whole response as the answer
+        thinking, answer = None, completion.text.strip()
+    if thinking:
+        print(f"[thinking]\n{thinking}\n")
+    print(f"[answer]\n{answer}")
+    print(f"({len(completion.token_ids)} tokens, finished by {completion.finish_reason})", file=sys.stderr)
+
+
+def run_generate(cfg: GenerateConfig, args) -> int:
+    prompt = " ".join(args.prompt) if args.prompt else ""
+    if prompt == "-" or (not prompt and not sys.stdin.isatty()):
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise UserError("generate needs a prompt: thinkrl generate \"What is 17 + 25?\" (or '-' to read stdin)")
+    from thinkrl.evaluate import load_engine
+    from thinkrl.prompts import BUDGET_INSTRUCTION
+
+    if cfg.think_budget:  # the instruction an L1-trained model learned (task.think_budgets)
+        prompt = f"{prompt.strip()}\n{BUDGET_INSTRUCTION.format(n=cfg.think_budget)}"
+    engine = load_engine(cfg.model, 1)
+    _show(_answer(engine, cfg, [{"role": "user", "content": prompt.strip()}], cfg.seed))
+    return 0
+
+
+def run_chat(cfg: GenerateConfig, args) -> int:
+    from thinkrl.evaluate import load_engine
+    from thinkrl.prompts import split_response
+
+    engine = load_engine(cfg.model, 1)
+    history: list[dict] = []
+    print(f"thinkrl chat with {cfg.model.name}. /reset clears the conversation, /quit (or Ctrl-D) leaves.")
+    turn = 0
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            print()
+            return 0
+        if line.strip() in ("/quit", "/exit"):
+            return 0
+        if line.strip() == "/reset":
+            history = []
+            continue
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line.strip()})
+        completion = _answer(engine, cfg, history, cfg.seed + turn)
+        _show(completion)
+        # keep only the answer in the history, as R1 does across turns: earlier thinking is not fed back
+        answer = split_response(completion.text)[1]
+        history.append({"role": "assistant", "content": answer if answer is not None else completion.text.strip()})
+        turn += 1

@@ -1,0 +1,145 @@
+"""The sections that several entry points share: the model, the algorithm, the optimizer and the
+held-out evaluation during training (thinkrl.config says where sections live)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from thinkrl.algos.advantages import ESTIMATORS, SCALES
+from thinkrl.algos.losses import AGGREGATIONS, KL_ESTIMATORS
+from thinkrl.engine.sampling import SamplingParams
+from thinkrl.errors import UserError
+
+ALGORITHMS = ("grpo", "ppo")  # algo.algorithm
+
+
+def _choice(key: str, value: str, choices) -> None:
+    if value not in choices:
+        raise UserError(f"{key} must be one of {', '.join(choices)}, got '{value}'")
+
+
+def _at_least_one(cfg, keys, section: str = "") -> None:
+    """Each of `keys` on `cfg` must be >= 1 (counts and sizes); the error names the key."""
+    for key in keys:
+        if getattr(cfg, key) < 1:
+            raise UserError(f"{section}{key} must be >= 1, got {getattr(cfg, key)}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m-instruct"  # a local HF folder or an embedded name
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (fp32 on CPU, bf16 on CUDA) | float32 | bfloat16 | float16
+
+    def __post_init__(self):
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise UserError(f"model.dtype must be auto, float32, bfloat16 or float16, got '{self.dtype}'")
+
+
+@dataclass
+class AlgoConfig:
+    """The policy-gradient algorithm: every switch independent (see thinkrl.algos)."""
+
+    algorithm: str = "grpo"  # grpo: group-relative advantages (estimator, scale) | ppo: a critic and GAE per token
+    estimator: str = "grpo"  # grpo (group mean baseline) | rloo (leave-one-out)
+    scale: str = "group"  # group (GRPO std) | batch | none (Dr. GRPO)
+    clip_low: float = 0.2
+    clip_high: float = 0.2  # above clip_low: DAPO clip-higher (0.28)
+    dual_clip: float = 0.0  # > 1 turns dual clip on (3.0 is usual); 0 = off
+    aggregation: str = "token_mean"  # token_mean (DAPO) | seq_mean_token_mean (GRPO) | seq_mean_token_sum_norm (Dr. GRPO)
+    kl_coef: float = 0.0  # KL to the initial model as a loss term; 0 = no reference model at all
+    kl_estimator: str = "k3"  # k1 | k2 | k3
+    entropy_coef: float = 0.0  # entropy bonus
+    mask_truncated: bool = False  # completions cut at max_new_tokens get no loss (DAPO overlong filtering)
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, draw more prompts
+    max_draws: int = 4  # dynamic sampling: at most this many prompt batches per step
+    epochs: int = 1  # optimisation passes over one rollout batch
+    mini_batches: int = 1  # optimizer steps per pass (ratio != 1 from the second on)
+    micro_batch_size: int = 8  # rows per forward/backward; gradients accumulate over a mini-batch
+    detach_prompt: bool = False  # train on completion tokens only, prompt encoded without gradient (CPU)
+    # GPU memory: LM head + log-softmax on this many tokens at a time, recomputed in the backward, so the
+    # [B, T, vocab] fp32 logits never exist at once (2048-8192 on a GPU); 0 = off, the full logits
+    logprob_chunk: int = 0
+    bucket_by_length: bool = False  # micro-batches of rows of similar length (less padding); same loss and gradient
+    # padding-free micro-batches: each micro-batch's rows run as one sequence, position ids restarting at
+    # every row, attention kept within it (llama family, full forward; others stay padded); same loss and gradient
+    pack: bool = False
+    # GPU memory: recompute each decoder layer's activations in the backward (HF gradient checkpointing);
+    # applies to the full forward (detach_prompt = false), the path GPU recipes take
+    gradient_checkpointing: bool = False
+    # ppo only (thinkrl.algos.ppo): a value model from the same initial weights, trained at optim.critic_lr
+    gamma: float = 1.0  # discount per token
+    lam: float = 0.95  # GAE lambda: 1 = Monte Carlo returns, 0 = one-step TD
+    value_clip: float = 0.2  # clipped value loss: values move at most this far from the rollout's; 0 = off
+    kl_in_reward: bool = False  # kl_coef * KL to the reference as a per-token reward penalty, not a loss term
+    whiten_advantages: bool = True  # per-token advantages scaled to mean 0, std 1 over the batch
+    critic_warmup_steps: int = 0  # the first N steps train only the critic (the policy waits for a useful baseline)
+
+    def __post_init__(self):
+        _choice("algo.algorithm", self.algorithm, ALGORITHMS)
+        _choice("algo.estimator", self.estimator, ESTIMATORS)
+        _choice("algo.scale", self.scale, SCALES)
+        _choice("algo.aggregation", self.aggregation, AGGREGATIONS)
+        _choice("algo.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        if self.dual_clip and self.dual_clip <= 1:
+            raise UserError(f"algo.dual_clip must be > 1 (or 0 for off), got {self.dual_clip}")
+        if self.clip_low < 0 or self.clip_high < 0:
+            raise UserError("algo.clip_low and algo.clip_high must be >= 0")
+        _at_least_one(self, ("max_draws", "epochs", "mini_batches", "micro_batch_size"), "algo.")
+        for key in ("gamma", "lam"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise UserError(f"algo.{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.value_clip < 0 or self.critic_warmup_steps < 0:
+            raise UserError("algo.value_clip and algo.critic_warmup_steps must be >= 0")
+        if self.logprob_chunk < 0:
+            raise UserError(f"algo.logprob_chunk must be >= 0 (tokens per chunk; 0 = off), got {self.logprob_chunk}")
+        if self.pack and self.detach_prompt:
+            raise UserError("algo.pack and algo.detach_prompt do not combine (the detached prompt is encoded "
+                            "separately, padded): turn one off")
+        if self.algorithm != "ppo" and (self.kl_in_reward or self.critic_warmup_steps):
+            raise UserError("algo.kl_in_reward and algo.critic_warmup_steps need a critic: set algo.algorithm = 'ppo'")
+        if self.algorithm == "ppo" and self.kl_in_reward and not self.kl_coef:
+            raise UserError("algo.kl_in_reward = true with algo.kl_coef = 0 penalises nothing: set algo.kl_coef > 0")
+        if self.algorithm == "ppo" and self.dynamic_sampling:
+            raise UserError("algo.dynamic_sampling drops groups of equal rewards, which only group advantages need; "
+                            "with algo.algorithm = 'ppo' the critic is the baseline: turn it off")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    schedule: str = "constant"  # after warm-up: constant | linear | cosine (down to min_lr_ratio * lr)
+    warmup_steps: int = 0  # optimizer steps of linear warm-up
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # max gradient norm; 0 = no clipping
+    critic_lr: float = 1e-5  # algo.algorithm = 'ppo': the value model's learning rate (same schedule, betas, clipping)
+    max_skipped_updates: int = 5  # updates in a row skipped for a non-finite loss or gradient before the run stops; 0 = never
+
+    def __post_init__(self):
+        _choice("optim.schedule", self.schedule, ("constant", "linear", "cosine"))
+        if self.max_skipped_updates < 0:
+            raise UserError(f"optim.max_skipped_updates must be >= 0 (0 = never stop), got {self.max_skipped_updates}")
+        if self.lr <= 0:
+            raise UserError(f"optim.lr must be > 0, got {self.lr}")
+        if self.critic_lr <= 0:
+            raise UserError(f"optim.critic_lr must be > 0, got {self.critic_lr}")
+
+
+@dataclass
+class RLEvalConfig:
+    """Held-out evaluation during `thinkrl rl`, on the task's eval split."""
+
+    every: int = 0  # steps between evaluations; 0 = at the start and the end only
+    limit: int = 200  # held-out problems (the first N of the eval split)
+    samples: int = 1
+    batch_size: int = 64
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.0, max_new_tokens=256))
+
+    def __post_init__(self):
+        for key, zero in (("every", "start and end only"), ("limit", "no evaluation")):
+            if getattr(self, key) < 0:
+                raise UserError(f"eval.{key} must be >= 0 (0 = {zero}), got {getattr(self, key)}")
+        _at_least_one(self, ("samples", "batch_size"), "eval.")
