@@ -46,7 +46,7 @@ def shrink(model, keep: int):
 
 def distill(cfg: DistillConfig) -> tuple[Path, dict]:
     """Run the three steps; returns (the student's final folder, the report)."""
-    from thinkrl.train import sft as sft_mod
+    from thinkrl.train.sft import train as sft_train
     from thinkrl.train.sample import sample
 
     out = Path(cfg.out_dir)
@@ -73,7 +73,7 @@ def distill(cfg: DistillConfig) -> tuple[Path, dict]:
         cfg.sft, model=dataclasses.replace(cfg.student, name=student), data=str(data), out_dir=str(out / "student"),
         teacher=cfg.teacher.name if cfg.sft.kl_coef else cfg.sft.teacher,
     )
-    final = sft_mod.train(sft_cfg)
+    final = sft_train(sft_cfg)
 
     report = {"teacher": cfg.teacher.name, "student_init": student, "student_final": str(final), "data": str(data)}
     for name, path in (("teacher", cfg.teacher.name), ("student_before", student), ("student_after", final)):
