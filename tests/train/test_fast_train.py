@@ -16,6 +16,14 @@ from thinkrl.errors import UserError
 from thinkrl.tasks.base import Problem
 from thinkrl.train.forward import chunked_logprobs, completion_logprobs, token_logprobs
 
+def padding_tokens(rollouts, micros: list[list[int]]) -> tuple[int, int]:
+    """(padding, real) completion tokens of micro-batches right-padded to their longest row: the
+    compute that length bucketing saves."""
+    lengths = [[len(rollouts[i].completion.token_ids) for i in m] for m in micros]
+    real = sum(sum(x) for x in lengths)
+    return sum(len(x) * max(x) for x in lengths if x) - real, real
+
+
 # ---------------------------------------------------------------- chunked log-probs
 
 
@@ -143,8 +151,8 @@ def test_bucketed_micro_batches_pad_less_hand_counted():
     plain = batching.micro_batches(rollouts, list(range(6)), 2)
     bucketed = batching.micro_batches(rollouts, list(range(6)), 2, bucket_by_length=True)
     assert plain == [[0, 1], [2, 3], [4, 5]] and bucketed == [[0, 2], [4, 5], [3, 1]]
-    assert batching.padding_tokens(rollouts, plain) == (7 + 5 + 3, 27)  # [1, 8], [2, 7], [3, 6]
-    assert batching.padding_tokens(rollouts, bucketed) == (1 + 3 + 1, 27)  # [1, 2], [3, 6], [7, 8]
+    assert padding_tokens(rollouts, plain) == (7 + 5 + 3, 27)  # [1, 8], [2, 7], [3, 6]
+    assert padding_tokens(rollouts, bucketed) == (1 + 3 + 1, 27)  # [1, 2], [3, 6], [7, 8]
 
 
 def test_bucketing_padding_fraction_on_a_realistic_mix(capsys):
@@ -156,7 +164,7 @@ def test_bucketing_padding_fraction_on_a_realistic_mix(capsys):
     order = torch.randperm(64, generator=torch.Generator().manual_seed(0)).tolist()  # minibatches' shuffle
     fractions = {}
     for bucket in (False, True):
-        pad, real = batching.padding_tokens(rollouts, batching.micro_batches(rollouts, order, 8, bucket))
+        pad, real = padding_tokens(rollouts, batching.micro_batches(rollouts, order, 8, bucket))
         fractions[bucket] = pad / (pad + real)
     with capsys.disabled():
         print(f"\npadding fraction of trained completion tokens, 64 rows, micro-batch 8: "
@@ -240,7 +248,7 @@ def test_bucketed_update_same_loss_and_gradients_less_padding(tiny_llama, aggreg
     # the padding the forwards actually ran on, against what micro_batches/padding_tokens predict
     keep = batching.trained_flags(C.RLConfig(algo=C.AlgoConfig(mask_truncated=True)), rollouts)
     cfg = C.RLConfig(algo=C.AlgoConfig(micro_batch_size=2, mini_batches=2, epochs=2))
-    predicted = {b: sum(batching.padding_tokens(rollouts, batching.micro_batches(rollouts, rows, 2, b))[0]
+    predicted = {b: sum(padding_tokens(rollouts, batching.micro_batches(rollouts, rows, 2, b))[0]
                         for rows, _ in batching.minibatches(cfg, 0, rollouts, keep)) for b in (False, True)}
     assert (plain[1], bucketed[1]) == (predicted[False], predicted[True])
     assert bucketed[1] < plain[1], (plain[1], bucketed[1])

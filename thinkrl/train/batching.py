@@ -73,11 +73,3 @@ def micro_batches(rollouts: list[Rollout], rows: list[int], size: int, bucket_by
     if bucket_by_length:
         rows = sorted(rows, key=lambda i: (len(rollouts[i].completion.token_ids), len(rollouts[i].prompt)))
     return [rows[start : start + size] for start in range(0, len(rows), size)]
-
-
-def padding_tokens(rollouts: list[Rollout], micros: list[list[int]]) -> tuple[int, int]:
-    """(padding, real) completion tokens of micro-batches right-padded to their longest row: the
-    compute that length bucketing saves."""
-    lengths = [[len(rollouts[i].completion.token_ids) for i in m] for m in micros]
-    real = sum(sum(x) for x in lengths)
-    return sum(len(x) * max(x) for x in lengths if x) - real, real
