@@ -42,6 +42,7 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     from thinkrl.eval_results import print_table, results_path, write_results
     from thinkrl.evaluate import encode_problems, load_engine, run_eval as evaluate
     from thinkrl.tasks import get_task
+    from thinkrl.tools import build_toolbox
 
     task = get_task(cfg.task)
     problems = task.problems(cfg.split)
@@ -68,6 +69,7 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     metrics, scored = evaluate(
         engine, task, problems, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
         samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed, on_batch=on_batch, prompts=prompts,
+        tools=build_toolbox(cfg.tools, task),
     )
     bar.close()
     result = write_results(out, cfg, metrics, scored)

@@ -23,6 +23,7 @@ from thinkrl.engine import Completion, Engine, SamplingParams
 from thinkrl.errors import UserError
 from thinkrl.prompts import build_messages, follows_format
 from thinkrl.tasks.base import Problem, Task
+from thinkrl.tools import Toolbox, call_metrics
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -153,9 +154,11 @@ def run_eval(
     seed: int,
     on_batch: Callable[[list[Scored]], None] | None = None,
     prompts: list[list[int]] | None = None,
+    tools: Toolbox | None = None,
 ) -> tuple[dict, list[Scored]]:
     """Evaluate `problems`: returns (metrics, scored completions in problem-major order).
-    `prompts`: their ids from encode_problems, when the caller checked them already."""
+    `prompts`: their ids from encode_problems, when the caller checked them already; `tools`: the
+    tools the model may call (metrics then include tools/*)."""
     if prompts is None:
         prompts = encode_problems(engine.tokenizer, task, problems, template, shots, params.max_new_tokens, engine.context)
     # seed per problem from its position, so --limit N gives the first N problems the same completions
@@ -165,7 +168,7 @@ def run_eval(
     t0 = time.perf_counter()
     for start in range(0, len(problems), per_call):
         idx = range(start, min(start + per_call, len(problems)))
-        outs = engine.generate([prompts[i] for i in idx], params, n=samples, seeds=[seeds[i] for i in idx])
+        outs = engine.generate([prompts[i] for i in idx], params, n=samples, seeds=[seeds[i] for i in idx], tools=tools)
         for c in outs:
             c.prompt_index += start
         batch = score_completions(task, problems, outs, template)
@@ -176,4 +179,6 @@ def run_eval(
     metrics = summarize(scored, samples, task)
     metrics["seconds"] = round(seconds, 2)
     metrics["tokens_per_second"] = round(sum(len(s.completion.token_ids) for s in scored) / max(seconds, 1e-9), 1)
+    if tools is not None:
+        metrics.update({k: round(v, 4) for k, v in call_metrics([s.completion for s in scored]).items()})
     return metrics, scored

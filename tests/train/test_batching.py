@@ -12,7 +12,7 @@ from thinkrl.train.rollout import Rollout
 def _rollouts(lengths, finish="eos"):
     prompts = [[1, 2], [3]]
     return [Rollout(Problem("p", "q", "a"), prompts[i // 2], Completion(
-        prompt_index=i // 2, sample_index=i % 2, token_ids=[5] * n, logprobs=[0.0] * n, text="x",
+        prompt_index=i // 2, sample_index=i % 2, token_ids=[5] * n, logprobs=[0.0] * n, mask=[1] * n, text="x",
         finish_reason="length" if i == 3 else finish), {}, 0.0) for i, n in enumerate(lengths)]
 
 

@@ -9,7 +9,8 @@ written with every run, so a run can be repeated by passing that file as the rec
 Where a section lives, one rule: a section is defined beside the code that interprets it when
 that code is a package thinkrl.config builds on, which must then not import thinkrl.config
 (`[sampling]`: thinkrl.engine.sampling.SamplingParams; `[task]`: thinkrl.tasks.TaskConfig;
-`[rewards]`: thinkrl.rewards.config.RewardConfig); every other section, and every entry point's
+`[rewards]`: thinkrl.rewards.config.RewardConfig; `[tools]`: thinkrl.tools.config.ToolConfig);
+every other section, and every entry point's
 config, is defined in this package (sections.py: those several entry points share; stages.py:
 the training commands; tools.py: eval, generate/chat, bench). All of them are importable from
 thinkrl.config.
@@ -27,10 +28,12 @@ from thinkrl.config.tools import BENCH_MODES, BenchConfig, EvalConfig, GenerateC
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.rewards.config import RewardConfig
 from thinkrl.tasks import TaskConfig
+from thinkrl.tools.config import SearchToolConfig, ToolConfig
 
 __all__ = [
     "ALGORITHMS", "BENCH_MODES", "PIPELINE_STAGES", "AlgoConfig", "BenchConfig", "DPOConfig", "DistillConfig",
     "EvalConfig", "GenerateConfig", "MergeConfig", "ModelConfig", "OptimConfig", "PipelineConfig", "RLConfig",
-    "RLEvalConfig", "RMConfig", "RewardConfig", "SFTConfig", "SampleConfig", "SamplingParams", "TaskConfig",
+    "RLEvalConfig", "RMConfig", "RewardConfig", "SFTConfig", "SampleConfig", "SamplingParams", "SearchToolConfig",
+    "TaskConfig", "ToolConfig",
     "load", "save", "to_toml",
 ]

@@ -12,6 +12,7 @@ from thinkrl.errors import UserError
 from thinkrl.rewards.config import RewardConfig
 from thinkrl.rewards.language import SCRIPTS
 from thinkrl.tasks import TaskConfig
+from thinkrl.tools.config import ToolConfig
 
 
 @dataclass
@@ -25,6 +26,7 @@ class RLConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=256))
     eval: RLEvalConfig = field(default_factory=RLEvalConfig)
+    tools: ToolConfig = field(default_factory=ToolConfig)  # multi-turn rollouts: tools the model may call
     steps: int = 100  # RL steps (one rollout batch each)
     prompts_per_step: int = 8  # groups per step
     group_size: int = 8  # completions per prompt (G)

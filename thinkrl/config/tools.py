@@ -9,6 +9,7 @@ from thinkrl.config.sections import AlgoConfig, ModelConfig, OptimConfig, _at_le
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.errors import UserError
 from thinkrl.tasks import TaskConfig
+from thinkrl.tools.config import ToolConfig
 
 
 @dataclass
@@ -25,6 +26,7 @@ class EvalConfig:
     batch_size: int = 64  # rows (problems x samples) decoded together
     seed: int = 0  # request seeds derive from it: same seed, same completions
     out: str = ""  # results JSON; default runs/eval-<task>-<time>/results.json
+    tools: ToolConfig = field(default_factory=ToolConfig)  # tools the model may call (as in training)
 
     def __post_init__(self):
         if self.samples < 1:

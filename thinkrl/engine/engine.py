@@ -28,6 +28,7 @@ from thinkrl.engine.sampling import SamplingParams, sample, stream_keys, uniform
 from thinkrl.errors import UserError
 from thinkrl.model import is_own
 from thinkrl.model.inputs import pad
+from thinkrl.tools import ToolCall, Toolbox
 
 
 MIN_SHARED_PREFIX = 16  # shorter common prefixes are not worth a separate prefill
@@ -66,6 +67,7 @@ class Completion:
     mask: list[int] = field(default_factory=list)
     finish_reason: str = "length"  # "eos" | "stop" | "length"
     text: str = ""
+    calls: list[ToolCall] = field(default_factory=list)  # tool calls, in order (multi-turn rollouts)
 
 
 class Engine:
@@ -85,9 +87,10 @@ class Engine:
         """Free the graph runner's KV cache and graphs (say, for a training phase); the next call rebuilds them."""
         self._graph = None
 
-    def _runner(self, rows: int, max_len: int):
-        """The runner of one chunk; the graph runner is reused while the chunk fits its buffers."""
-        if self.runner == "eager":
+    def _runner(self, rows: int, max_len: int, eager: bool = False):
+        """The runner of one chunk; the graph runner is reused while the chunk fits its buffers.
+        eager: the eager runner whatever the engine's kind (tool calls need the host between steps)."""
+        if self.runner == "eager" or eager:
             return make_runner(self.model, rows, max_len)
         if self._graph is None or not self._graph.fits(rows, max_len):
             self._graph = None  # free the old cache and graphs before allocating the new ones
@@ -102,8 +105,12 @@ class Engine:
         n: int = 1,
         seeds: list[int] | None = None,
         on_tokens: Callable[[int], None] | None = None,
+        tools: Toolbox | None = None,
     ) -> list[Completion]:
-        """n completions for each prompt, as one flat prompt-major list (prompt i's at i*n .. i*n+n-1)."""
+        """n completions for each prompt, as one flat prompt-major list (prompt i's at i*n .. i*n+n-1).
+
+        tools: a completion that writes a call (`<python>...</python>`) gets the result inserted as
+        tokens with mask 0 and log-prob 0, and decodes on (thinkrl.tools); max_new_tokens counts both."""
         if seeds is None:
             seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
         if len(seeds) != len(prompts):
@@ -124,7 +131,8 @@ class Engine:
         try:
             for c in range(0, len(order), per_chunk):
                 chunk = order[c : c + per_chunk]
-                rows = self._run_chunk([prompts[i] for i in chunk], [seeds[i] for i in chunk], params, n, on_tokens)
+                rows = self._run_chunk([prompts[i] for i in chunk], [seeds[i] for i in chunk], params, n, on_tokens,
+                                       tools)
                 for k, i in enumerate(chunk):
                     for j in range(n):
                         done = rows[k * n + j]
@@ -134,7 +142,7 @@ class Engine:
             self.model.train(was_training)
         return out
 
-    def _run_chunk(self, prompts, seeds, params: SamplingParams, n: int, on_tokens) -> list[Completion]:
+    def _run_chunk(self, prompts, seeds, params: SamplingParams, n: int, on_tokens, tools=None) -> list[Completion]:
         dev = self.device
         rows = len(prompts) * n
         # a system prompt or few-shot turns common to every prompt of the chunk are encoded once
@@ -143,7 +151,7 @@ class Engine:
         suffixes = [p[shared:] for p in prompts]
         ids, attn = pad(suffixes, self.pad_id, left=True)  # every row's last prompt token in the last column
         width = ids.shape[1]
-        runner = self._runner(rows, shared + width + params.max_new_tokens)
+        runner = self._runner(rows, shared + width + params.max_new_tokens, eager=tools is not None)
         if shared:
             prefix = torch.tensor([prompts[0][:shared]], device=dev)
             runner.prefill(prefix, torch.ones_like(prefix, dtype=torch.bool), rows)  # one row, copied to all
@@ -160,16 +168,31 @@ class Engine:
         alive = torch.arange(rows)  # runner row -> result index
         finished = torch.zeros(rows, dtype=torch.bool)  # per runner row
         eos = self.eos.to(dev)
+        forced: dict[int, list[int]] = {}  # result index -> tool-result tokens still to feed, in order
         for step in range(params.max_new_tokens):
             tokens, logps = sample(logits, params, uniforms(keys, step))
             tok_list, lp_list = tokens.tolist(), logps.tolist()
             is_eos = torch.isin(tokens, eos).tolist() if not params.ignore_eos else [False] * len(tok_list)
             produced = 0
+            calls: list[tuple[int, str, str]] = []  # (result index, tool, call text) written this step
             for r, res_i in enumerate(alive.tolist()):
                 if finished[r]:
                     continue
                 produced += 1
+                if forced.get(res_i):  # a tool result being fed: not sampled, never trained on
+                    tok_list[r] = forced[res_i].pop(0)
+                    finished[r] = self._insert(results[res_i], tok_list[r], step, params)
+                    continue
                 finished[r] = self._record(results[res_i], tok_list[r], lp_list[r], is_eos[r], step, params)
+                if tools is not None and not finished[r] and len(results[res_i].calls) < tools.max_calls:
+                    call = self._call_in(results[res_i].token_ids, tools)
+                    if call is not None:
+                        calls.append((res_i, *call))
+            if calls:
+                for (res_i, _, _), done in zip(calls, tools.run([(name, text) for _, name, text in calls])):
+                    results[res_i].calls.append(done)
+                    forced[res_i] = self._result_tokens(tools, done)
+            tokens = torch.tensor(tok_list, device=dev) if forced else tokens
             if on_tokens is not None:
                 on_tokens(produced)
             if bool(finished.all()):
@@ -183,6 +206,29 @@ class Engine:
         for res in results:
             res.text = self._text(res, params.stop)
         return results
+
+    def _insert(self, res: Completion, token: int, step: int, params: SamplingParams) -> bool:
+        """Append one token the model did not sample (a tool result): mask 0, log-prob 0; True when
+        the token budget ends the completion there."""
+        res.token_ids.append(token)
+        res.logprobs.append(0.0)
+        res.mask.append(0)
+        return step + 1 >= params.max_new_tokens
+
+    def _call_in(self, token_ids: list[int], tools: Toolbox) -> tuple[str, str] | None:
+        """(tool, call text) if the last token completed a call's closing tag, else None."""
+        window = max(len(t) for t in tools.closing_tags()) + 8
+        tail = self.tokenizer.decode(token_ids[-window:], skip_special_tokens=True)
+        if not any(tail.endswith(t) for t in tools.closing_tags()):
+            return None
+        return tools.find_call(self.tokenizer.decode(token_ids, skip_special_tokens=True))
+
+    def _result_tokens(self, tools: Toolbox, call: ToolCall) -> list[int]:
+        """The result as token ids, its body cut to tools.result_max_tokens, the tags kept whole."""
+        open_ids = self.tokenizer.encode(f"<{tools.result_tag}>", add_special_tokens=False)
+        body = self.tokenizer.encode(call.result if not call.error else f"error: {call.error}", add_special_tokens=False)
+        close = self.tokenizer.encode(f"</{tools.result_tag}>", add_special_tokens=False)
+        return open_ids + body[: tools.result_max_tokens] + close
 
     def _record(self, res: Completion, token: int, logprob: float, is_eos: bool, step: int, params: SamplingParams) -> bool:
         """Append one sampled token to a completion; True when it ends it (eos, a stop string, or length)."""

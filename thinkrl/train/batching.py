@@ -37,6 +37,12 @@ def rows_of(x: torch.Tensor, micro: list[int], width: int, device) -> torch.Tens
     return (x[micro] if x.dim() == 1 else x[micro][:, :width]).to(device)
 
 
+def sampled_mask(rollouts: list[Rollout], micro: list[int], width: int, device) -> torch.Tensor:
+    """[B, width] 1 at the tokens the model sampled, 0 at inserted ones (tool results) and padding:
+    only sampled tokens carry a policy or value loss."""
+    return pad_rows([[float(m) for m in rollouts[i].completion.mask] for i in micro], width, device)
+
+
 def trained_flags(cfg: RLConfig, rollouts: list[Rollout]) -> list[bool]:
     """Which rollouts carry loss: all but those cut off at the token budget under algo.mask_truncated."""
     return [not (cfg.algo.mask_truncated and r.completion.finish_reason == "length") for r in rollouts]
@@ -57,7 +63,7 @@ def minibatches(cfg: RLConfig, step: int, rollouts: list[Rollout], keep: list[bo
             rows = order[mb * n // a.mini_batches : (mb + 1) * n // a.mini_batches]
             if not rows:
                 continue
-            tokens = sum(len(rollouts[i].completion.token_ids) for i in rows if keep[i])
+            tokens = sum(sum(rollouts[i].completion.mask) for i in rows if keep[i])  # sampled tokens only
             normalizer = float(max(tokens, 1)) if a.aggregation == "token_mean" else float(len(rows))
             yield (sorted(rows) if in_row_order else rows), normalizer
 

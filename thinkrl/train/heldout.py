@@ -17,18 +17,21 @@ from thinkrl.tasks.base import Problem, Task
 from thinkrl.train.logger import RunLogger
 
 
-def _run(engine: Engine, task: Task, problems: list[Problem], task_cfg: TaskConfig, ev: RLEvalConfig, seed: int):
+def _run(engine: Engine, task: Task, problems: list[Problem], task_cfg: TaskConfig, ev: RLEvalConfig, seed: int,
+         tools=None):
     """run_eval's (metrics, scored) with the task's template and shots and the eval section's sampling."""
     return run_eval(engine, task, problems, template=task_cfg.template, shots=task_cfg.shots, params=ev.sampling,
-                    samples=ev.samples, batch_size=ev.batch_size, seed=seed)
+                    samples=ev.samples, batch_size=ev.batch_size, seed=seed, tools=tools)
 
 
-def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], step: int, logger: RunLogger) -> dict:
+def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], step: int, logger: RunLogger,
+                     tools=None) -> dict:
     """eval/* metrics of the training model at `step`, logged with four of its completions;
-    `cfg` is a stage config with task, eval and seed (RLConfig, SFTConfig)."""
-    metrics, scored = _run(engine, task, problems, cfg.task, cfg.eval, cfg.seed)
+    `cfg` is a stage config with task, eval and seed (RLConfig, SFTConfig); `tools` as in its rollouts."""
+    metrics, scored = _run(engine, task, problems, cfg.task, cfg.eval, cfg.seed, tools)
     keys = ("pass@1", f"maj@{cfg.eval.samples}", "format_rate", "mean_response_tokens", "truncated_rate", "seconds")
-    out = {f"eval/{k}": metrics[k] for k in keys + tuple(k for k in metrics if k.startswith("budget/"))}
+    keys += tuple(k for k in metrics if k.startswith(("budget/", "tools/")))
+    out = {f"eval/{k}": metrics[k] for k in keys}
     logger.log(step, out)
     logger.samples(step, [{"eval": True, "id": s.problem.id, "text": s.completion.text, "correct": s.correct}
                           for s in scored[:4]])

@@ -12,7 +12,8 @@ import torch
 
 from thinkrl.algos import explained_variance, gae, kl_penalty, masked_whiten, token_rewards, value_loss
 from thinkrl.config import RLConfig
-from thinkrl.train.batching import micro_batches, micro_inputs, minibatches, pad_rows, rows_of, trained_flags
+from thinkrl.train.batching import (micro_batches, micro_inputs, minibatches, pad_rows, rows_of, sampled_mask,
+                                    trained_flags)
 from thinkrl.train.critic import completion_values
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.optim import SkipGuard, optimizer_step
@@ -51,7 +52,8 @@ def ppo_advantages(cfg: RLConfig, rollouts: list[Rollout], critic, ref_model, pa
     dev = next(critic.parameters()).device
     width = max(len(r.completion.token_ids) for r in rollouts)
     mask = pad_rows([[1.0] * len(r.completion.token_ids) for r in rollouts], width, dev)
-    trained = mask * torch.tensor([float(k) for k in trained_flags(cfg, rollouts)], device=dev)[:, None]
+    trained = mask * sampled_mask(rollouts, list(range(len(rollouts))), width, dev)  # tool results carry no loss
+    trained = trained * torch.tensor([float(k) for k in trained_flags(cfg, rollouts)], device=dev)[:, None]
     values = _batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_values(
         critic, p, rows, c, detach_prompt=a.detach_prompt, pad_id=pad_id)[0]) * mask
     metrics = {}
@@ -95,6 +97,7 @@ def update_critic(cfg: RLConfig, step: int, critic: Critic, rollouts: list[Rollo
             prompts, prompt_of_row, completions = micro_inputs(rollouts, micro)
             values, mask = completion_values(critic.model, prompts, prompt_of_row, completions,
                                              detach_prompt=a.detach_prompt, pad_id=pad_id)
+            mask = mask * sampled_mask(rollouts, micro, mask.shape[1], dev)
             mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
             width = values.shape[1]
             loss, m = value_loss(values, rows_of(old_values, micro, width, dev), rows_of(returns, micro, width, dev), mask,

@@ -39,7 +39,8 @@ from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pre
 from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
 from thinkrl.tasks.base import Problem
-from thinkrl.train.batching import micro_batches, micro_inputs, minibatches, pad_rows, rows_of, trained_flags
+from thinkrl.train.batching import (micro_batches, micro_inputs, minibatches, pad_rows, rows_of, sampled_mask,
+                                    trained_flags)
 from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint
 from thinkrl.train.critic import load_critic, load_critic_weights, save_critic_weights
 from thinkrl.train.forward import completion_logprobs
@@ -47,6 +48,7 @@ from thinkrl.train.heldout import evaluate_heldout
 from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
 from thinkrl.train.ppo_update import Critic, ppo_advantages, update_critic
 from thinkrl.train.resume import resume_run
+from thinkrl.tools import build_toolbox
 from thinkrl.train.rollout import Rollout, collect, rollout_metrics
 
 
@@ -83,6 +85,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
                 pack=a.pack,
             )
             old = pad_rows([rollouts[i].completion.logprobs for i in micro], logp.shape[1], dev)
+            mask = mask * sampled_mask(rollouts, micro, mask.shape[1], dev)
             mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
             ref = None
             if ref_model is not None:
@@ -140,6 +143,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     if not train_problems:
         raise UserError(f"task '{cfg.task.name}' has no train problems")
     rewards = rewards_mod.build(cfg.rewards, *device_and_dtype(cfg.model.device, cfg.model.dtype))  # a reward model sits beside the policy
+    tools = build_toolbox(cfg.tools, task)  # None without a [tools] section: single-turn rollouts
 
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
     model, tokenizer = load_model(ckpt if ckpt else cfg.model.name, device=device, dtype=dtype)
@@ -187,7 +191,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
                         extra=functools.partial(save_critic_weights, critic.model))
 
     if state["step"] == 0 and eval_problems:
-        ev = evaluate_heldout(cfg, engine, task, eval_problems, 0, logger)
+        ev = evaluate_heldout(cfg, engine, task, eval_problems, 0, logger, tools)
         print(f"step 0 held-out: accuracy {ev['eval/pass@1']:.3f}, format {ev['eval/format_rate']:.3f}", flush=True)
     final_ev = None  # the evaluation after the last step
     bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="rl", disable=not show_progress,
@@ -195,7 +199,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     for step in bar:
         t0 = time.perf_counter()
         rollouts, state["position"], m_draw, drawn = collect(
-            cfg, step, state["position"], engine, task, train_problems, encode, rewards_mod.active(rewards, cfg.rewards, step))
+            cfg, step, state["position"], engine, task, train_problems, encode, rewards_mod.active(rewards, cfg.rewards, step),
+            tools)
         t_gen = time.perf_counter() - t0
         m_critic: dict[str, float] = {}
         if ppo:
@@ -231,7 +236,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         # the final evaluation too is logged before the checkpoint of its step: a run killed after
         # that checkpoint resumes past it and does not log it twice
         if eval_problems and ((cfg.eval.every and state["step"] % cfg.eval.every == 0) or last):
-            ev = evaluate_heldout(cfg, engine, task, eval_problems, state["step"], logger)
+            ev = evaluate_heldout(cfg, engine, task, eval_problems, state["step"], logger, tools)
             final_ev = ev if last else None
         if ((cfg.save_every and state["step"] % cfg.save_every == 0) or last) and all(
                 g.may_checkpoint(f"step {state['step']}") for g in guards.values()):

@@ -15,6 +15,7 @@ from thinkrl import rewards as rewards_mod
 from thinkrl.config import RLConfig
 from thinkrl.engine import Completion, Engine
 from thinkrl.tasks.base import Problem, Task
+from thinkrl.tools import call_metrics
 from thinkrl.train.order import problem_at, rollout_seed
 
 
@@ -42,9 +43,10 @@ def score(task: Task, problems: list[Problem], completions: list[Completion], re
 
 
 def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task, problems: list[Problem], encode,
-            rewards) -> tuple[list[Rollout], int, dict, list[Rollout]]:
+            rewards, tools=None) -> tuple[list[Rollout], int, dict, list[Rollout]]:
     """Rollouts for one step, prompt-major in groups of G. With dynamic sampling, groups whose
     rewards are all equal are dropped and further prompts drawn, up to algo.max_draws batches.
+    `tools` (thinkrl.tools.Toolbox): the calls rollouts may make, their results inserted.
     Returns (rollouts to train on, new data position, metrics, every rollout drawn)."""
     g, want = cfg.group_size, cfg.prompts_per_step
     kept: list[list[Rollout]] = []
@@ -55,7 +57,7 @@ def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task,
         position += want
         prompts = [encode(p) for p in batch]
         seeds = [rollout_seed(cfg.seed, step, draws, i) for i in range(want)]
-        outs = engine.generate(prompts, cfg.sampling, n=g, seeds=seeds)
+        outs = engine.generate(prompts, cfg.sampling, n=g, seeds=seeds, tools=tools)
         scored = score(task, [batch[j // g] for j in range(len(outs))], outs, rewards, cfg.sampling.max_new_tokens,
                        cfg.rewards.timeout, failures)
         for i, p in enumerate(batch):
@@ -86,4 +88,6 @@ def rollout_metrics(drawn: list[Rollout], rollouts: list[Rollout], g: int) -> di
     lens = torch.tensor([len(r.completion.token_ids) for r in rollouts], dtype=torch.float)
     out["response/len_mean"], out["response/len_max"] = float(lens.mean()), float(lens.max())
     out["response/truncated_frac"] = sum(r.completion.finish_reason == "length" for r in rollouts) / len(rollouts)
+    if any(r.completion.calls or 0 in r.completion.mask for r in drawn):  # multi-turn rollouts: tools/*
+        out.update(call_metrics([r.completion for r in drawn]))
     return out

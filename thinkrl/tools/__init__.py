@@ -1,0 +1,130 @@
+"""Tools a rollout can call: a tool is a name and a function from the text of a call to the text of its result.
+
+A completion calls tool NAME by writing `<NAME>call text</NAME>` (Search-R1's tag style). The
+engine (thinkrl.engine) notices the closing tag, pauses that row, runs the call here (the calls
+of a decode step in parallel, each under a deadline), and appends `<result>...</result>` as tokens
+the model did not sample (loss mask 0, no log-prob), then decodes on. Adding a tool is one
+function `str -> str` in `Toolbox.tools` and a recipe key that builds it (`build_toolbox`).
+
+Model-written code never runs here: the Python tool hands it to thinkrl.sandbox (another process,
+no network, resource limits). A call that raises or passes its deadline gives an error result,
+recorded on the completion; a thread stuck in a tool that ignores its deadline is left to finish
+on its own (the sandbox kills its process at its own limit).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Callable
+
+from thinkrl.tools.config import SearchToolConfig, ToolConfig
+
+__all__ = ["SearchToolConfig", "ToolCall", "ToolConfig", "Toolbox", "build_toolbox", "call_metrics"]
+
+
+@dataclass
+class ToolCall:
+    """One call a completion made: what it asked, what it got, and how it went."""
+
+    name: str
+    call: str
+    result: str = ""
+    error: str = ""  # "" when the tool returned; else "timeout" or the exception's one-line message
+    seconds: float = 0.0
+
+
+@dataclass
+class Toolbox:
+    tools: dict[str, Callable[[str], str]]
+    max_calls: int = 4
+    result_max_tokens: int = 128
+    call_timeout_s: float = 10.0
+    result_tag: str = "result"
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    def closing_tags(self) -> list[str]:
+        return [f"</{name}>" for name in self.tools]
+
+    def find_call(self, text: str) -> tuple[str, str] | None:
+        """(tool name, call text) if `text` ends with a complete call, else None."""
+        for name in self.tools:
+            close = f"</{name}>"
+            if text.endswith(close):
+                start = text.rfind(f"<{name}>", 0, len(text) - len(close))
+                if start >= 0:
+                    return name, text[start + len(name) + 2 : len(text) - len(close)].strip()
+        return None
+
+    def run(self, calls: list[tuple[str, str]]) -> list[ToolCall]:
+        """Run (name, call text) pairs in parallel, each under call_timeout_s; results in order."""
+        if not calls:
+            return []
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="thinkrl-tool")
+        t0 = time.perf_counter()
+        futures = [self._pool.submit(_timed, self.tools[name], text) for name, text in calls]
+        out = []
+        for (name, text), fut in zip(calls, futures):
+            left = max(0.0, self.call_timeout_s - (time.perf_counter() - t0))  # the calls run side by side
+            try:
+                result, error, seconds = fut.result(timeout=left)
+            except FutureTimeout:
+                result, error, seconds = "", "timeout", time.perf_counter() - t0
+            out.append(ToolCall(name, text, result, error, seconds))
+        return out
+
+    def result_text(self, call: ToolCall) -> str:
+        """What the model reads after its call."""
+        body = call.result if not call.error else f"error: {call.error}"
+        return f"<{self.result_tag}>{body}</{self.result_tag}>"
+
+
+def _timed(fn: Callable[[str], str], text: str) -> tuple[str, str, float]:
+    t0 = time.perf_counter()
+    try:
+        return str(fn(text)), "", time.perf_counter() - t0
+    except Exception as e:  # noqa: BLE001 - a tool's failure is the model's result, not the run's end
+        line = next((x for x in str(e).splitlines() if x.strip()), type(e).__name__)
+        return "", f"{type(e).__name__}: {line}", time.perf_counter() - t0
+
+
+def call_metrics(completions) -> dict[str, float]:
+    """tools/* statistics of some completions (thinkrl.engine.Completion): calls per completion, the
+    share that called at all, errors and timeouts per call, inserted result tokens per completion."""
+    n = max(len(completions), 1)
+    calls = [c for comp in completions for c in comp.calls]
+    inserted = sum(len(comp.mask) - sum(comp.mask) for comp in completions)
+    return {
+        "tools/calls_per_completion": len(calls) / n,
+        "tools/call_frac": sum(bool(comp.calls) for comp in completions) / n,
+        "tools/error_frac": sum(bool(c.error) and c.error != "timeout" for c in calls) / max(len(calls), 1),
+        "tools/timeout_frac": sum(c.error == "timeout" for c in calls) / max(len(calls), 1),
+        "tools/result_tokens": inserted / n,
+        "tools/seconds_per_call": sum(c.seconds for c in calls) / max(len(calls), 1),
+    }
+
+
+def build_toolbox(cfg: ToolConfig, task=None) -> Toolbox | None:
+    """The tools a `[tools]` section asks for, or None when it asks for none. `task` supplies its own
+    corpus for `search.corpus = "task"` (the lookup task)."""
+    if not cfg.enabled:
+        return None
+    tools: dict[str, Callable[[str], str]] = {}
+    if cfg.python:
+        from thinkrl.tools.python import make_python_tool  # noqa: PLC0415 - the sandbox only when asked for
+
+        tools["python"] = make_python_tool(timeout_s=cfg.call_timeout_s)
+    if cfg.search.corpus:
+        from thinkrl.tools.search import make_search_tool  # noqa: PLC0415 - bm25s only when asked for
+
+        corpus = cfg.search.corpus
+        if corpus == "task":
+            corpus = task.corpus_path() if task is not None and hasattr(task, "corpus_path") else ""
+            if not corpus:
+                from thinkrl.errors import UserError  # noqa: PLC0415
+
+                raise UserError("tools.search.corpus = 'task' needs a task with a corpus (lookup)")
+        tools["search"] = make_search_tool(corpus, k=cfg.search.k, max_chars=cfg.search.max_chars)
+    return Toolbox(tools, cfg.max_calls, cfg.result_max_tokens, cfg.call_timeout_s, cfg.result_tag)
