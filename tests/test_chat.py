@@ -28,7 +28,19 @@ def test_generate_think_budget_asks_for_that_length(model_dir, monkeypatch, caps
 
 
 class _Done:
-    text, token_ids, finish_reason = "<think>a</think> <answer>5</answer>", [1, 2], "stop"
+    text, token_ids, finish_reason, calls = "<think>a</think> <answer>5</answer>", [1, 2], "stop", []
+
+
+def test_generate_shows_tool_calls_apart(capsys):
+    from thinkrl.chat import _show
+    from thinkrl.engine import Completion
+    from thinkrl.tools import ToolCall
+
+    c = Completion(0, 0, [1], text="<think>use it <python>print(6*7)</python><result>42</result></think> <answer>42</answer>",
+                   finish_reason="stop", calls=[ToolCall("python", "print(6*7)", "42")])
+    _show(c)
+    out = capsys.readouterr().out
+    assert "[python call]\nprint(6*7)\n[python result]\n42" in out and out.rstrip().endswith("[answer]\n42")
 
 
 def test_chat_keeps_a_conversation_and_resets(model_dir, monkeypatch, capsys):

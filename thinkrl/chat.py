@@ -1,5 +1,6 @@
 """`thinkrl generate` and `thinkrl chat`: answer a prompt, or hold a conversation, showing the
-thinking and the answer apart (the <think>/<answer> format of the r1_zero template)."""
+thinking and the answer apart (the <think>/<answer> format of the r1_zero template), and the
+tool calls with their results apart from both when `[tools]` gives the model tools."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ def _messages(cfg: GenerateConfig, history: list[dict]) -> list[dict]:
 def _answer(engine, cfg: GenerateConfig, history: list[dict], seed: int):
     from thinkrl.evaluate import encode_prompt
 
+    from thinkrl.tools import build_toolbox
+
     ids = encode_prompt(engine.tokenizer, _messages(cfg, history))
-    return engine.generate([ids], cfg.sampling, n=1, seeds=[seed])[0]
+    return engine.generate([ids], cfg.sampling, n=1, seeds=[seed], tools=build_toolbox(cfg.tools))[0]
 
 
 def _show(completion) -> None:
@@ -33,6 +36,9 @@ def _show(completion) -> None:
         thinking, answer = None, completion.text.strip()
     if thinking:
         print(f"[thinking]\n{thinking}\n")
+    for call in completion.calls:
+        print(f"[{call.name} call]\n{call.call}\n[{call.name} result{', ' + call.error if call.error else ''}]\n"
+              f"{call.result}\n")
     print(f"[answer]\n{answer}")
     print(f"({len(completion.token_ids)} tokens, finished by {completion.finish_reason})", file=sys.stderr)
 

@@ -47,6 +47,7 @@ class GenerateConfig:
     system: str = ""  # a system prompt of your own; replaces the template's
     think_budget: int = 0  # generate: append "Think for N tokens." (for a model trained with task.think_budgets)
     seed: int = 0
+    tools: ToolConfig = field(default_factory=ToolConfig)  # tools the model may call; calls shown apart
 
     def __post_init__(self):
         if self.think_budget < 0:
