@@ -45,7 +45,7 @@ class TaskConfig:
     max_digits: int = 3  # most digits per number
     digits: str = ""  # exact digits per operand, e.g. "2,1" for 54 * 8; overrides operands/min/max_digits
     ops: str = "+-*"  # operators to draw from, a subset of "+-*"
-    solution_style: str = "worked"  # written solutions (sample source=solutions): worked | short | checked | mixed | e.g. "checked:6,worked:3,short:1"
+    solution_style: str = "worked"  # written solutions and examples: worked | short | checked | python (a tool call) | mixed | e.g. "checked:6,worked:3,short:1"
     # countdown
     numbers: int = 3  # how many numbers each puzzle gives
     max_number: int = 100  # numbers are drawn from 1..max_number

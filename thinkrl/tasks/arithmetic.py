@@ -81,7 +81,8 @@ def worked_steps(nums: list[int], ops: list[str]) -> str:
     return ". ".join(steps) if steps else str(total)
 
 
-SOLUTION_STYLES = ("worked", "short", "checked", "mixed", "every")
+WRITTEN = ("worked", "short", "checked")  # the lengths "mixed" and "every" cycle through
+SOLUTION_STYLES = (*WRITTEN, "python", "mixed", "every")
 
 
 def style_cycle(spec: str) -> list[str] | None:
@@ -93,24 +94,28 @@ def style_cycle(spec: str) -> list[str] | None:
     cycle = []
     for part in spec.split(","):
         style, _, weight = part.strip().partition(":")
-        if style not in SOLUTION_STYLES[:3] or not (weight or "1").isdigit():
+        if style not in (*WRITTEN, "python") or not (weight or "1").isdigit():
             return None
         cycle += [style] * int(weight or "1")
     return cycle or None
 
 
 def written_steps(nums: list[int], ops: list[str], style: str = "worked") -> str:
-    """A written solution at one of three lengths (`style`, one of SOLUTION_STYLES but mixed):
+    """A written solution in one of the styles (`style`, one of SOLUTION_STYLES but mixed and every):
 
     short    "54 * 8 = 432"                                  the result alone, as R1-Zero writes it
     worked   "54 * 8 = 50 * 8 + 4 * 8 = 400 + 32 = 432"      the computation step by step
     checked  the worked steps, then "Check: " and the same computation again with the operands in
              reverse order (sums and products keep their value reversed; with "-" the check
              restates the result)
+    python   "<python>print(54 * 8)</python><result>432</result> 54 * 8 = 432": a call of the
+             Python tool (thinkrl.tools) with the result the engine would insert, then the result
     """
     result = f"{expression(nums, ops)} = {evaluate(nums, ops)}"
     if style == "short":
         return result
+    if style == "python":
+        return f"<python>print({expression(nums, ops)})</python><result>{evaluate(nums, ops)}</result> {result}"
     worked = worked_steps(nums, ops)
     if style == "worked":
         return worked
