@@ -8,8 +8,8 @@ fails at startup with one line naming PATH:LINE and what is wrong.
 Index: bm25s (Lucene's BM25 scoring) over each passage's title and text, lowercased, split into
 word characters, English stopwords dropped, no stemming (so the invented names of the lookup task
 and a user's product codes match as written). It is built once and saved under
-`<cache>/search/<key>/`, where key hashes the corpus file's bytes and INDEX_VERSION: an edited
-corpus gets a new index, an unchanged one is loaded (milliseconds) instead of rebuilt.
+`<cache>/search/<key>/`, where key hashes the corpus file's bytes, INDEX_VERSION and the bm25s
+version: an edited corpus gets a new index, an unchanged one is loaded (milliseconds), not rebuilt.
 
 What the model sees (`search_tool`): the top-k passages as "title: text", each cut to
 `max_chars` characters, one per line; "No results." when no passage shares a word with the
@@ -100,8 +100,11 @@ def load_corpus(path: Path) -> list[Passage]:
 
 
 def index_key(path: Path) -> str:
-    """The cache key of a corpus file's index: its bytes and INDEX_VERSION, hashed."""
-    digest = hashlib.sha256(INDEX_VERSION.encode())
+    """The cache key of a corpus file's index: its bytes, INDEX_VERSION and the bm25s version (its
+    save format may change between releases), hashed."""
+    from bm25s.version import __version__ as bm25s_version  # noqa: PLC0415 - bm25s loads on use
+
+    digest = hashlib.sha256(f"{INDEX_VERSION} bm25s-{bm25s_version}".encode())
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
