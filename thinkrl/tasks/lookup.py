@@ -105,19 +105,23 @@ def make_world(seed: int, people: int) -> World:
 
 
 def passages(world: World) -> list[dict]:
-    """The corpus: one {"id", "title", "text"} card per entity, people first."""
+    """The corpus: one {"id", "title", "text"} card per entity, people first. Each card repeats
+    its entity's name, so BM25 ranks it above cards that only mention the name."""
     w, out = world, []
+    city, org, country = (lambda i: w.cities[i]["name"]), (lambda i: w.orgs[i]["name"]), (lambda i: w.countries[i]["name"])
     for i, p in enumerate(w.people):
-        text = f"{p['name']} was born in {w.cities[p['city']]['name']} in {p['year']}. {p['name']} works for {w.orgs[p['org']]['name']}."
+        text = f"{p['name']} was born in {city(p['city'])} in {p['year']}. {p['name']} works for {org(p['org'])}."
         out.append({"id": f"person-{i}", "title": p["name"], "text": text})
     for i, o in enumerate(w.orgs):
         text = (f"{o['name']} is an organisation founded in {o['year']}. Its headquarters are in the city of "
-                f"{w.cities[o['city']]['name']}. {o['name']} has {o['members']} members.")  # fmt: skip
+                f"{city(o['city'])}. {o['name']} has {o['members']} members.")  # fmt: skip
         out.append({"id": f"org-{i}", "title": o["name"], "text": text})
     for i, c in enumerate(w.cities):
-        out.append({"id": f"city-{i}", "title": c["name"], "text": f"{c['name']} is a city in the country of {w.countries[c['country']]['name']}."})
+        text = f"{c['name']} is a city in the country of {country(c['country'])}."
+        out.append({"id": f"city-{i}", "title": c["name"], "text": text})
     for i, k in enumerate(w.countries):
-        out.append({"id": f"country-{i}", "title": k["name"], "text": f"{k['name']} is a country. Its capital is the city of {w.cities[k['capital']]['name']}."})
+        text = f"{k['name']} is a country. Its capital is the city of {city(k['capital'])}."
+        out.append({"id": f"country-{i}", "title": k["name"], "text": text})
     return out
 
 
