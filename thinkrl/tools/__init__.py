@@ -121,7 +121,9 @@ def build_toolbox(cfg: ToolConfig, task=None) -> Toolbox | None:
 
         corpus = cfg.search.corpus
         if corpus == "task":
-            corpus = task.corpus_path() if task is not None and hasattr(task, "corpus_path") else ""
+            while task is not None and not hasattr(task, "corpus_path"):  # through wrappers (task.rewards, budgets)
+                task = getattr(task, "task", None)
+            corpus = str(task.corpus_path()) if task is not None else ""
             if not corpus:
                 from thinkrl.errors import UserError  # noqa: PLC0415
 
