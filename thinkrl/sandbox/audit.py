@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 
-from thinkrl.sandbox.run import processes_of_uid
+from thinkrl.sandbox.run import processes_of_uids
 
 
 def leftover_processes(uid_base: int = 61000, slots: int = 256) -> dict[int, list[int]]:
     """{uid: live pids} for every sandbox uid that still has processes. Empty when clean."""
-    found = {uid: processes_of_uid(uid) for uid in range(uid_base, uid_base + slots)}
-    return {uid: pids for uid, pids in found.items() if pids}
+    return processes_of_uids(range(uid_base, uid_base + slots))
 
 
 def files_owned_by(roots: list[str], uid_base: int = 61000, slots: int = 256, max_depth: int = 4) -> list[str]:

@@ -68,9 +68,9 @@ def _acquire_slot(uid_base: int, slots: int, lock_dir: str) -> tuple[int, int]:
     raise RuntimeError(f"all {slots} sandbox slots are busy (uids {uid_base}..{uid_base + slots - 1})")
 
 
-def processes_of_uid(uid: int) -> list[int]:
-    """Live (not zombie) pids whose real uid is `uid`, read from /proc."""
-    pids = []
+def processes_of_uids(uids: range) -> dict[int, list[int]]:
+    """{uid: live (not zombie) pids} for the uids in `uids` that have any, from one pass over /proc."""
+    found: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -79,9 +79,15 @@ def processes_of_uid(uid: int) -> list[int]:
         except OSError:
             continue  # it ended while we looked
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if fields.get("Uid", "").split()[:1] == [str(uid)] and not fields.get("State", "").strip().startswith("Z"):
-            pids.append(int(entry))
-    return pids
+        uid = int(fields.get("Uid", "-1").split()[0])
+        if uid in uids and not fields.get("State", "").strip().startswith("Z"):
+            found.setdefault(uid, []).append(int(entry))
+    return found
+
+
+def processes_of_uid(uid: int) -> list[int]:
+    """Live (not zombie) pids whose real uid is `uid`."""
+    return processes_of_uids(range(uid, uid + 1)).get(uid, [])
 
 
 def _kill_all(proc: subprocess.Popen, uid: int | None) -> None:
