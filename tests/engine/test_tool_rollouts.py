@@ -46,7 +46,7 @@ def test_a_call_inserts_its_result_and_decoding_goes_on_from_it(tiny, monkeypatc
     original = Engine._call_in
 
     def call_at_4(self, token_ids, tools):
-        return ("calc", "6 * 7") if len(token_ids) == 4 else original(self, token_ids, tools)
+        return ("calc", "6 * 7", "") if len(token_ids) == 4 else original(self, token_ids, tools)
 
     monkeypatch.setattr(Engine, "_call_in", call_at_4)
     outs = generate(model, tok, box(), max_new_tokens=30)
@@ -75,10 +75,14 @@ def test_call_detection_reads_the_closing_tag(tiny_llama):
     engine = Engine(model, tok, [])
     tools = box()
     ids = tok.encode("I will compute. <calc>1 + 2</calc>", add_special_tokens=False)
-    assert engine._call_in(ids, tools) == ("calc", "1 + 2")
+    assert engine._call_in(ids, tools) == ("calc", "1 + 2", "")
     assert engine._call_in(ids[:-1], tools) is None
     assert engine._call_in(tok.encode("</calc> alone", add_special_tokens=False), tools) is None
     assert tools.find_call("text </calc>") is None
+    # a token that closes the tag and starts the result tag ("><"): the rest of the tag follows it
+    assert tools.find_call("<calc>2*3</calc><") == ("calc", "2*3", "<")
+    inserted = tok.decode(engine._result_tokens(tools, ToolCall("calc", "2*3", "6"), "<"))
+    assert inserted == "result>6</result>"
 
 
 def test_tool_errors_timeouts_and_parallel_calls():

@@ -18,7 +18,7 @@ def test_search_over_the_tasks_own_corpus_through_a_wrapper(tmp_path, monkeypatc
     problem = task.problems("eval")[0]
     found = box.tools["search"](problem.question)
     assert found.count("\n") <= 1 and ":" in found
-    assert box.find_call(f"<search>{problem.question}</search>") == ("search", problem.question)
+    assert box.find_call(f"<search>{problem.question}</search>") == ("search", problem.question, "")
 
 
 def test_a_corpus_of_task_needs_a_task_that_has_one():

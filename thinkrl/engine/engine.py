@@ -17,6 +17,7 @@ sampling included, from CUDA graphs and keeps its runner across calls so graphs 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -174,7 +175,7 @@ class Engine:
             tok_list, lp_list = tokens.tolist(), logps.tolist()
             is_eos = torch.isin(tokens, eos).tolist() if not params.ignore_eos else [False] * len(tok_list)
             produced = 0
-            calls: list[tuple[int, str, str]] = []  # (result index, tool, call text) written this step
+            calls: list[tuple[int, str, str, str]] = []  # (result index, tool, call text, text past its tag)
             for r, res_i in enumerate(alive.tolist()):
                 if finished[r]:
                     continue
@@ -189,9 +190,9 @@ class Engine:
                     if call is not None:
                         calls.append((res_i, *call))
             if calls:
-                for (res_i, _, _), done in zip(calls, tools.run([(name, text) for _, name, text in calls])):
+                for (res_i, _, _, after), done in zip(calls, tools.run([(name, text) for _, name, text, _ in calls])):
                     results[res_i].calls.append(done)
-                    forced[res_i] = self._result_tokens(tools, done)
+                    forced[res_i] = self._result_tokens(tools, done, after)
             tokens = torch.tensor(tok_list, device=dev) if forced else tokens
             if on_tokens is not None:
                 on_tokens(produced)
@@ -215,20 +216,24 @@ class Engine:
         res.mask.append(0)
         return step + 1 >= params.max_new_tokens
 
-    def _call_in(self, token_ids: list[int], tools: Toolbox) -> tuple[str, str] | None:
-        """(tool, call text) if the last token completed a call's closing tag, else None."""
+    def _call_in(self, token_ids: list[int], tools: Toolbox) -> tuple[str, str, str] | None:
+        """(tool, call text, text after the closing tag) if the last token completed a call's closing
+        tag, else None. Decodes a short window, as stop strings do, and the whole text only on a hit."""
         window = max(len(t) for t in tools.closing_tags()) + 8
-        tail = self.tokenizer.decode(token_ids[-window:], skip_special_tokens=True)
-        if not any(tail.endswith(t) for t in tools.closing_tags()):
+        with_last = self.tokenizer.decode(token_ids[-window:], skip_special_tokens=True)
+        without = self.tokenizer.decode(token_ids[-window:-1], skip_special_tokens=True)
+        if not any(t in with_last and t not in without for t in tools.closing_tags()):
             return None
         return tools.find_call(self.tokenizer.decode(token_ids, skip_special_tokens=True))
 
-    def _result_tokens(self, tools: Toolbox, call: ToolCall) -> list[int]:
-        """The result as token ids, its body cut to tools.result_max_tokens, the tags kept whole."""
-        open_ids = self.tokenizer.encode(f"<{tools.result_tag}>", add_special_tokens=False)
+    def _result_tokens(self, tools: Toolbox, call: ToolCall, after: str) -> list[int]:
+        """The result as token ids, its body cut to tools.result_max_tokens. `after`: what the closing
+        token wrote past the call's tag; where it began the result tag ("<"), the rest of the tag follows."""
+        open_tag = f"<{tools.result_tag}>"
+        open_tag = open_tag[len(after):] if after and open_tag.startswith(after) else open_tag
         body = self.tokenizer.encode(call.result if not call.error else f"error: {call.error}", add_special_tokens=False)
-        close = self.tokenizer.encode(f"</{tools.result_tag}>", add_special_tokens=False)
-        return open_ids + body[: tools.result_max_tokens] + close
+        encode = functools.partial(self.tokenizer.encode, add_special_tokens=False)
+        return encode(open_tag) + body[: tools.result_max_tokens] + encode(f"</{tools.result_tag}>")
 
     def _record(self, res: Completion, token: int, logprob: float, is_eos: bool, step: int, params: SamplingParams) -> bool:
         """Append one sampled token to a completion; True when it ends it (eos, a stop string, or length)."""

@@ -14,6 +14,7 @@ on its own (the sandbox kills its process at its own limit).
 
 from __future__ import annotations
 
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -47,15 +48,18 @@ class Toolbox:
     def closing_tags(self) -> list[str]:
         return [f"</{name}>" for name in self.tools]
 
-    def find_call(self, text: str) -> tuple[str, str] | None:
-        """(tool name, call text) if `text` ends with a complete call, else None."""
-        for name in self.tools:
-            close = f"</{name}>"
-            if text.endswith(close):
-                start = text.rfind(f"<{name}>", 0, len(text) - len(close))
-                if start >= 0:
-                    return name, text[start + len(name) + 2 : len(text) - len(close)].strip()
-        return None
+    def find_call(self, text: str) -> tuple[str, str, str] | None:
+        """(tool name, call text, text after its closing tag) of the last complete call in `text`,
+        or None. The text after the tag is what the token that closed it wrote beyond it (a token
+        such as "><" closes `</python>` and starts the next tag)."""
+        ends = [(text.rfind(f"</{name}>"), name) for name in self.tools]
+        close_at, name = max(ends)
+        if close_at < 0:
+            return None
+        start = text.rfind(f"<{name}>", 0, close_at)
+        if start < 0:
+            return None
+        return name, text[start + len(name) + 2 : close_at].strip(), text[close_at + len(name) + 3 :]
 
     def run(self, calls: list[tuple[str, str]]) -> list[ToolCall]:
         """Run (name, call text) pairs in parallel, each under call_timeout_s; results in order."""
@@ -113,9 +117,10 @@ def build_toolbox(cfg: ToolConfig, task=None) -> Toolbox | None:
         return None
     tools: dict[str, Callable[[str], str]] = {}
     if cfg.python:
-        from thinkrl.tools.python import make_python_tool  # noqa: PLC0415 - the sandbox only when asked for
+        from thinkrl.sandbox import Limits  # noqa: PLC0415 - the sandbox only when asked for
+        from thinkrl.tools.python import python_tool  # noqa: PLC0415
 
-        tools["python"] = make_python_tool(timeout_s=cfg.call_timeout_s)
+        tools["python"] = functools.partial(python_tool, limits=Limits(wall_s=cfg.call_timeout_s))
     if cfg.search.corpus:
         from thinkrl.tools.search import make_search_tool  # noqa: PLC0415 - bm25s only when asked for
 
