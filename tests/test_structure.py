@@ -85,7 +85,7 @@ def test_stage_loops_stand_side_by_side():
 
 def test_llama_internals_only_in_the_model_package():
     for path in ROOT.rglob("*.py"):
-        if path.parent.name == "model" or path.name == "distill.py":  # distill's shrink keeps HF's layer list
+        if path.parent.name == "model":
             continue
         text = path.read_text()
         for word in ("q_proj", "self_attn", "rotary_emb", "input_layernorm", "decoder_layers"):

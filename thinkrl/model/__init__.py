@@ -2,8 +2,8 @@
 bridge to HF checkpoints (hf.py). Other architectures run through HF's forward."""
 
 from thinkrl.model.attention import Decode, KVCache, Packed, Prefill, attention, padded_causal_mask
-from thinkrl.model.hf import adopt, is_own, save_own
+from thinkrl.model.hf import adopt, is_own, keep_layers, save_own
 from thinkrl.model.llama import CausalLM, ValueModel, head_shape, supports
 
 __all__ = ["CausalLM", "Decode", "KVCache", "Packed", "Prefill", "ValueModel", "adopt", "attention", "head_shape",
-           "is_own", "padded_causal_mask", "save_own", "supports"]
+           "is_own", "keep_layers", "padded_causal_mask", "save_own", "supports"]

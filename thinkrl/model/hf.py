@@ -77,3 +77,16 @@ def save_own(model, folder: Path) -> None:
     tied = getattr(config, "tie_word_embeddings", False)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
     save_file(state, str(Path(folder) / "model.safetensors"), metadata={"format": "pt"})
+
+
+def keep_layers(model, idx: list[int]):
+    """`model` (thinkrl's decoder or an HF llama-family model) with only decoder layers `idx`, in
+    place, its config saying so: a distillation student cut from its teacher."""
+    layers = model.model.layers
+    model.model.layers = torch.nn.ModuleList([layers[i] for i in idx])
+    for new, layer in enumerate(model.model.layers):
+        layer.self_attn.layer_idx = new  # KV caches (ours and HF's) are indexed by it
+    model.config.num_hidden_layers = len(idx)
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = [model.config.layer_types[i] for i in idx]
+    return model

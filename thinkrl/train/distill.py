@@ -14,10 +14,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-import torch
 
 from thinkrl.config import DistillConfig, save as save_config
 from thinkrl.errors import UserError
+from thinkrl.model import keep_layers
 from thinkrl.models import load_model, save_pretrained
 from thinkrl.train.heldout import heldout_eval
 
@@ -32,16 +32,8 @@ def keep_indices(total: int, keep: int) -> list[int]:
 
 
 def shrink(model, keep: int):
-    """The model with only `keep` evenly spaced decoder layers (in place); a plain HF model still."""
-    layers = model.model.layers
-    idx = keep_indices(len(layers), keep)
-    model.model.layers = torch.nn.ModuleList([layers[i] for i in idx])
-    for new, layer in enumerate(model.model.layers):
-        layer.self_attn.layer_idx = new  # the KV cache is indexed by it
-    model.config.num_hidden_layers = len(idx)
-    if getattr(model.config, "layer_types", None):
-        model.config.layer_types = [model.config.layer_types[i] for i in idx]
-    return model
+    """The model with only `keep` evenly spaced decoder layers, the first and the last among them (in place)."""
+    return keep_layers(model, keep_indices(len(model.model.layers), keep))
 
 
 def distill(cfg: DistillConfig) -> tuple[Path, dict]:
