@@ -14,7 +14,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-
 from thinkrl.config import DistillConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.model import keep_layers
