@@ -80,3 +80,15 @@ def test_classify_is_pure():
     assert classify(-11, "", None, "")[0] == "killed"
     assert classify(2, "", None, "")[0] == "error"
     assert classify(-9, "", "output_limit", "")[0] == "output_limit"
+
+
+def test_code_runs_on_the_base_interpreter_not_the_venv():
+    """A venv under /tmp (a CI checkout) is hidden by the sandbox's private /tmp."""
+    import os
+    import sys
+
+    from thinkrl.sandbox.run import interpreter
+
+    if sys.prefix != sys.base_prefix:
+        assert not interpreter().startswith(os.path.realpath(sys.prefix) + os.sep)
+    assert os.path.isfile(interpreter())

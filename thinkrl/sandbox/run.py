@@ -111,6 +111,12 @@ def _kill_all(proc: subprocess.Popen, uid: int | None) -> None:
         time.sleep(0.005)
 
 
+def interpreter() -> str:
+    """The base interpreter the code runs on (`-I`: no site, no venv packages needed). Not the venv's
+    own `python`: a venv under /tmp (a CI checkout) is hidden by the private /tmp."""
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
 def _spec(code_path: str, cwd: str, limits: Limits, uid: int | None, ctl_fd: int) -> dict:
     root = uid is not None
     # The interpreter may live inside a home (pyenv under /root); its folders are bound back.
@@ -118,7 +124,7 @@ def _spec(code_path: str, cwd: str, limits: Limits, uid: int | None, ctl_fd: int
     home = os.path.expanduser("~")
     return {
         "root": root, "uid": uid if root else os.getuid(), "gid": uid if root else os.getgid(),
-        "python": sys.executable, "code_path": code_path, "cwd": "/tmp" if root else cwd,
+        "python": interpreter(), "code_path": code_path, "cwd": "/tmp" if root else cwd,
         "limits": limits.to_dict(), "ctl_fd": ctl_fd,
         "hide": sorted({"/root", "/home", home} - {"/"}), "keep": keep,
         "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp" if root else cwd,
