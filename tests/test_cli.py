@@ -77,3 +77,16 @@ def test_python_dash_m_thinkrl_is_the_cli(tmp_path):
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.startswith("thinkrl eval: error:") and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_version_and_plain_metavars(capsys):
+    from thinkrl import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"thinkrl {__version__}"
+    with pytest.raises(SystemExit):
+        main(["rl", "--help"])
+    usage = capsys.readouterr().out
+    assert "--model MODEL" in usage and "--task TASK" in usage and "--steps N" in usage and "--out-dir DIR" in usage
+    assert "FLAG_" not in usage

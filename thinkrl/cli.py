@@ -14,7 +14,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, get_type_hints
 
 from thinkrl import config as C
 from thinkrl.chat import run_chat, run_generate
@@ -340,8 +340,24 @@ def _unknown_flags(command: str, unknown: list[str]) -> int:
     return 2
 
 
+def metavar(config: type, key: str) -> str:
+    """A flag's placeholder in --help: MODEL, TASK, DIR, PATH, N or X for a number, else the key's name."""
+    name = key.rsplit(".", 1)[-1]
+    if name == "name":  # task.name -> TASK; model.name, teacher.name, student.name -> MODEL
+        return "TASK" if key.startswith("task.") else "MODEL"
+    if name.endswith("dir"):
+        return "DIR"
+    for part in key.split(".")[:-1]:  # the field's type decides the rest
+        config = get_type_hints(config)[part]
+    kind = get_type_hints(config).get(name)
+    return {int: "N", float: "X"}.get(kind, "PATH" if name in ("data", "out", "teacher", "student") else name.upper())
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from thinkrl import __version__
+
     parser = _Parser(prog="thinkrl", description="RL from verifiable rewards for reasoning LMs")
+    parser.add_argument("--version", action="version", version=f"thinkrl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
@@ -350,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override any config key, e.g. --set sampling.temperature=0.7 (repeatable)")
         p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
         for flag, (key, text) in cmd.flags.items():
-            p.add_argument(flag, dest="flag_" + key.replace(".", "__"), type=str, default=None, help=f"{text} (= --set {key}=...)")
+            p.add_argument(flag, dest="flag_" + key.replace(".", "__"), type=str, default=None,
+                           metavar=metavar(cmd.config, key), help=f"{text} (= --set {key}=...)")
         for flag, (key, text) in (cmd.switches or {}).items():
             p.add_argument(flag, dest="switch_" + key.replace(".", "__"), action="store_true", help=f"{text} (= --set {key}=true)")
         if cmd.extra:
