@@ -107,3 +107,17 @@ def test_get_task_and_config(tmp_path):
         TaskConfig(hops="3")
     with pytest.raises(UserError, match="task.lookup_entities"):
         TaskConfig(lookup_entities=2)
+
+
+def test_examples_show_a_search_with_the_tools_own_result(tmp_path):
+    from thinkrl.tools.search import make_search_tool
+
+    task = Lookup(seed=3, entities=60, cache_root=tmp_path)
+    search = make_search_tool(task.corpus_path(), k=1, max_chars=300, cache_root=tmp_path)
+    eval_questions = {p.question for p in task.problems("eval")}
+    examples = task.examples()
+    assert examples
+    for question, response in examples:
+        assert question not in eval_questions
+        assert f"<search>{question}</search><result>{search(question)}</result> So the answer is" in response
+        assert response.endswith("</answer>")

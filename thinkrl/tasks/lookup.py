@@ -33,6 +33,7 @@ from pathlib import Path
 
 from thinkrl.tasks.base import Problem, Task, check_split
 
+NUM_EXAMPLES = 4  # example turns for task.shots
 GENERATOR_VERSION = "v1"  # bump when the world or its wording changes: a new corpus file name
 EVAL_SHARE = 0.2  # of each kind of entity, held out for eval questions
 HOPS = (1, 2)
@@ -253,6 +254,21 @@ class Lookup(Task):
         if not self._cache:
             self._cache = self._split()
         return list(self._cache[split])
+
+    def examples(self, k: int = 1, max_chars: int = 300) -> list[tuple[str, str]]:
+        """Example turns that show a search: a single-hop train question, the call
+        `<search>question</search>`, the result the engine would insert (the search tool over this
+        corpus with `k` and `max_chars`: a recipe priming with these sets [tools.search] k = 1,
+        max_chars = 300, as recipes/search_r1.toml does), and the answer. Train side only, so
+        never an eval entity."""
+        from thinkrl.tools.search import make_search_tool  # noqa: PLC0415 - bm25s only when asked for
+
+        search = make_search_tool(self.corpus_path(), k=k, max_chars=max_chars, cache_root=self.cache_root)
+        chosen = [p for p in self.problems("train") if p.meta["hops"] == 1][:NUM_EXAMPLES]
+        # " So the answer is" after the result: a space there keeps ">" its own token, as it is in
+        # the result the engine inserts ("</result></think>" would merge into "></")
+        return [(p.question, f"<think><search>{p.question}</search><result>{search(p.question)}</result> So the answer "
+                             f"is {p.answer}.</think> <answer>{p.answer}</answer>") for p in chosen]
 
     def score(self, completion: str, problem: Problem) -> float:
         """1.0 if the completion's <answer> (or \\boxed{}) equals the reference after
