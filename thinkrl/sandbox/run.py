@@ -55,6 +55,9 @@ class Result:
     message: str = ""  # the sandbox's own one-line explanation (refusals, limits hit)
 
 
+UID_BASE, SLOTS = 61000, 256  # the uids sandboxed code runs as: [UID_BASE, UID_BASE + SLOTS), reserved
+
+
 def _acquire_slot(uid_base: int, slots: int, lock_dir: str) -> tuple[int, int]:
     """(uid, fd of the held lock): the first uid in [uid_base, uid_base+slots) nobody holds."""
     os.makedirs(lock_dir, mode=0o700, exist_ok=True)
@@ -181,7 +184,7 @@ def classify(returncode: int | None, stderr: str, stopped: str | None, refused: 
     return "error", f"exited with code {returncode}"
 
 
-def run_python(code: str, limits: Limits, *, stdin: str = "", uid_base: int = 61000, slots: int = 256,
+def run_python(code: str, limits: Limits, *, stdin: str = "", uid_base: int = UID_BASE, slots: int = SLOTS,
                lock_dir: str | None = None) -> Result:
     """Run `code` as a Python script in the sandbox and return what happened. Never raises for
     anything the code does; raises RuntimeError only if every slot is busy. Leaves no process and
