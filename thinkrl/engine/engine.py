@@ -218,11 +218,8 @@ class Engine:
 
     def _call_in(self, token_ids: list[int], tools: Toolbox) -> tuple[str, str, str] | None:
         """(tool, call text, text after the closing tag) if the last token completed a call's closing
-        tag, else None. Decodes a short window, as stop strings do, and the whole text only on a hit."""
-        window = max(len(t) for t in tools.closing_tags()) + 8
-        with_last = self.tokenizer.decode(token_ids[-window:], skip_special_tokens=True)
-        without = self.tokenizer.decode(token_ids[-window:-1], skip_special_tokens=True)
-        if not any(t in with_last and t not in without for t in tools.closing_tags()):
+        tag, else None. A closing tag is detected as a stop string is; the whole text is decoded only on a hit."""
+        if not self._hit_stop(token_ids, tools.closing_tags()):
             return None
         return tools.find_call(self.tokenizer.decode(token_ids, skip_special_tokens=True))
 
