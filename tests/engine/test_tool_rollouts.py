@@ -153,3 +153,26 @@ def test_a_completion_records_its_calls_in_order():
     c = Completion(0, 0)
     c.calls.append(ToolCall("calc", "1+1", "2"))
     assert engine_mod.Completion(0, 0).calls == [] and c.calls[0].result == "2"
+
+
+def test_the_graph_runner_serves_tool_calls_as_the_eager_one_does(tiny, monkeypatch):
+    """The CUDA-graph runner's static-shape steps (run eagerly on CPU) with a call inserted at
+    different lengths per row give the eager runner's completions, calls and masks."""
+    model, tok = tiny
+    original = Engine._call_in
+    second = 3 + len(tok.encode("<result>42</result>", add_special_tokens=False)) + 4
+
+    def call_at(self, token_ids, tools):
+        return ("calc", "6 * 7", "") if len(token_ids) in (3, second) else original(self, token_ids, tools)
+
+    monkeypatch.setattr(Engine, "_call_in", call_at)
+    params = SamplingParams(temperature=1.0, max_new_tokens=second + 24, ignore_eos=True)
+    prompts = [tok.encode(p) for p in PROMPTS]
+    outs = {kind: Engine(model, tok, eos_token_ids(model, tok), runner=kind).generate(prompts, params, n=2,
+                                                                                      seeds=[1, 2, 3], tools=box())
+            for kind in ("eager", "graph")}
+    assert all(len(c.calls) == 2 for c in outs["graph"])
+    assert [(c.token_ids, c.mask, c.text, [x.result for x in c.calls]) for c in outs["graph"]] == \
+        [(c.token_ids, c.mask, c.text, [x.result for x in c.calls]) for c in outs["eager"]]
+    for g, e in zip(outs["graph"], outs["eager"]):
+        assert torch.allclose(torch.tensor(g.logprobs), torch.tensor(e.logprobs), atol=1e-5)

@@ -13,6 +13,8 @@ Runners (`runner=`): "eager" steps the model from Python (KVRunner for thinkrl's
 fallback otherwise); "graph" (the default on CUDA for thinkrl's decoder) replays each decode step,
 sampling included, from CUDA graphs and keeps its runner across calls so graphs are captured once
 (`release()` frees its KV cache, e.g. while training). Both give the same completions.
+With tools (multi-turn rollouts) the graph runner's steps are sampled on the host, as the eager
+runner's are, so that a tool result can be fed as the next input of any row.
 """
 
 from __future__ import annotations
@@ -88,10 +90,9 @@ class Engine:
         """Free the graph runner's KV cache and graphs (say, for a training phase); the next call rebuilds them."""
         self._graph = None
 
-    def _runner(self, rows: int, max_len: int, eager: bool = False):
-        """The runner of one chunk; the graph runner is reused while the chunk fits its buffers.
-        eager: the eager runner whatever the engine's kind (tool calls need the host between steps)."""
-        if self.runner == "eager" or eager:
+    def _runner(self, rows: int, max_len: int):
+        """The runner of one chunk; the graph runner is reused while the chunk fits its buffers."""
+        if self.runner == "eager":
             return make_runner(self.model, rows, max_len)
         if self._graph is None or not self._graph.fits(rows, max_len):
             self._graph = None  # free the old cache and graphs before allocating the new ones
@@ -152,14 +153,14 @@ class Engine:
         suffixes = [p[shared:] for p in prompts]
         ids, attn = pad(suffixes, self.pad_id, left=True)  # every row's last prompt token in the last column
         width = ids.shape[1]
-        runner = self._runner(rows, shared + width + params.max_new_tokens, eager=tools is not None)
+        runner = self._runner(rows, shared + width + params.max_new_tokens)
         if shared:
             prefix = torch.tensor([prompts[0][:shared]], device=dev)
             runner.prefill(prefix, torch.ones_like(prefix, dtype=torch.bool), rows)  # one row, copied to all
         logits = runner.prefill(ids.to(dev), attn.to(dev), n)
         keys = stream_keys(torch.tensor(seeds).repeat_interleave(n), torch.arange(n).repeat(len(prompts))).to(dev)
         results = [Completion(r // n, r % n) for r in range(rows)]
-        if isinstance(runner, GraphRunner):  # sampling on the device; the host reads tokens every few steps
+        if isinstance(runner, GraphRunner) and tools is None:  # sampling on the device; the host reads every few steps
             eos = set() if params.ignore_eos else set(self.eos.tolist())
             runner.decode_all(logits, keys, params, lambda r, step, tok, lp: self._record(
                 results[r], tok, lp, tok in eos, step, params), on_tokens)

@@ -2,7 +2,7 @@
 
 A completion calls tool NAME by writing `<NAME>call text</NAME>` (Search-R1's tag style). The
 engine (thinkrl.engine) notices the closing tag, pauses that row, runs the call here (the calls
-of a decode step in parallel, each under a deadline), and appends `<result>...</result>` as tokens
+of a decode step in parallel threads, each under a deadline), and appends `<result>...</result>` as tokens
 the model did not sample (loss mask 0, no log-prob), then decodes on. Adding a tool is one
 function `str -> str` in `Toolbox.tools` and a recipe key that builds it (`build_toolbox`).
 
@@ -15,9 +15,9 @@ on its own (the sandbox kills its process at its own limit).
 from __future__ import annotations
 
 import functools
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from thinkrl.tools.config import SearchToolConfig, ToolConfig
@@ -43,7 +43,6 @@ class Toolbox:
     result_max_tokens: int = 128
     call_timeout_s: float = 10.0
     result_tag: str = "result"
-    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def closing_tags(self) -> list[str]:
         return [f"</{name}>" for name in self.tools]
@@ -62,20 +61,21 @@ class Toolbox:
         return name, text[start + len(name) + 2 : close_at].strip(), text[close_at + len(name) + 3 :]
 
     def run(self, calls: list[tuple[str, str]]) -> list[ToolCall]:
-        """Run (name, call text) pairs in parallel, each under call_timeout_s; results in order."""
-        if not calls:
-            return []
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="thinkrl-tool")
+        """Run (name, call text) pairs in parallel, each under call_timeout_s; results in order.
+
+        One daemon thread per call (a tool's own cost, a sandbox process or a search, dwarfs a
+        thread's start): a call that ignores its deadline is left behind and never holds up the
+        interpreter's exit, as a pool's worker would."""
         t0 = time.perf_counter()
-        futures = [self._pool.submit(_timed, self.tools[name], text) for name, text in calls]
+        boxes: list[list] = [[] for _ in calls]
+        threads = [threading.Thread(target=_timed, args=(self.tools[name], text, box), daemon=True,
+                                    name=f"thinkrl-tool-{name}") for (name, text), box in zip(calls, boxes)]
+        for t in threads:
+            t.start()
         out = []
-        for (name, text), fut in zip(calls, futures):
-            left = max(0.0, self.call_timeout_s - (time.perf_counter() - t0))  # the calls run side by side
-            try:
-                result, error, seconds = fut.result(timeout=left)
-            except FutureTimeout:
-                result, error, seconds = "", "timeout", time.perf_counter() - t0
+        for (name, text), thread, box in zip(calls, threads, boxes):
+            thread.join(max(0.0, self.call_timeout_s - (time.perf_counter() - t0)))  # the calls run side by side
+            result, error, seconds = box[0] if box else ("", "timeout", time.perf_counter() - t0)
             out.append(ToolCall(name, text, result, error, seconds))
         return out
 
@@ -85,13 +85,14 @@ class Toolbox:
         return f"<{self.result_tag}>{body}</{self.result_tag}>"
 
 
-def _timed(fn: Callable[[str], str], text: str) -> tuple[str, str, float]:
+def _timed(fn: Callable[[str], str], text: str, box: list) -> None:
+    """fn(text) as (result, error, seconds), appended to `box`."""
     t0 = time.perf_counter()
     try:
-        return str(fn(text)), "", time.perf_counter() - t0
+        box.append((str(fn(text)), "", time.perf_counter() - t0))
     except Exception as e:  # noqa: BLE001 - a tool's failure is the model's result, not the run's end
         line = next((x for x in str(e).splitlines() if x.strip()), type(e).__name__)
-        return "", f"{type(e).__name__}: {line}", time.perf_counter() - t0
+        box.append(("", f"{type(e).__name__}: {line}", time.perf_counter() - t0))
 
 
 def call_metrics(completions) -> dict[str, float]:
