@@ -92,3 +92,31 @@ def test_code_runs_on_the_base_interpreter_not_the_venv():
     if sys.prefix != sys.base_prefix:
         assert not interpreter().startswith(os.path.realpath(sys.prefix) + os.sep)
     assert os.path.isfile(interpreter())
+
+
+def test_a_trainer_killed_mid_call_leaves_nothing_running(tmp_path):
+    """SIGKILL the process that called run_python while the code sleeps: the launcher and the
+    namespace die with it (parent-death signals), long before the code's own wall limit."""
+    import signal
+    import subprocess
+    import sys
+
+    marker = tmp_path / "started"
+    code = ("import pathlib, time\nfrom thinkrl.sandbox import Limits, run_python\n"
+            f"pathlib.Path({str(marker)!r}).write_text('x')\n"
+            "run_python('import time\\ntime.sleep(60)', Limits(cpu_s=2, wall_s=60))\n")
+    trainer = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # the code is asleep in the sandbox now
+    from thinkrl.sandbox.run import SLOTS, UID_BASE, processes_of_uids
+
+    assert processes_of_uids(range(UID_BASE, UID_BASE + SLOTS)), "the code never started"
+    os.kill(trainer.pid, signal.SIGKILL)
+    trainer.wait()
+    for _ in range(100):
+        if not processes_of_uids(range(UID_BASE, UID_BASE + SLOTS)):
+            break
+        time.sleep(0.05)
+    assert_clean()

@@ -13,6 +13,8 @@ As root, three processes:
     then exit, and the kernel kills whatever is left in the namespace.
   U (the code): rlimits, no supplementary groups, the slot's unprivileged uid/gid, no_new_privs,
     exec `python -I main.py` in /tmp with the scrubbed environment.
+L dies with the trainer and I with L (parent-death signals), so a trainer SIGKILLed in the middle
+of a call leaves nothing running.
 Not root: only a user+net namespace and the rlimits (see docs/sandbox.md for what that loses).
 
 Messages to the parent (a refusal, a set-up failure) go over the control fd, not stderr, so the
@@ -29,7 +31,7 @@ import sys
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 REFUSED_EXIT = 125
 
 
@@ -74,6 +76,15 @@ def _all_read_only(libc) -> None:
     for point in points:
         libc.mount(None, point.encode(), None, ctypes.c_ulong(MS_REMOUNT | MS_BIND | MS_RDONLY), None)
     _check(libc.mount(None, b"/", None, ctypes.c_ulong(MS_REMOUNT | MS_BIND | MS_RDONLY), None), "remount / ro")
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """SIGKILL this process when its parent dies (a trainer killed mid-call leaves nothing running);
+    if the parent, pid `parent`, is already gone, end now. None: not checkable (a parent outside
+    this pid namespace reads as pid 0)."""
+    _check(_libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl pdeathsig")
+    if parent is not None and os.getppid() != parent:
+        os._exit(REFUSED_EXIT)
 
 
 def _set_limits(limits: dict) -> None:
@@ -157,6 +168,7 @@ def _main_root(spec: dict, ctl: int) -> None:
     child = os.fork()
     if child == 0:
         os.close(status_r)
+        _die_with_parent(None)  # I dies with L, and the kernel then kills the whole namespace
         _init(spec, ctl, status_w)
     os.close(status_w)
     os.close(ctl)
@@ -186,6 +198,7 @@ def _main_user(spec: dict, ctl: int) -> None:
 def main() -> None:
     spec = json.loads(sys.argv[1])
     ctl = spec["ctl_fd"]
+    _die_with_parent(spec["parent"])  # L dies with the trainer; not root, L becomes the code and keeps this
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a SIGXCPU re-raised below must not dump core
     with open(spec["code_path"]) as f:
         spec["code"] = f.read()

@@ -128,7 +128,7 @@ def _spec(code_path: str, cwd: str, limits: Limits, uid: int | None, ctl_fd: int
     return {
         "root": root, "uid": uid if root else os.getuid(), "gid": uid if root else os.getgid(),
         "python": interpreter(), "code_path": code_path, "cwd": "/tmp" if root else cwd,
-        "limits": limits.to_dict(), "ctl_fd": ctl_fd,
+        "limits": limits.to_dict(), "ctl_fd": ctl_fd, "parent": os.getpid(),
         "hide": sorted({"/root", "/home", home} - {"/"}), "keep": keep,
         "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp" if root else cwd,
                 "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"},
