@@ -1,6 +1,6 @@
 """Kill test: SIGKILL an RL run at random moments, resume it each time, and compare with a run never killed.
 
-    python benchmarks/kill_test.py [--kills 20] [--steps 30] [--save-every 2] [--seed 0] [--work DIR]
+    python benchmarks/kill_test.py [--kills 20] [--steps 30] [--save-every 2] [--seed 0] [--work DIR] [--tools]
 
 A tiny random-weight llama (byte tokenizer, built locally) learns 1-digit sums on the CPU, seeded.
 First the run goes through uninterrupted (the reference). Then the same run, in a fresh
@@ -18,6 +18,11 @@ with the loop's functions wrapped to print `@@ begin PHASE` / `@@ end PHASE` mar
 phase a kill landed in is read from the markers the child printed before it died. Kills that
 left a half-written checkpoint folder or a torn last line in metrics/samples are counted: they
 show the crash windows were hit, not only the gaps between them.
+
+With --tools, rollouts are multi-turn: every completion calls the Python tool after its second
+token (the call is forced, since a random model writes no tags: `print(6 * 7)`), the code runs in
+thinkrl.sandbox and its result is inserted with loss mask 0; kills then also land in the middle of
+tool calls, and no sandboxed process may survive a kill.
 
 The children run with OMP_NUM_THREADS=1, so the reference and the killed run do the same
 floating-point sums. tests/test_kill.py runs a 2-kill version of this.
@@ -41,7 +46,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TIMING_PREFIXES = ("time/", "tokens_per_second/", "eval/seconds")  # differ run to run; everything else must not
+TIMING_PREFIXES = ("time/", "tokens_per_second/", "eval/seconds", "tools/seconds", "eval/tools/seconds")  # differ run to run; everything else must not
 WEIGHTS = {"startup": 2, "generate": 4, "update": 4, "log": 2, "eval": 2, "checkpoint": 6, "final": 3}  # final: near the end only
 RESUME_LINE = re.compile(r"^resuming from (\S+) \(step (\d+)\)$")
 
@@ -72,6 +77,13 @@ def child(argv: list[str]) -> int:
     from thinkrl import cli
     from thinkrl.train.logger import RunLogger
 
+    if os.environ.get("THINKRL_KILL_TEST_TOOLS"):
+        from thinkrl.engine import Engine
+
+        def forced_call(self, token_ids, tools):
+            return ("python", "print(6 * 7)", "") if len(token_ids) == 2 else None
+
+        Engine._call_in = forced_call
     for name, phase in (("collect", "generate"), ("update", "update"), ("evaluate_heldout", "eval"),
                         ("save_checkpoint", "checkpoint"), ("save_pretrained", "final")):
         _wrap(rl, name, phase)
@@ -83,7 +95,17 @@ def child(argv: list[str]) -> int:
 # ---------------------------------------------------------------- the parent: runs, kills, comparisons
 
 
-def recipe(model_dir: Path, steps: int, save_every: int, eval_every: int) -> str:
+TOOLS = """
+[tools]
+python = true
+max_calls = 1
+result_max_tokens = 8
+call_timeout_s = 10.0
+"""
+
+
+def recipe(model_dir: Path, steps: int, save_every: int, eval_every: int, tools: bool = False) -> str:
+    new_tokens = 24 if tools else 8  # room for the inserted result
     return f"""steps = {steps}
 prompts_per_step = 2
 group_size = 4
@@ -106,12 +128,13 @@ shots = 1
 
 [sampling]
 temperature = 1.0
-max_new_tokens = 8
+max_new_tokens = {new_tokens}
 
 [rewards]
 accuracy = 1.0
 format_soft = 0.5
 tag_count = 0.5
+{"language = 0.5  # varies with a random model's bytes: groups with a signal" if tools else ""}
 
 [algo]
 micro_batch_size = 4
@@ -127,8 +150,8 @@ every = {eval_every}
 
 [eval.sampling]
 temperature = 0.0
-max_new_tokens = 8
-"""
+max_new_tokens = {new_tokens}
+""" + (TOOLS if tools else "")
 
 
 @dataclass
@@ -163,8 +186,10 @@ class Attempt:
         return None
 
 
-def spawn(argv: list[str], log: Path) -> tuple[subprocess.Popen, Attempt, threading.Thread]:
+def spawn(argv: list[str], log: Path, tools: bool = False) -> tuple[subprocess.Popen, Attempt, threading.Thread]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    if tools:
+        env["THINKRL_KILL_TEST_TOOLS"] = "1"
     att = Attempt(started=time.monotonic())
     with open(log, "w") as err:  # the child keeps its own copy of the file
         proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", *argv], stdout=subprocess.PIPE,
@@ -206,6 +231,17 @@ def phases_ahead(done: int | None, steps: int, save_every: int, eval_every: int)
     return {"startup": 1, "generate": len(after), "update": len(after), "log": 2 * len(after) + evals, "eval": evals,
             "checkpoint": sum(1 for s in after if (save_every and s % save_every == 0) or s == steps),
             "final": int(len(after) <= 2)}  # a kill there ends the steps: keep the other phases in play until then
+
+
+def sandbox_survivors(wait_s: float = 5.0) -> int:
+    """Processes of the sandbox's uids still alive `wait_s` after a kill (their parent-death signals
+    should have ended them at once)."""
+    from thinkrl.sandbox.run import SLOTS, UID_BASE, processes_of_uids
+
+    deadline = time.monotonic() + wait_s
+    while (left := processes_of_uids(range(UID_BASE, UID_BASE + SLOTS))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sum(len(p) for p in left.values())
 
 
 def latest_step(run: Path) -> int | None:
@@ -265,7 +301,8 @@ def compare(ref: Path, run: Path) -> dict:
 
 
 def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int = 3, seed: int = 0,
-        work: Path | None = None, phases: tuple[str, ...] | None = None, verbose: bool = True) -> dict:
+        work: Path | None = None, phases: tuple[str, ...] | None = None, verbose: bool = True,
+        tools: bool = False) -> dict:
     """The whole test; returns the summary (see main). `phases` limits the phases aimed at."""
     from thinkrl.models import save_pretrained, tiny_model
 
@@ -274,13 +311,13 @@ def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int =
     work = Path(work or tempfile.mkdtemp(prefix="thinkrl-kill-"))
     work.mkdir(parents=True, exist_ok=True)
     model_dir = save_pretrained(*tiny_model("llama", seed=5), work / "tiny")
-    (work / "recipe.toml").write_text(recipe(model_dir, steps, save_every, eval_every), encoding="utf-8")
+    (work / "recipe.toml").write_text(recipe(model_dir, steps, save_every, eval_every, tools), encoding="utf-8")
     base = ["rl", str(work / "recipe.toml")]
     ref_dir, run_dir = work / "ref", work / "killed"
     for d in (ref_dir, run_dir):
         shutil.rmtree(d, ignore_errors=True)
 
-    proc, ref, reader = spawn([*base, "--out-dir", str(ref_dir)], work / "ref.log")
+    proc, ref, reader = spawn([*base, "--out-dir", str(ref_dir)], work / "ref.log", tools)
     ref.rc = proc.wait()
     reader.join()
     if ref.rc != 0:
@@ -292,7 +329,7 @@ def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int =
 
     rng = random.Random(seed)
     summary = {"kills": 0, "resumes": 0, "fresh_starts": 0, "by_phase": {}, "half_written": 0, "torn_lines": 0,
-               "bad_resume": [], "attempts": 0}
+               "bad_resume": [], "attempts": 0, "sandbox_survivors": 0}
     aim = {p: w for p, w in WEIGHTS.items() if phases is None or p in phases}
     while True:
         done = latest_step(run_dir)
@@ -312,7 +349,7 @@ def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int =
             target = (phase, nth, rng.uniform(0.0, dur.get(phase, 0.05)))
         summary["attempts"] += 1
         before = set(leftovers(run_dir))
-        proc, att, reader = spawn(argv, work / f"attempt-{summary['attempts']:02d}.log")
+        proc, att, reader = spawn(argv, work / f"attempt-{summary['attempts']:02d}.log", tools)
         if target:
             phase, nth, delay = target
             while proc.poll() is None and phase != "startup" and att.begins(phase) <= nth:
@@ -330,6 +367,8 @@ def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int =
             summary["bad_resume"].append(f"attempt {summary['attempts']}: expected {expected}, printed {got}")
         if att.killed:
             summary["kills"] += 1
+            if tools:
+                summary["sandbox_survivors"] += sandbox_survivors()
             where = att.phase()
             summary["by_phase"][where] = summary["by_phase"].get(where, 0) + 1
             new = sorted(set(leftovers(run_dir)) - before)
@@ -346,11 +385,13 @@ def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int =
         break
     summary.update(compare(ref_dir, run_dir))
     summary["leftovers_at_end"] = leftovers(run_dir)
+    summary["tool_calls"] = sum(r.get("tools/calls_per_completion", 0.0) for r in rows(ref_dir / "metrics.jsonl"))
     summary["wall_s"] = time.monotonic() - t_start
     summary["work"] = str(work)
     summary["ok"] = (summary["kills"] >= kills and not summary["differing_tensors"] and summary["metrics_equal"]
                      and summary["samples_equal"] and not summary["duplicated"] and not summary["missing"]
-                     and not summary["bad_resume"] and not summary["leftovers_at_end"])
+                     and not summary["bad_resume"] and not summary["leftovers_at_end"]
+                     and not summary["sandbox_survivors"] and (summary["tool_calls"] > 0 or not tools))
     return summary
 
 
@@ -372,6 +413,8 @@ def report(s: dict) -> None:
                                 f"duplicated {s['duplicated'] or 'none'}, missing {s['missing'] or 'none'})"),
         ("samples.jsonl match", yes(s["samples_equal"])),
         ("temp folders left at the end", ", ".join(s["leftovers_at_end"]) or "none"),
+        ("tool calls per completion, summed over steps", f"{s['tool_calls']:.2f}"),
+        ("sandboxed processes surviving a kill", str(s["sandbox_survivors"])),
         ("wall time", f"{s['wall_s']:.1f} s"),
     ]
     width = max(len(k) for k, _ in lines)
@@ -396,8 +439,9 @@ def main() -> int:
     ap.add_argument("--eval-every", type=int, default=3, help="steps between held-out evaluations")
     ap.add_argument("--seed", type=int, default=0, help="seeds the kill schedule (the run's own seed is fixed)")
     ap.add_argument("--work", type=Path, default=None, help="folder for the runs (default: a new temp folder, kept)")
+    ap.add_argument("--tools", action="store_true", help="multi-turn rollouts: every completion calls the Python tool")
     args = ap.parse_args()
-    s = run(args.kills, args.steps, args.save_every, args.eval_every, args.seed, args.work)
+    s = run(args.kills, args.steps, args.save_every, args.eval_every, args.seed, args.work, tools=args.tools)
     report(s)
     print(f"runs in {s['work']}")
     return 0 if s["ok"] else 1

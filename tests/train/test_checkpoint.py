@@ -75,3 +75,16 @@ def test_sigkilled_run_resumes_to_identical_weights_and_metrics(tmp_path):
     assert not s["leftovers_at_end"]
     ref = torch.load(tmp_path / "killed" / "checkpoints" / "step-000004" / ck.STATE_FILE, weights_only=False)
     assert ref["step"] == 4
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="the Python tool's sandbox needs root")
+def test_sigkilled_run_with_tool_calls_resumes_to_identical_weights_and_metrics(tmp_path):
+    """The same with multi-turn rollouts: every completion calls the Python tool (sandboxed), kills
+    aimed at generation (tool calls in flight) and the checkpoint write; nothing sandboxed survives."""
+    s = _kill_test().run(kills=2, steps=3, save_every=1, eval_every=2, seed=1, work=tmp_path,
+                         phases=("generate", "checkpoint"), verbose=False, tools=True)
+    assert s["kills"] == 2 and s["resumes"] >= 1 and s["tool_calls"] > 0
+    assert not s["bad_resume"], s["bad_resume"]
+    assert not s["differing_tensors"] and s["tensors"] > 0
+    assert s["metrics_equal"] and s["samples_equal"] and not s["leftovers_at_end"]
+    assert s["sandbox_survivors"] == 0
