@@ -18,6 +18,7 @@ from typing import Callable, get_type_hints
 
 from thinkrl import config as C
 from thinkrl.chat import run_chat, run_generate
+from thinkrl.dist.launch import DISTRIBUTED, data_parallel, is_main_process
 from thinkrl.config.loader import load, save, to_toml
 from thinkrl.errors import UserError
 
@@ -82,7 +83,8 @@ def run_rl(cfg: C.RLConfig, args) -> int:
     from thinkrl.train.rl import train
 
     final = train(cfg)
-    print(f"final model: {final}")
+    if is_main_process():
+        print(f"final model: {final}")
     return 0
 
 
@@ -370,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
                            metavar=metavar(cmd.config, key), help=f"{text} (= --set {key}=...)")
         for flag, (key, text) in (cmd.switches or {}).items():
             p.add_argument(flag, dest="switch_" + key.replace(".", "__"), action="store_true", help=f"{text} (= --set {key}=true)")
+        if name in DISTRIBUTED:
+            p.add_argument("--nproc", type=int, default=0, metavar="N", help="data-parallel processes on this machine "
+                           "(= torchrun --nproc-per-node N -m thinkrl ...)")
         if cmd.extra:
             cmd.extra(p)
         else:
@@ -382,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         return _unknown_flags(args.command, unknown)
     cmd = COMMANDS[args.command]
+    launch = data_parallel(args.command, getattr(args, "nproc", 0), sys.argv[1:] if argv is None else argv)
+    if launch is not None:  # relaunched under torchrun (its exit status), or a stage that cannot be (2)
+        return launch
     try:
         overrides = list(args.overrides)
         for key, value in vars(args).items():

@@ -155,14 +155,16 @@ def run_eval(
     on_batch: Callable[[list[Scored]], None] | None = None,
     prompts: list[list[int]] | None = None,
     tools: Toolbox | None = None,
+    first_index: int = 0,
 ) -> tuple[dict, list[Scored]]:
     """Evaluate `problems`: returns (metrics, scored completions in problem-major order).
     `prompts`: their ids from encode_problems, when the caller checked them already; `tools`: the
-    tools the model may call (metrics then include tools/*)."""
+    tools the model may call (metrics then include tools/*); `first_index`: the position of
+    problems[0] in the whole evaluation set (a data-parallel rank's share), which seeds follow."""
     if prompts is None:
         prompts = encode_problems(engine.tokenizer, task, problems, template, shots, params.max_new_tokens, engine.context)
     # seed per problem from its position, so --limit N gives the first N problems the same completions
-    seeds = [seed * 1_000_003 + i for i in range(len(problems))]
+    seeds = [seed * 1_000_003 + first_index + i for i in range(len(problems))]
     per_call = max(1, batch_size // samples)
     scored: list[Scored] = []
     t0 = time.perf_counter()
@@ -175,10 +177,14 @@ def run_eval(
         scored += batch
         if on_batch is not None:
             on_batch(batch)
-    seconds = time.perf_counter() - t0
+    return eval_metrics(scored, samples, task, time.perf_counter() - t0, tools is not None), scored
+
+
+def eval_metrics(scored: list[Scored], samples: int, task: Task, seconds: float, with_tools: bool) -> dict:
+    """run_eval's metrics of some scored completions (all of them: a data-parallel run gathers them first)."""
     metrics = summarize(scored, samples, task)
     metrics["seconds"] = round(seconds, 2)
     metrics["tokens_per_second"] = round(sum(len(s.completion.token_ids) for s in scored) / max(seconds, 1e-9), 1)
-    if tools is not None:
+    if with_tools:
         metrics.update({k: round(v, 4) for k, v in call_metrics([s.completion for s in scored]).items()})
-    return metrics, scored
+    return metrics

@@ -11,24 +11,31 @@ from pathlib import Path
 
 from thinkrl.config import ModelConfig, RLEvalConfig
 from thinkrl.engine import Engine
-from thinkrl.evaluate import load_engine, run_eval
+from thinkrl.dist import Group
+from thinkrl.evaluate import eval_metrics, load_engine, run_eval
 from thinkrl.tasks import TaskConfig, get_task
 from thinkrl.tasks.base import Problem, Task
 from thinkrl.train.logger import RunLogger
 
 
 def _run(engine: Engine, task: Task, problems: list[Problem], task_cfg: TaskConfig, ev: RLEvalConfig, seed: int,
-         tools=None):
+         tools=None, first_index: int = 0):
     """run_eval's (metrics, scored) with the task's template and shots and the eval section's sampling."""
     return run_eval(engine, task, problems, template=task_cfg.template, shots=task_cfg.shots, params=ev.sampling,
-                    samples=ev.samples, batch_size=ev.batch_size, seed=seed, tools=tools)
+                    samples=ev.samples, batch_size=ev.batch_size, seed=seed, tools=tools, first_index=first_index)
 
 
 def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], step: int, logger: RunLogger,
-                     tools=None) -> dict:
+                     tools=None, group: Group = Group()) -> dict:
     """eval/* metrics of the training model at `step`, logged with four of its completions;
-    `cfg` is a stage config with task, eval and seed (RLConfig, SFTConfig); `tools` as in its rollouts."""
-    metrics, scored = _run(engine, task, problems, cfg.task, cfg.eval, cfg.seed, tools)
+    `cfg` is a stage config with task, eval and seed (RLConfig, SFTConfig); `tools` as in its rollouts.
+    Data-parallel (`group`): each rank evaluates its share of the problems; the results are gathered."""
+    mine = group.share(len(problems))
+    metrics, scored = _run(engine, task, problems[mine.start : mine.stop], cfg.task, cfg.eval, cfg.seed, tools,
+                           mine.start)
+    if group.active:
+        scored = group.gather(scored)
+        metrics = eval_metrics(scored, cfg.eval.samples, task, group.max(metrics["seconds"]), tools is not None)
     keys = ("pass@1", f"maj@{cfg.eval.samples}", "format_rate", "mean_response_tokens", "truncated_rate", "seconds")
     keys += tuple(k for k in metrics if k.startswith(("budget/", "tools/")))
     out = {f"eval/{k}": metrics[k] for k in keys}

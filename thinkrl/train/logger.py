@@ -88,3 +88,16 @@ def read_metrics(run_dir: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return rows
+
+
+class NullLogger:
+    """A RunLogger that writes nothing: the logger of every rank but rank 0 (thinkrl.dist)."""
+
+    def log(self, step: int, metrics: dict) -> None:
+        pass
+
+    def samples(self, step: int, rows: list[dict]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -32,6 +32,7 @@ import torch
 from thinkrl import rewards as rewards_mod
 from thinkrl.algos import group_advantages, policy_loss
 from thinkrl.config import RLConfig
+from thinkrl.dist import Group
 from thinkrl.engine import Engine
 from thinkrl.errors import UserError
 from thinkrl.evaluate import encode_problems
@@ -60,12 +61,14 @@ def use_gradient_checkpointing(model, a) -> None:
 
 
 def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rollouts: list[Rollout],
-           advantages: torch.Tensor, pad_id: int, guard: SkipGuard | None = None) -> dict:
+           advantages: torch.Tensor, pad_id: int, guard: SkipGuard | None = None, group: Group = Group()) -> dict:
     """epochs x mini_batches optimizer steps on one rollout batch; returns averaged metrics.
 
     advantages: [N] one per rollout (the GRPO family) or [N, T] per token (PPO), T >= the longest completion.
     An optimizer step whose loss or gradient is not finite is skipped (`skipped_updates`); `guard`,
     kept for the whole run, stops it after optim.max_skipped_updates in a row.
+    Data-parallel (`group`, thinkrl.dist): every rank holds every rollout and runs its share of each
+    mini-batch's rows against the whole mini-batch's normaliser; the gradients are summed over ranks.
     """
     a = cfg.algo
     guard = guard or SkipGuard(cfg.optim.max_skipped_updates, "the policy")
@@ -77,7 +80,10 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
     model.train()
     for rows, normalizer in minibatches(cfg, step, rollouts, keep):
         bad_loss = 0.0  # a non-finite micro-batch loss of this mini-batch, if any
-        for micro in micro_batches(rollouts, rows, a.micro_batch_size, a.bucket_by_length):
+        mine = group.rows(rows)
+        ghost = not mine  # a rank without rows still joins the backward (FSDP2's collectives), with zero loss
+        mine = mine or rows[:1]
+        for micro in micro_batches(rollouts, mine, a.micro_batch_size, a.bucket_by_length):
             prompts, prompt_of_row, completions = micro_inputs(rollouts, micro)
             logp, entropy, mask = completion_logprobs(
                 model, prompts, prompt_of_row, completions, temperature=cfg.sampling.temperature,
@@ -86,7 +92,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
             )
             old = pad_rows([rollouts[i].completion.logprobs for i in micro], logp.shape[1], dev)
             mask = mask * sampled_mask(rollouts, micro, mask.shape[1], dev)
-            mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
+            mask = mask * torch.tensor([float(keep[i] and not ghost) for i in micro], device=dev)[:, None]
             ref = None
             if ref_model is not None:
                 with torch.no_grad():
@@ -113,7 +119,10 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
                     continue
                 sums[k] = sums.get(k, 0.0) + v * w
             weight += w
+        if group.active:  # every rank must skip, or step, together
+            bad_loss = float("nan") if group.max(float(not math.isfinite(bad_loss))) else 0.0
         if first:
+            seen = {**group.sum({"sum": seen["sum"], "tokens": seen["tokens"]}), "max": group.max(seen["max"])}
             sums["mismatch/max"], sums["mismatch/mean"] = seen["max"], seen["sum"] / max(seen["tokens"], 1.0)
             first = False
         grad_norm, stepped = optimizer_step(model.parameters(), optimizer, scheduler, guard, cfg.optim.grad_clip,
@@ -123,6 +132,11 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
         else:
             sums["skipped_updates"] = sums.get("skipped_updates", 0.0) + 1
     updates = a.epochs * a.mini_batches
+    if group.active:
+        mismatch = {k: sums.pop(k) for k in ("mismatch/max", "mismatch/mean", "grad_norm", "skipped_updates") if k in sums}
+        summed = group.sum({**sums, "__weight": weight})
+        weight = summed.pop("__weight")
+        sums = {**summed, **mismatch}
     out = {k: (v if k.startswith("mismatch") or k == "skipped_updates" else v / max(weight, 1.0)) for k, v in sums.items()}
     out["grad_norm"] = sums.get("grad_norm", 0.0) / updates
     out["lr"] = scheduler.get_last_lr()[0]
@@ -135,19 +149,25 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
 def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     from tqdm import tqdm
 
+    from thinkrl import dist
+
     run_dir = Path(cfg.out_dir)
+    device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
+    group, device = dist.init(device)  # one process: Group.single(), and nothing below changes
     ckpt = checkpoint_to_resume(run_dir, cfg.resume)
     task = get_task(cfg.task)
     train_problems = task.problems("train")
     eval_problems = task.problems("eval")[: cfg.eval.limit] if cfg.eval.limit else []
     if not train_problems:
         raise UserError(f"task '{cfg.task.name}' has no train problems")
-    rewards = rewards_mod.build(cfg.rewards, *device_and_dtype(cfg.model.device, cfg.model.dtype))  # a reward model sits beside the policy
+    rewards = rewards_mod.build(cfg.rewards, device, dtype)  # a reward model sits beside the policy
     tools = build_toolbox(cfg.tools, task)  # None without a [tools] section: single-turn rollouts
 
-    device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
-    model, tokenizer = load_model(ckpt if ckpt else cfg.model.name, device=device, dtype=dtype)
     ppo = cfg.algo.algorithm == "ppo"
+    if group.active and ppo:
+        raise UserError("algo.algorithm = 'ppo' trains in one process for now: run it without torchrun / --nproc")
+    model, tokenizer = load_model(ckpt if ckpt else cfg.model.name, device=device,
+                                  dtype=torch.float32 if group.active else dtype)  # sharded: fp32 params (thinkrl.dist.fsdp)
     critic = None
     if ppo:  # from the initial weights; a resumed run loads the checkpoint's critic weights below
         critic_model = load_critic(cfg.model.name, device=device, dtype=dtype)
@@ -155,17 +175,24 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         critic = Critic(critic_model, *adamw(critic_model.parameters(), cfg.optim, critic_updates, lr=cfg.optim.critic_lr))
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    engine = Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.rollout_batch)
     ref_model = None
     if cfg.algo.kl_coef:
-        ref_model = load_model(cfg.model.name, device=device, dtype=dtype)[0] if ckpt else copy.deepcopy(model)
+        ref_model = load_model(cfg.model.name, device=device, dtype=dtype)[0] if ckpt else copy.deepcopy(model).to(dtype)
         ref_model.eval().requires_grad_(False)
+    sampler = model  # what the engine runs: the model itself, or (data-parallel) a full copy of the sharded one
+    if group.active:
+        from thinkrl.dist import fsdp
+
+        sampler = fsdp.inference_copy(model, dtype)
+        fsdp.shard(model, dtype)
+    engine = Engine(sampler, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.rollout_batch)
     total_updates = (cfg.steps - (cfg.algo.critic_warmup_steps if ppo else 0)) * cfg.algo.epochs * cfg.algo.mini_batches
     use_gradient_checkpointing(model, cfg.algo)
     optimizer, scheduler = adamw(model.parameters(), cfg.optim, total_updates)
     guards = {"policy": SkipGuard(cfg.optim.max_skipped_updates, "the policy"),  # non-finite updates in a row
               "critic": SkipGuard(cfg.optim.max_skipped_updates, "the critic")}
-    saved, logger = resume_run(cfg, ckpt, optimizer, scheduler)
+    saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group.main,
+                               functools.partial(fsdp.load_optimizer_state, model, optimizer) if group.active else None)
     state = {"step": saved["step"], "position": saved.get("position", 0)}
     if ckpt and critic is not None:
         load_critic_weights(critic.model, ckpt)
@@ -181,26 +208,29 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         return cache[p.id]
 
     def checkpoint(step: int) -> None:
-        trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        optimizer_state = fsdp.optimizer_state(model, optimizer) if group.active else optimizer.state_dict()
+        trainer_state = {"optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
                          "step": step, "position": state["position"]}
         if critic is None:
-            save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints)
+            if group.main:  # the full weights (the engine's copy) and the full optimizer state
+                save_checkpoint(run_dir, step, sampler, tokenizer, trainer_state, keep=cfg.keep_checkpoints)
+            group.barrier()
             return
         trainer_state.update(critic_optimizer=critic.optimizer.state_dict(), critic_scheduler=critic.scheduler.state_dict())
         save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints,
                         extra=functools.partial(save_critic_weights, critic.model))
 
     if state["step"] == 0 and eval_problems:
-        ev = evaluate_heldout(cfg, engine, task, eval_problems, 0, logger, tools)
-        print(f"step 0 held-out: accuracy {ev['eval/pass@1']:.3f}, format {ev['eval/format_rate']:.3f}", flush=True)
+        ev = evaluate_heldout(cfg, engine, task, eval_problems, 0, logger, tools, group)
+        group.main and print(f"step 0 held-out: accuracy {ev['eval/pass@1']:.3f}, format {ev['eval/format_rate']:.3f}", flush=True)
     final_ev = None  # the evaluation after the last step
-    bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="rl", disable=not show_progress,
-               dynamic_ncols=True)
+    bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="rl",
+               disable=not (show_progress and group.main), dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
         rollouts, state["position"], m_draw, drawn = collect(
             cfg, step, state["position"], engine, task, train_problems, encode, rewards_mod.active(rewards, cfg.rewards, step),
-            tools)
+            tools, group)
         t_gen = time.perf_counter() - t0
         m_critic: dict[str, float] = {}
         if ppo:
@@ -216,7 +246,9 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         m_update = {}
         if not ppo or step >= cfg.algo.critic_warmup_steps:  # critic warm-up: the policy waits
             m_update = update(cfg, step, model, None if cfg.algo.kl_in_reward else ref_model, optimizer, scheduler,
-                              rollouts, advantages, engine.pad_id, guards["policy"])
+                              rollouts, advantages, engine.pad_id, guards["policy"], group)
+            if group.active:
+                fsdp.refresh(sampler, model)  # the engine samples the updated weights next
         t_update = time.perf_counter() - t1
         state["step"] = step + 1
 
@@ -236,19 +268,26 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         # the final evaluation too is logged before the checkpoint of its step: a run killed after
         # that checkpoint resumes past it and does not log it twice
         if eval_problems and ((cfg.eval.every and state["step"] % cfg.eval.every == 0) or last):
-            ev = evaluate_heldout(cfg, engine, task, eval_problems, state["step"], logger, tools)
+            ev = evaluate_heldout(cfg, engine, task, eval_problems, state["step"], logger, tools, group)
             final_ev = ev if last else None
         if ((cfg.save_every and state["step"] % cfg.save_every == 0) or last) and all(
                 g.may_checkpoint(f"step {state['step']}") for g in guards.values()):
             checkpoint(state["step"])
     bar.close()
+    if not group.main:
+        final = run_dir / "final"
+        group.barrier()  # rank 0 writes it
+        dist.close(group)
+        return final
     if final_ev is not None:  # a run resumed after the last checkpoint does not show it again
         print(f"step {cfg.steps} held-out: accuracy {final_ev['eval/pass@1']:.3f}, format {final_ev['eval/format_rate']:.3f}",
               flush=True)
-    final = save_pretrained(model, tokenizer, run_dir / "final")
+    final = save_pretrained(sampler, tokenizer, run_dir / "final")
     if critic is not None:  # an HF token-classification folder: AutoModelForTokenClassification reads it
         save_pretrained(critic.model, tokenizer, run_dir / "critic")
     logger.close()
     plot_run(run_dir)
+    group.barrier()
+    dist.close(group)
     return final
 

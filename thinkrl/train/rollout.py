@@ -13,6 +13,7 @@ import torch
 
 from thinkrl import rewards as rewards_mod
 from thinkrl.config import RLConfig
+from thinkrl.dist import Group
 from thinkrl.engine import Completion, Engine
 from thinkrl.tasks.base import Problem, Task
 from thinkrl.tools import call_metrics
@@ -43,10 +44,12 @@ def score(task: Task, problems: list[Problem], completions: list[Completion], re
 
 
 def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task, problems: list[Problem], encode,
-            rewards, tools=None) -> tuple[list[Rollout], int, dict, list[Rollout]]:
+            rewards, tools=None, dp: Group = Group()) -> tuple[list[Rollout], int, dict, list[Rollout]]:
     """Rollouts for one step, prompt-major in groups of G. With dynamic sampling, groups whose
     rewards are all equal are dropped and further prompts drawn, up to algo.max_draws batches.
     `tools` (thinkrl.tools.Toolbox): the calls rollouts may make, their results inserted.
+    Data-parallel (`dp`): each rank samples and scores its share of the prompts (whole groups),
+    then every rank receives all of them, so what follows is the same on every rank as in one process.
     Returns (rollouts to train on, new data position, metrics, every rollout drawn)."""
     g, want = cfg.group_size, cfg.prompts_per_step
     kept: list[list[Rollout]] = []
@@ -57,9 +60,12 @@ def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task,
         position += want
         prompts = [encode(p) for p in batch]
         seeds = [rollout_seed(cfg.seed, step, draws, i) for i in range(want)]
-        outs = engine.generate(prompts, cfg.sampling, n=g, seeds=seeds, tools=tools)
-        scored = score(task, [batch[j // g] for j in range(len(outs))], outs, rewards, cfg.sampling.max_new_tokens,
-                       cfg.rewards.timeout, failures)
+        mine = dp.share(want)  # seeds are per prompt: the same completions whichever rank samples them
+        outs = engine.generate(prompts[mine.start : mine.stop], cfg.sampling, n=g, seeds=seeds[mine.start : mine.stop],
+                               tools=tools)
+        scored = score(task, [batch[mine.start + j // g] for j in range(len(outs))], outs, rewards,
+                       cfg.sampling.max_new_tokens, cfg.rewards.timeout, failures)
+        outs, scored = dp.gather(outs), dp.gather(scored)
         for i, p in enumerate(batch):
             group = [Rollout(p, prompts[i], c, parts, total)
                      for c, (parts, total) in zip(outs[i * g : (i + 1) * g], scored[i * g : (i + 1) * g])]
@@ -71,7 +77,8 @@ def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task,
     if not kept:  # dynamic sampling found no informative group: train on the last batch (advantages 0)
         kept = [all_rollouts[i : i + g] for i in range(len(all_rollouts) - want * g, len(all_rollouts), g)]
     kept = kept[:want]
-    metrics = {"dynamic/draws": draws, "dynamic/groups_drawn": drawn_groups, "dynamic/groups_kept": len(kept), **failures}
+    metrics = {"dynamic/draws": draws, "dynamic/groups_drawn": drawn_groups, "dynamic/groups_kept": len(kept),
+               **dp.sum(failures)}
     return [r for group in kept for r in group], position, metrics, all_rollouts
 
 
