@@ -54,6 +54,7 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     engine = load_engine(cfg.model, cfg.batch_size)  # a bad model fails here, before anything is written
     prompts = encode_problems(engine.tokenizer, task, problems, cfg.task.template, cfg.task.shots,
                               cfg.sampling.max_new_tokens, engine.context)  # so does a prompt too long for it
+    tools = build_toolbox(cfg.tools, task)  # and a missing or bad search corpus
     out = results_path(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     save(cfg, out.with_name(out.stem + ".config.toml"))
@@ -70,7 +71,7 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     metrics, scored = evaluate(
         engine, task, problems, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
         samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed, on_batch=on_batch, prompts=prompts,
-        tools=build_toolbox(cfg.tools, task),
+        tools=tools,
     )
     bar.close()
     result = write_results(out, cfg, metrics, scored)
@@ -175,7 +176,7 @@ COMMANDS: dict[str, Command] = {
             "--steps": ("steps", "RL steps"),
             "--out-dir": ("out_dir", "where the run writes everything"),
         },
-        default_recipe="recipes/r1_zero.toml",
+        default_recipe="r1_zero",
         switches={"--resume": ("resume", "continue from the newest checkpoint in out_dir")},
     ),
     "sft": Command(
@@ -253,7 +254,7 @@ COMMANDS: dict[str, Command] = {
             "--model": ("model.name", "the base model"),
             "--out-dir": ("out_dir", "where the pipeline writes every stage"),
         },
-        default_recipe="recipes/r1.toml",
+        default_recipe="r1",
         switches={"--resume": ("resume", "skip finished stages, resume the interrupted one")},
     ),
     "eval": Command(
@@ -314,15 +315,6 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def _find_default_recipe(name: str) -> str:
-    """A default recipe from the working directory, else from the project folder beside the package
-    (so `thinkrl rl` works from anywhere in a source checkout); load() reports it if neither has it."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        if (base / name).is_file():
-            return str(base / name)
-    return name
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse's own errors (a flag without its value, say) as one line, like every other bad input:
     `thinkrl <cmd>: error: ...` and exit code 2, without the usage block."""
@@ -363,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
-        p.add_argument("--recipe", "-r", default=cmd.default_recipe, help="TOML recipe (defaults, then this, then --set)")
+        p.add_argument("--recipe", "-r", default=cmd.default_recipe,
+                       help="TOML recipe: a path, or a packaged recipe's name such as r1_zero (defaults, then this, then --set)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config key, e.g. --set sampling.temperature=0.7 (repeatable)")
         p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
@@ -378,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
         if cmd.extra:
             cmd.extra(p)
         else:
-            p.add_argument("recipe_arg", nargs="?", default=None, metavar="RECIPE", help="TOML recipe (same as --recipe)")
+            p.add_argument("recipe_arg", nargs="?", default=None, metavar="RECIPE",
+                           help="TOML recipe: a path or a packaged name (same as --recipe)")
     return parser
 
 
@@ -398,8 +392,6 @@ def main(argv: list[str] | None = None) -> int:
             if key.startswith("switch_") and value:
                 overrides.append(f"{key[7:].replace('__', '.')}=true")
         recipe = getattr(args, "recipe_arg", None) or args.recipe
-        if recipe and recipe == cmd.default_recipe:
-            recipe = _find_default_recipe(recipe)
         cfg = load(cmd.config, recipe, overrides)
         if args.print_config:
             print(to_toml(cfg), end="")

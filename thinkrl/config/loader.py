@@ -194,12 +194,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def load(cls, recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()):
-    """The config for an entry point: defaults <- recipe TOML <- `--set` overrides (in that order)."""
+    """The config for an entry point: defaults <- recipe TOML <- `--set` overrides (in that order).
+    `recipe`: a TOML file's path, or the name of a recipe shipped in the package (thinkrl.data.packaged)."""
+    from thinkrl.data.packaged import find_recipe
+
     data: dict[str, Any] = {}
     if recipe:
-        path = Path(recipe)
-        if not path.is_file():
-            raise UserError(f"recipe {path} not found")
+        path = find_recipe(recipe)  # a path, or a packaged recipe's name ("r1_zero")
         data = _read_toml(path)
         where = f"recipe {path}: "
         build(cls, data, where=where)  # report recipe errors against the file before applying overrides

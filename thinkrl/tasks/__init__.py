@@ -56,7 +56,8 @@ class TaskConfig:
     hops: str = "1,2"  # lookup questions to ask: 1 (single-hop), 2 (two-hop through a bridge entity), or both
     # jsonl:PATH
     prompt_field: str = "question"  # JSON key holding the question text
-    answer_field: str = "answer"  # JSON key holding the reference answer (string or number)
+    answer_field: str = "answer"  # JSON key holding the reference answer (string, number, or a list of accepted aliases)
+    answer_type: str = "math"  # how answers are judged: math (equivalence) | text (normalised exact match: case, punctuation, articles)
     eval_fraction: float = 0.1  # share of the file held out as eval (seeded shuffle; 0..1)
     # which rewards apply, and mixes
     rewards: str = ""  # reward names for problems whose data lists none, e.g. "accuracy,format"; "" = all rewards
@@ -87,6 +88,7 @@ def _fail(key: str, value: object, what: str) -> None:
 def _check_values(cfg: TaskConfig) -> None:
     """Ranges and choices, each error naming its key and what to do."""
     from thinkrl.prompts import TEMPLATES  # noqa: PLC0415 - prompts imports tasks.base: no cycle at call time
+    from thinkrl.tasks.jsonl import ANSWER_TYPES  # noqa: PLC0415 - load on use
 
     for part in mix_parts(cfg.name) if cfg.name.startswith("mix:") else [cfg.name]:
         if part not in NAMES[:-2] and not (part.startswith("jsonl:") and part[6:].strip()):
@@ -124,6 +126,7 @@ def _check_values(cfg: TaskConfig) -> None:
         ("hops", parse_hops(cfg.hops) is not None, "must be 1, 2 or '1,2' (single-hop, two-hop, both)"),
         ("prompt_field", bool(cfg.prompt_field.strip()), "must name a JSON field"),
         ("answer_field", bool(cfg.answer_field.strip()), "must name a JSON field"),
+        ("answer_type", cfg.answer_type in ANSWER_TYPES, "choose math (equivalence) or text (normalised exact match)"),
         ("eval_fraction", 0.0 <= cfg.eval_fraction <= 1.0, "must be between 0 and 1"),
     ]
     for key, ok, what in checks:
@@ -197,6 +200,6 @@ def _build(cfg: TaskConfig) -> Task:
     if cfg.name.startswith("jsonl:"):
         return jsonl.JsonlTask(
             cfg.name[len("jsonl:") :].strip(), prompt_field=cfg.prompt_field, answer_field=cfg.answer_field,
-            eval_fraction=cfg.eval_fraction, seed=cfg.seed, rewards=reward_names(cfg),
+            eval_fraction=cfg.eval_fraction, seed=cfg.seed, rewards=reward_names(cfg), answer_type=cfg.answer_type,
         )  # fmt: skip
     raise UserError(f"unknown task '{cfg.name}' (key task.name): choose one of {', '.join(NAMES)}")

@@ -1,10 +1,21 @@
 """`jsonl:PATH`: the user's own problems, one JSON object per line.
 
 Each line needs a question (`task.prompt_field`, default "question", a non-empty string) and a
-reference answer (`task.answer_field`, default "answer", a string or a number). Blank lines are
-skipped. Ids are `<file name>-<line number>`. The file is read (thinkrl.data.jsonl) and checked
+reference answer (`task.answer_field`, default "answer": a string, a number, or a list of them,
+the accepted aliases, e.g. ["Ilse Varrow", "Varrow"]; the first is the reference shown in outputs).
+Blank lines are skipped. Ids are `<file name>-<line number>`. The file is read (thinkrl.data.jsonl) and checked
 when the task is built, so a bad line fails at startup with one line naming PATH:LINE and what
 to do.
+
+Verifier (`task.answer_type`): "math" (default) compares the completion's answer with each alias
+by mathematical equivalence (thinkrl.verify); "text" by normalised exact match, the EM of SQuAD and
+Search-R1 (lowercase; punctuation and the articles a/an/the removed; spaces collapsed:
+`lookup.normalise_answer`), for short free-text answers such as names ("the Grey Heron." =
+"grey heron"). Either is the one verifier of eval and reward.
+
+Worked examples (`task.shots`): a train line may carry `"response"`, the assistant turn to show
+for its question (e.g. `<think><search>...</search><result>...</result> ...</think>
+<answer>...</answer>`); those lines, in file order, are the task's examples. Eval lines never are.
 
 Which rewards apply (general prompts beside reasoning ones): a line may carry `"rewards": ["rm"]`,
 the reward names that apply to it; a line without one gets `task.rewards` (empty: all rewards).
@@ -24,9 +35,14 @@ import json
 import random
 from pathlib import Path
 
+from thinkrl import verify
 from thinkrl.data.jsonl import read_jsonl
+from thinkrl.data.packaged import data_file
 from thinkrl.errors import UserError
 from thinkrl.tasks.base import Problem, Task, check_split
+from thinkrl.tasks.lookup import normalise_answer
+
+ANSWER_TYPES = ("math", "text")  # task.answer_type: how a completion's answer is compared with the reference
 
 
 def _check_file(path: Path) -> None:
@@ -54,7 +70,7 @@ def _rewards(where: str, row: dict, default: list[str] | None) -> list[str] | No
 
 
 def _problem(path: Path, lineno: int, row: object, prompt_field: str, answer_field: str,
-             default_rewards: list[str] | None = None) -> Problem:  # fmt: skip
+             default_rewards: list[str] | None = None, answer_type: str = "math") -> Problem:  # fmt: skip
     """One parsed line as a Problem, or a UserError saying what is wrong with it."""
     where = f"{path}:{lineno}"
     if not isinstance(row, dict):
@@ -68,26 +84,51 @@ def _problem(path: Path, lineno: int, row: object, prompt_field: str, answer_fie
             hint = "; a prompt without an answer needs a \"rewards\" list without \"accuracy\", e.g. [\"rm\"]" if key == answer_field else ""
             raise UserError(f"{where}: missing field '{key}' (set {setting} to the key that holds it{hint}; this line has {keys})")
     question, answer = row[prompt_field], row.get(answer_field)
-    if answer is None and open_prompt:
-        answer = ""
     if not isinstance(question, str):
         raise UserError(f"{where}: field '{prompt_field}' must be a string, got {_type_name(question)}")
-    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
-        raise UserError(f"{where}: field '{answer_field}' must be a string or a number, got {_type_name(answer)}")
     if not question.strip():
         raise UserError(f"{where}: field '{prompt_field}' is empty")
-    if not open_prompt and not str(answer).strip():
-        raise UserError(f"{where}: field '{answer_field}' is empty")
+    aliases = [""] if answer is None and open_prompt else _aliases(where, answer, answer_field, open_prompt, answer_type)
     meta = {"line": lineno, "source": where, **({"rewards": rewards} if rewards is not None else {})}
-    return Problem(id=f"{path.name}-{lineno}", question=question, answer=str(answer).strip(), meta=meta)
+    if len(aliases) > 1:
+        meta["aliases"] = aliases
+    response = row.get("response")
+    if response is not None:
+        if not isinstance(response, str) or not response.strip():
+            raise UserError(f"{where}: field 'response' (the worked answer shown as an example turn) must be a non-empty string, "
+                            f"got {json.dumps(response)[:40]}")
+        meta["response"] = response.strip()
+    return Problem(id=f"{path.name}-{lineno}", question=question, answer=aliases[0], meta=meta)
+
+
+def _aliases(where: str, answer: object, key: str, open_prompt: bool, answer_type: str) -> list[str]:
+    """The reference answer as a list of accepted strings (one unless the line gives a list)."""
+    items = answer if isinstance(answer, list) else [answer]
+    if isinstance(answer, list) and not answer:
+        raise UserError(f"{where}: field '{key}' is an empty list; give at least one accepted answer")
+    out = []
+    for i, item in enumerate(items, 1):
+        name = f"field '{key}' item {i}" if isinstance(answer, list) else f"field '{key}'"
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            what = "a string, a number or a list of them (accepted aliases)" if not isinstance(answer, list) else "a string or a number"
+            raise UserError(f"{where}: {name} must be {what}, got {_type_name(item)}")
+        text = str(item).strip()
+        if not text and not open_prompt:
+            raise UserError(f"{where}: {name} is empty")
+        if text and answer_type == "text" and not normalise_answer(text):
+            raise UserError(f"{where}: {name} = {json.dumps(item)} is nothing once normalised (task.answer_type = 'text' "
+                            "drops case, punctuation and articles); write the answer itself")
+        out.append(text)
+    return out
 
 
 def load(path: Path, prompt_field: str = "question", answer_field: str = "answer",
-         rewards: list[str] | None = None) -> list[Problem]:  # fmt: skip
+         rewards: list[str] | None = None, answer_type: str = "math") -> list[Problem]:  # fmt: skip
     """Every problem in the file, in file order; UserError on the first bad line. `rewards`: the
     reward names for lines that list none (None: all)."""
     _check_file(path)
-    problems = [_problem(path, lineno, row, prompt_field, answer_field, rewards) for lineno, row in read_jsonl(path)]
+    problems = [_problem(path, lineno, row, prompt_field, answer_field, rewards, answer_type)
+                for lineno, row in read_jsonl(path)]  # fmt: skip
     if not problems:
         raise UserError(f"{path}: no problems (the file is empty or has only blank lines)")
     return problems
@@ -110,13 +151,35 @@ def split(problems: list[Problem], eval_fraction: float, seed: int) -> dict[str,
 
 
 class JsonlTask(Task):
-    """Problems from a user's .jsonl file, judged by the default verifier (math equivalence)."""
+    """Problems from a user's .jsonl file, judged by math equivalence or normalised text match."""
 
     def __init__(self, path: str, prompt_field: str = "question", answer_field: str = "answer",
-                 eval_fraction: float = 0.1, seed: int = 0, rewards: list[str] | None = None):  # fmt: skip
-        self.path = Path(path).expanduser()
+                 eval_fraction: float = 0.1, seed: int = 0, rewards: list[str] | None = None,
+                 answer_type: str = "math"):  # fmt: skip
+        if answer_type not in ANSWER_TYPES:
+            raise UserError(f"task.answer_type = {answer_type!r}: choose one of {', '.join(ANSWER_TYPES)}")
+        self.path = data_file(Path(path).expanduser())  # recipes/data/... also from the installed package
         self.name = f"jsonl:{path}"
-        self._splits = split(load(self.path, prompt_field, answer_field, rewards), eval_fraction, seed)
+        self.answer_type = answer_type
+        self._splits = split(load(self.path, prompt_field, answer_field, rewards, answer_type), eval_fraction, seed)
 
     def problems(self, split: str) -> list[Problem]:
         return list(self._splits[check_split(split)])
+
+    def examples(self) -> list[tuple[str, str]]:
+        """(question, response) of the train lines that carry a "response", in file order."""
+        return [(p.question, p.meta["response"]) for p in self._splits["train"] if "response" in p.meta]
+
+    def score(self, completion: str, problem: Problem) -> float:
+        """1.0 if the completion's answer matches the reference or one of its aliases (by
+        task.answer_type), else 0.0."""
+        pred = self.extract(completion)
+        if pred is None:
+            return 0.0
+        refs = problem.meta.get("aliases") or [problem.answer]
+        if self.answer_type == "text":
+            return float(normalise_answer(pred) in {normalise_answer(r) for r in refs})
+        return float(any(verify.math_equal(pred, r) for r in refs))
+
+    def vote_key(self, answer: str) -> str:
+        return normalise_answer(answer) if self.answer_type == "text" else super().vote_key(answer)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from thinkrl.data.jsonl import read_jsonl
+from thinkrl.data.packaged import data_file
 from thinkrl.errors import UserError
 
 # bump when tokenisation or BM25 parameters change: old cached indexes then stop matching
@@ -183,7 +184,7 @@ class Retriever:
     def __init__(self, path: str | Path, k: int = 3, max_chars: int = 300, cache_root: str | Path | None = None):
         if k < 1 or max_chars < 1:
             raise UserError(f"search: k ({k}) and max_chars ({max_chars}) must be 1 or more")
-        self.path = Path(path).expanduser()
+        self.path = data_file(Path(path).expanduser())  # recipes/data/... also from the installed package
         self.k, self.max_chars = k, max_chars
         self.stopwords = english_stopwords()
         self.passages = load_corpus(self.path)
