@@ -1,6 +1,6 @@
 """Kill test: SIGKILL an RL run at random moments, resume it each time, and compare with a run never killed.
 
-    python benchmarks/kill_test.py [--kills 20] [--steps 30] [--save-every 2] [--seed 0] [--work DIR] [--tools]
+    python benchmarks/kill_test.py [--kills 20] [--steps 30] [--save-every 2] [--seed 0] [--work DIR] [--tools] [--nproc N]
 
 A tiny random-weight llama (byte tokenizer, built locally) learns 1-digit sums on the CPU, seeded.
 First the run goes through uninterrupted (the reference). Then the same run, in a fresh
@@ -23,6 +23,10 @@ With --tools, rollouts are multi-turn: every completion calls the Python tool af
 token (the call is forced, since a random model writes no tags: `print(6 * 7)`), the code runs in
 thinkrl.sandbox and its result is inserted with loss mask 0; kills then also land in the middle of
 tool calls, and no sandboxed process may survive a kill.
+
+With --nproc N, each attempt is a torchrun job of N ranks (data-parallel, thinkrl.dist) and a
+kill hits one rank chosen at random: the others must stop within STOP_TIMEOUT_S (torchrun's agent
+ends the job when a rank dies; a rank stuck in a collective times out), never hang.
 
 The children run with OMP_NUM_THREADS=1, so the reference and the killed run do the same
 floating-point sums. tests/test_kill.py runs a 2-kill version of this.
@@ -55,6 +59,8 @@ RESUME_LINE = re.compile(r"^resuming from (\S+) \(step (\d+)\)$")
 
 
 def _mark(what: str, phase: str) -> None:
+    if os.environ.get("RANK", "0") != "0":  # data-parallel: rank 0 speaks for the run
+        return
     sys.stdout.write(f"@@ {what} {phase}\n")
     sys.stdout.flush()
 
@@ -134,7 +140,7 @@ max_new_tokens = {new_tokens}
 accuracy = 1.0
 format_soft = 0.5
 tag_count = 0.5
-{"language = 0.5  # varies with a random model's bytes: groups with a signal" if tools else ""}
+language = 0.5  # varies with a random model's bytes: groups carry a signal and the weights move
 
 [algo]
 micro_batch_size = 4
@@ -186,13 +192,14 @@ class Attempt:
         return None
 
 
-def spawn(argv: list[str], log: Path, tools: bool = False) -> tuple[subprocess.Popen, Attempt, threading.Thread]:
+def spawn(argv: list[str], log: Path, tools: bool = False, nproc: int = 1) -> tuple[subprocess.Popen, Attempt, threading.Thread]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     if tools:
         env["THINKRL_KILL_TEST_TOOLS"] = "1"
     att = Attempt(started=time.monotonic())
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else [sys.executable]
     with open(log, "w") as err:  # the child keeps its own copy of the file
-        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", *argv], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([*launcher, os.path.abspath(__file__), "--child", *argv], stdout=subprocess.PIPE,
                                 stderr=err, text=True, env=env)
 
     def read():
@@ -231,6 +238,51 @@ def phases_ahead(done: int | None, steps: int, save_every: int, eval_every: int)
     return {"startup": 1, "generate": len(after), "update": len(after), "log": 2 * len(after) + evals, "eval": evals,
             "checkpoint": sum(1 for s in after if (save_every and s % save_every == 0) or s == steps),
             "final": int(len(after) <= 2)}  # a kill there ends the steps: keep the other phases in play until then
+
+
+STOP_TIMEOUT_S = 120  # a data-parallel run whose rank was killed must have stopped by then
+
+
+def moved(start: Path, final: Path) -> bool:
+    """Did training change the weights at all (else "identical final weights" would prove nothing)?"""
+    from safetensors.torch import load_file
+
+    a, b = load_file(start / "model.safetensors"), load_file(final / "model.safetensors")
+    return any(not bool((a[k] == b[k]).all()) for k in a)
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is `pid` (Linux /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _sigkill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def kill_one(proc: subprocess.Popen, nproc: int, rng: random.Random) -> int | None:
+    """SIGKILL the run: the process itself, or (torchrun) one of its ranks chosen at random. The pid killed."""
+    if nproc == 1:
+        _sigkill(proc.pid)
+        return proc.pid
+    ranks = children(proc.pid)
+    if not ranks:
+        return None
+    victim = rng.choice(sorted(ranks))
+    _sigkill(victim)
+    return victim
 
 
 def sandbox_survivors(wait_s: float = 5.0) -> int:
@@ -302,7 +354,7 @@ def compare(ref: Path, run: Path) -> dict:
 
 def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int = 3, seed: int = 0,
         work: Path | None = None, phases: tuple[str, ...] | None = None, verbose: bool = True,
-        tools: bool = False) -> dict:
+        tools: bool = False, nproc: int = 1) -> dict:
     """The whole test; returns the summary (see main). `phases` limits the phases aimed at."""
     from thinkrl.models import save_pretrained, tiny_model
 
@@ -317,7 +369,7 @@ def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int =
     for d in (ref_dir, run_dir):
         shutil.rmtree(d, ignore_errors=True)
 
-    proc, ref, reader = spawn([*base, "--out-dir", str(ref_dir)], work / "ref.log", tools)
+    proc, ref, reader = spawn([*base, "--out-dir", str(ref_dir)], work / "ref.log", tools, nproc)
     ref.rc = proc.wait()
     reader.join()
     if ref.rc != 0:
@@ -329,7 +381,8 @@ def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int =
 
     rng = random.Random(seed)
     summary = {"kills": 0, "resumes": 0, "fresh_starts": 0, "by_phase": {}, "half_written": 0, "torn_lines": 0,
-               "bad_resume": [], "attempts": 0, "sandbox_survivors": 0}
+               "bad_resume": [], "attempts": 0, "sandbox_survivors": 0,
+               "hangs": 0, "stop_s": 0.0}
     aim = {p: w for p, w in WEIGHTS.items() if phases is None or p in phases}
     while True:
         done = latest_step(run_dir)
@@ -349,7 +402,7 @@ def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int =
             target = (phase, nth, rng.uniform(0.0, dur.get(phase, 0.05)))
         summary["attempts"] += 1
         before = set(leftovers(run_dir))
-        proc, att, reader = spawn(argv, work / f"attempt-{summary['attempts']:02d}.log", tools)
+        proc, att, reader = spawn(argv, work / f"attempt-{summary['attempts']:02d}.log", tools, nproc)
         if target:
             phase, nth, delay = target
             while proc.poll() is None and phase != "startup" and att.begins(phase) <= nth:
@@ -357,8 +410,17 @@ def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int =
             if proc.poll() is None:
                 time.sleep(delay)
                 if proc.poll() is None:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    att.killed = True
+                    victim = kill_one(proc, nproc, rng)
+                    att.killed = victim is not None
+        if att.killed and nproc > 1:  # the other ranks must stop too, in bounded time, not hang
+            t_kill = time.monotonic()
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                summary["hangs"] += 1
+                for pid in [proc.pid, *children(proc.pid)]:
+                    _sigkill(pid)
+            summary["stop_s"] = max(summary["stop_s"], time.monotonic() - t_kill)
         att.rc = proc.wait()
         reader.join()
         expected = None if done is None else str(run_dir / "checkpoints" / f"step-{done:06d}")
@@ -385,13 +447,15 @@ def run(kills: int = 20, steps: int = 30, save_every: int = 2, eval_every: int =
         break
     summary.update(compare(ref_dir, run_dir))
     summary["leftovers_at_end"] = leftovers(run_dir)
+    summary["weights_moved"] = moved(work / "tiny", ref_dir / "final")
     summary["tool_calls"] = sum(r.get("tools/calls_per_completion", 0.0) for r in rows(ref_dir / "metrics.jsonl"))
     summary["wall_s"] = time.monotonic() - t_start
     summary["work"] = str(work)
     summary["ok"] = (summary["kills"] >= kills and not summary["differing_tensors"] and summary["metrics_equal"]
                      and summary["samples_equal"] and not summary["duplicated"] and not summary["missing"]
                      and not summary["bad_resume"] and not summary["leftovers_at_end"]
-                     and not summary["sandbox_survivors"] and (summary["tool_calls"] > 0 or not tools))
+                     and not summary["sandbox_survivors"] and (summary["tool_calls"] > 0 or not tools)
+                     and not summary["hangs"] and summary["weights_moved"])
     return summary
 
 
@@ -407,6 +471,7 @@ def report(s: dict) -> None:
         ("kills leaving a half-written folder", str(s["half_written"])),
         ("kills leaving a torn jsonl line", str(s["torn_lines"])),
         ("every resume from newest checkpoint", yes(not s["bad_resume"])),
+        ("training moved the weights", yes(s["weights_moved"])),
         ("identical final weights", f"{yes(not s['differing_tensors'])} ({s['tensors'] - len(s['differing_tensors'])}"
                                     f"/{s['tensors']} tensors torch.equal)"),
         ("metrics.jsonl match", f"{yes(s['metrics_equal'])} ({s['metrics_rows'][1]} rows vs {s['metrics_rows'][0]}; "
@@ -415,6 +480,7 @@ def report(s: dict) -> None:
         ("temp folders left at the end", ", ".join(s["leftovers_at_end"]) or "none"),
         ("tool calls per completion, summed over steps", f"{s['tool_calls']:.2f}"),
         ("sandboxed processes surviving a kill", str(s["sandbox_survivors"])),
+        ("runs hung after a rank was killed", f"{s['hangs']} (slowest stop {s['stop_s']:.1f} s)"),
         ("wall time", f"{s['wall_s']:.1f} s"),
     ]
     width = max(len(k) for k, _ in lines)
@@ -440,8 +506,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="seeds the kill schedule (the run's own seed is fixed)")
     ap.add_argument("--work", type=Path, default=None, help="folder for the runs (default: a new temp folder, kept)")
     ap.add_argument("--tools", action="store_true", help="multi-turn rollouts: every completion calls the Python tool")
+    ap.add_argument("--nproc", type=int, default=1, help="data-parallel ranks (torchrun); a kill hits one rank at random")
     args = ap.parse_args()
-    s = run(args.kills, args.steps, args.save_every, args.eval_every, args.seed, args.work, tools=args.tools)
+    s = run(args.kills, args.steps, args.save_every, args.eval_every, args.seed, args.work, tools=args.tools,
+            nproc=args.nproc)
     report(s)
     print(f"runs in {s['work']}")
     return 0 if s["ok"] else 1
