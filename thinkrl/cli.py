@@ -93,7 +93,8 @@ def run_sft(cfg: C.SFTConfig, args) -> int:
     from thinkrl.train.sft import train
 
     final = train(cfg)
-    print(f"final model: {final}")
+    if is_main_process():
+        print(f"final model: {final}")
     return 0
 
 

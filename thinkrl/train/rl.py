@@ -80,10 +80,10 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
     model.train()
     for rows, normalizer in minibatches(cfg, step, rollouts, keep):
         bad_loss = 0.0  # a non-finite micro-batch loss of this mini-batch, if any
-        mine = group.rows(rows)
-        ghost = not mine  # a rank without rows still joins the backward (FSDP2's collectives), with zero loss
-        mine = mine or rows[:1]
-        for micro in micro_batches(rollouts, mine, a.micro_batch_size, a.bucket_by_length):
+        micros = [(m, False) for m in micro_batches(rollouts, group.rows(rows), a.micro_batch_size, a.bucket_by_length)]
+        # data-parallel: a rank with fewer rows still joins every pass (FSDP2's collectives), with zero loss
+        micros += [(rows[:1], True)] * (group.passes(len(rows), a.micro_batch_size) - len(micros))
+        for micro, ghost in micros:
             prompts, prompt_of_row, completions = micro_inputs(rollouts, micro)
             logp, entropy, mask = completion_logprobs(
                 model, prompts, prompt_of_row, completions, temperature=cfg.sampling.temperature,

@@ -15,6 +15,7 @@ assistant token weighs the same, whatever micro-batch it falls in.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -25,6 +26,7 @@ import torch
 from thinkrl.algos.sft import distill_kl, sft_loss
 from thinkrl.config import SFTConfig
 from thinkrl.data.chat import Example, read_chat_jsonl, tokenize
+from thinkrl.dist import Group
 from thinkrl.engine import Engine
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
@@ -88,16 +90,21 @@ def batch_loss(model, examples: list[Example], *, normalizer: float, detach_prom
 
 
 @torch.no_grad()
-def heldout_loss(model, examples: list[Example], micro: int, detach_prompt: bool, pad_id: int) -> float:
-    """Mean NLL per assistant token on held-out examples."""
+def heldout_loss(model, examples: list[Example], micro: int, detach_prompt: bool, pad_id: int,
+                 group: Group = Group()) -> float:
+    """Mean NLL per assistant token on held-out examples (data-parallel: each rank its share)."""
     model.eval()
     total, tokens = 0.0, 0.0
-    for i in range(0, len(examples), micro):
-        part = examples[i : i + micro]
-        _, m = batch_loss(model, part, normalizer=1.0, detach_prompt=detach_prompt, pad_id=pad_id)
-        total += m["nll"] * m["tokens"]
-        tokens += m["tokens"]
-    return total / max(tokens, 1.0)
+    mine = group.rows(list(range(len(examples))))
+    for i in range(0, group.passes(len(examples), micro) * micro, micro):  # as many forwards on every rank (FSDP2)
+        part = mine[i : i + micro]
+        _, m = batch_loss(model, [examples[j] for j in part or [0]], normalizer=1.0, detach_prompt=detach_prompt,
+                          pad_id=pad_id)
+        if part:
+            total += m["nll"] * m["tokens"]
+            tokens += m["tokens"]
+    summed = group.sum({"total": total, "tokens": tokens})
+    return summed["total"] / max(summed["tokens"], 1.0)
 
 
 # ---------------------------------------------------------------- the loop
@@ -110,14 +117,18 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
         raise UserError("no training data: set data = \"path/to/chat.jsonl\" (or --data)")
     if cfg.kl_coef and not cfg.teacher:
         raise UserError("kl_coef > 0 needs a teacher model: set teacher = \"path/to/model\"")
+    from thinkrl import dist
+
     run_dir = Path(cfg.out_dir)
+    device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
+    group, device = dist.init(device)  # one process: Group.single(), and nothing below changes
     ckpt = checkpoint_to_resume(run_dir, cfg.resume)
     conversations = read_chat_jsonl(cfg.data)
     task = get_task(cfg.task) if cfg.eval.limit else None
     eval_problems = task.problems("eval")[: cfg.eval.limit] if task else []
 
-    device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
-    model, tokenizer = load_model(ckpt if ckpt else cfg.model.name, device=device, dtype=dtype)
+    model, tokenizer = load_model(ckpt if ckpt else cfg.model.name, device=device,
+                                  dtype=torch.float32 if group.active else dtype)  # sharded: fp32 params (thinkrl.dist.fsdp)
     teacher = None
     if cfg.teacher and cfg.kl_coef:
         teacher = load_model(cfg.teacher, device=device, dtype=dtype)[0].requires_grad_(False)
@@ -139,28 +150,44 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     torch.manual_seed(cfg.seed)
+    sampler = model  # the engine's and the saved weights: the model, or (data-parallel) a full copy of the sharded one
+    if group.active:
+        from thinkrl.dist import fsdp
+
+        sampler = fsdp.inference_copy(model, dtype)
+        fsdp.shard(model, dtype)
     optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
     guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
-    saved, logger = resume_run(cfg, ckpt, optimizer, scheduler)
+    saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group.main,
+                               functools.partial(fsdp.load_optimizer_state, model, optimizer) if group.active else None)
     step = saved["step"]
-    print(f"sft: {len(train_set)} train / {len(held_out)} held-out examples ({too_long} longer than max_len left out), "
+
+    def full_weights():
+        """The model with its current full weights (data-parallel: the copy, refreshed; a collective)."""
+        if group.active:
+            fsdp.refresh(sampler, model)
+        return sampler
+
+    group.main and print(f"sft: {len(train_set)} train / {len(held_out)} held-out examples ({too_long} longer than max_len left out), "
           f"{total} steps of {cfg.batch_size}", flush=True)
-    engine = Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.eval.batch_size) if task else None
+    engine = Engine(sampler, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.eval.batch_size) if task else None
 
     def evaluate(at: int) -> None:
         out = {}
         if held_out:
-            out["eval/loss"] = heldout_loss(model, held_out, cfg.micro_batch_size, cfg.detach_prompt, pad_id)
+            out["eval/loss"] = heldout_loss(model, held_out, cfg.micro_batch_size, cfg.detach_prompt, pad_id, group)
         if out:
             logger.log(at, out)
         if engine is not None and eval_problems:
-            out.update(evaluate_heldout(cfg, engine, task, eval_problems, at, logger))
-        if out:
+            full_weights()
+            out.update(evaluate_heldout(cfg, engine, task, eval_problems, at, logger, group=group))
+        if out and group.main:
             print(f"step {at}: " + ", ".join(f"{k} {v:.4f}" for k, v in out.items() if k != "eval/seconds"), flush=True)
 
     if step == 0:
         evaluate(0)
-    bar = tqdm(range(step, total), initial=step, total=total, desc="sft", disable=not show_progress, dynamic_ncols=True)
+    bar = tqdm(range(step, total), initial=step, total=total, desc="sft", disable=not (show_progress and group.main),
+               dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
         epoch, i = divmod(step, per_epoch)
@@ -169,15 +196,23 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
         model.train()
         sums: dict[str, float] = {}
         bad_loss = 0.0  # a non-finite micro-batch loss, if any
-        for start in range(0, len(batch), cfg.micro_batch_size):
-            loss, m = batch_loss(model, batch[start : start + cfg.micro_batch_size], normalizer=normalizer,
+        mine = [batch[j] for j in group.rows(list(range(len(batch))))]  # data-parallel: this rank's share
+        for start in range(0, group.passes(len(batch), cfg.micro_batch_size) * cfg.micro_batch_size,
+                           cfg.micro_batch_size):
+            # a rank with fewer examples still joins every pass (FSDP2's collectives), with zero loss
+            part = mine[start : start + cfg.micro_batch_size]
+            ghost = not part
+            loss, m = batch_loss(model, part or batch[:1], normalizer=normalizer,
                                  detach_prompt=cfg.detach_prompt, pad_id=pad_id, teacher=teacher,
                                  kl_coef=cfg.kl_coef, kl_temperature=cfg.kl_temperature)
-            loss.backward()
+            (loss * 0 if ghost else loss).backward()
             loss_value = float(loss.detach())
             bad_loss = bad_loss if math.isfinite(loss_value) else loss_value
             for k, v in m.items():  # token-weighted means over the batch
-                sums[k] = sums.get(k, 0.0) + (v if k == "tokens" else v * m["tokens"])
+                sums[k] = sums.get(k, 0.0) + (0.0 if ghost else v if k == "tokens" else v * m["tokens"])
+        if group.active:  # every rank must skip, or step, together; the metrics are the whole batch's
+            bad_loss = float("nan") if group.max(float(not math.isfinite(bad_loss))) else 0.0
+            sums = group.sum(sums)
         grad_norm, stepped = optimizer_step(model.parameters(), optimizer, scheduler, guard, cfg.optim.grad_clip,
                                             bad_loss, f"step {step + 1}")
         tokens = sums.pop("tokens")
@@ -193,11 +228,20 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
         if (cfg.eval.every and done % cfg.eval.every == 0) or done == total:
             evaluate(done)
         if ((cfg.save_every and done % cfg.save_every == 0) or done == total) and guard.may_checkpoint(f"step {done}"):
-            save_checkpoint(run_dir, done, model, tokenizer, {"optimizer": optimizer.state_dict(),
-                                                              "scheduler": scheduler.state_dict(), "step": done},
-                            keep=cfg.keep_checkpoints)
+            weights = full_weights()
+            optimizer_state = fsdp.optimizer_state(model, optimizer) if group.active else optimizer.state_dict()
+            if group.main:
+                save_checkpoint(run_dir, done, weights, tokenizer, {"optimizer": optimizer_state,
+                                                                    "scheduler": scheduler.state_dict(), "step": done},
+                                keep=cfg.keep_checkpoints)
+            group.barrier()
     bar.close()
-    final = save_pretrained(model, tokenizer, run_dir / "final")
-    logger.close()
-    plot_run(run_dir)
+    weights = full_weights()
+    final = run_dir / "final"
+    if group.main:
+        final = save_pretrained(weights, tokenizer, final)
+        logger.close()
+        plot_run(run_dir)
+    group.barrier()
+    dist.close(group)
     return final
