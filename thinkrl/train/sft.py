@@ -30,6 +30,7 @@ from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
 from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
+from thinkrl.train.adapters import load_trained, summary, trainable, with_adapter
 from thinkrl.train.assistant import assistant_logprobs
 from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint
 from thinkrl.train.forward import completion_logits
@@ -117,7 +118,7 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     eval_problems = task.problems("eval")[: cfg.eval.limit] if task else []
 
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
-    model, tokenizer = load_model(ckpt if ckpt else cfg.model.name, device=device, dtype=dtype)
+    model, tokenizer = load_trained(cfg.model, cfg.lora, ckpt, cfg.seed, device, dtype)  # [lora]: base + adapters
     teacher = None
     if cfg.teacher and cfg.kl_coef:
         teacher = load_model(cfg.teacher, device=device, dtype=dtype)[0].requires_grad_(False)
@@ -139,10 +140,12 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     torch.manual_seed(cfg.seed)
-    optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
+    optimizer, scheduler = adamw(trainable(model), cfg.optim, total)
     guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
     saved, logger = resume_run(cfg, ckpt, optimizer, scheduler)
     step = saved["step"]
+    if summary(model):
+        print(summary(model), flush=True)
     print(f"sft: {len(train_set)} train / {len(held_out)} held-out examples ({too_long} longer than max_len left out), "
           f"{total} steps of {cfg.batch_size}", flush=True)
     engine = Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.eval.batch_size) if task else None
@@ -197,7 +200,7 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
                                                               "scheduler": scheduler.state_dict(), "step": done},
                             keep=cfg.keep_checkpoints)
     bar.close()
-    final = save_pretrained(model, tokenizer, run_dir / "final")
+    final = save_pretrained(model, tokenizer, run_dir / "final", extra=with_adapter(model))  # merged (+ adapter/)
     logger.close()
     plot_run(run_dir)
     return final
