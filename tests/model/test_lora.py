@@ -10,8 +10,6 @@ from thinkrl.model import lora
 from thinkrl.models import eos_token_ids, load_model, save_pretrained, tiny_model
 from thinkrl.train.forward import completion_logprobs
 
-pytest.importorskip("peft")
-
 PROMPT = "what is 2+2? answer:"
 
 

@@ -16,8 +16,6 @@ from thinkrl.train import dpo, rm
 from thinkrl.train.checkpoint import STATE_FILE, load_trainer_state
 from thinkrl.train.critic import WEIGHTS_FILE
 
-pytest.importorskip("peft")
-
 LORA = {"lora.r": 4, "lora.alpha": 8}
 
 

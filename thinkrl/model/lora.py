@@ -59,7 +59,12 @@ def attach(model, r: int, alpha: float, dropout: float = 0.0, targets: list[str]
     `heads` trainable. B starts at zero, so the model computes exactly what it did; A is drawn with
     the RNG seeded by `seed` (the caller's RNG state is left as it was). `base` is the base model's
     folder, which saved adapters name (base_model_name_or_path)."""
-    from peft import LoraConfig, inject_adapter_in_model
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ImportError:
+        from thinkrl.errors import UserError
+
+        raise UserError("lora.r > 0 needs peft: pip install 'thinkrl[lora]' (or pip install 'peft>=0.13')") from None
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets or TARGETS),
                         bias="none", base_model_name_or_path=base or None, task_type=_task_type(model))
