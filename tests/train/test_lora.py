@@ -2,6 +2,7 @@
 the adapters, checkpoints only the adapter and resume exactly, final/ is the merged model in plain
 transformers with the adapter beside it in plain peft. (The adapters themselves: tests/model/test_lora.py.)"""
 
+import dataclasses
 import json
 
 import pytest
@@ -83,7 +84,9 @@ def test_rl_with_lora_keeps_the_adapter_only_and_resumes_exactly(model_dir, tmp_
     state = load_trainer_state(ckpt)["optimizer"]["state"]
     assert len(state) == 2 * 7 * 2  # lora_A and lora_B of 7 projections in 2 layers, nothing else
     assert all(s["exp_avg"].shape[0] == 4 or s["exp_avg"].shape[1] == 4 for s in state.values())  # rank 4
-    assert any("kl" in r for r in _rows(tmp_path / "a"))  # the reference (the base) was used
+    rows = [r for r in _rows(tmp_path / "a") if "kl" in r]
+    assert len(rows) == 3 and rows[-1]["kl"] > 0  # the reference (the base) was used, and the policy left it
+    assert all(r["mismatch/max"] < 1e-4 for r in rows)  # the engine sampled the adapted model at every step
     _adapter_and_merged_agree(straight, model_dir, torch.tensor([[5, 6, 7, 8, 9, 10]]))
 
     _crash_after(rl, monkeypatch, 2)
@@ -96,7 +99,8 @@ def test_rl_with_lora_keeps_the_adapter_only_and_resumes_exactly(model_dir, tmp_
 
 
 def test_ppo_with_lora_gives_the_critic_adapters_and_resumes_exactly(model_dir, tmp_path, monkeypatch):
-    over = {"algo.algorithm": "ppo", "algo.kl_in_reward": "true", "optim.critic_lr": 1e-2, "eval.limit": 0, "steps": 2}
+    over = {"algo.algorithm": "ppo", "algo.kl_in_reward": "true", "optim.critic_lr": 1e-2, "eval.limit": 0, "steps": 2,
+            "algo.pack": "true", "algo.gradient_checkpointing": "true"}  # the packed forward, layers recomputed
     straight = rl.train(_rl_cfg(model_dir, tmp_path / "a", **over), show_progress=False)
     from safetensors.torch import load_file
 
@@ -154,7 +158,7 @@ def test_dpo_with_lora_trains_the_adapter(model_dir, tmp_path):
     _adapter_and_merged_agree(final, model_dir, torch.tensor([[5, 6, 7, 8, 9, 10]]))
 
 
-def test_rm_with_lora_trains_the_adapter_and_the_whole_head(model_dir, tmp_path):
+def test_rm_with_lora_trains_the_adapter_and_the_whole_head_and_resumes_exactly(model_dir, tmp_path, monkeypatch):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
@@ -162,8 +166,15 @@ def test_rm_with_lora_trains_the_adapter_and_the_whole_head(model_dir, tmp_path)
              "rejected": f"no idea {i}"} for i in range(16)]
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = C.load(C.RMConfig, None, [f"model.name={model_dir}", f"data={tmp_path / 'p.jsonl'}", f"out_dir={tmp_path / 'run'}",
-                                    "steps=2", "batch_size=4", "optim.lr=1e-2", "eval_fraction=0", "lora.r=4"])
+                                    "steps=2", "batch_size=4", "optim.lr=1e-2", "eval_fraction=0", "lora.r=4",
+                                    "save_every=1"])
     final = rm.train(cfg, show_progress=False)
+    _crash_after(rm, monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        rm.train(dataclasses.replace(cfg, out_dir=str(tmp_path / "b")), show_progress=False)
+    monkeypatch.undo()
+    resumed = rm.train(dataclasses.replace(cfg, out_dir=str(tmp_path / "b"), resume=True), show_progress=False)
+    _same_files(final, resumed, ["model.safetensors", "adapter/adapter_model.safetensors"])
     assert json.loads((final / "adapter" / "adapter_config.json").read_text())["modules_to_save"] == ["score"]
     ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
     with torch.no_grad():

@@ -84,6 +84,7 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
     train_pairs, held_out = split_pairs(load_pairs(cfg.data), cfg.eval_fraction, cfg.seed)
 
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
+    torch.manual_seed(cfg.seed)  # the new score head's random init: a function of the seed, as every other draw
     if cfg.lora.r:  # the base with a new head, adapters on it (the head trained whole); resumed: the checkpoint's
         model, tokenizer, pad_id = load_reward_model(cfg.model.name, device, dtype, new_head=True)
         model = add_adapters(model, cfg.lora, cfg.model.name, cfg.seed, ckpt, heads=(value_head(model),))
