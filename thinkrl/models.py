@@ -26,6 +26,7 @@ import torch
 
 from thinkrl.errors import UserError
 from thinkrl.model import adopt, is_own, save_own
+from thinkrl.model.lora import has_lora, merged_state_dict
 
 EMBEDDED = {
     # name -> (python package holding the file, file name inside it)
@@ -194,6 +195,7 @@ def save_pretrained(model, tokenizer, out: str | Path, extra: Callable[[Path], N
     """Save an HF folder that plain transformers loads; written to a temp folder, then renamed into place.
 
     `extra(tmp_folder)` may add files (a trainer state) that must land together with the weights.
+    A model with LoRA adapters is saved merged (thinkrl.model.lora); `model` None writes no weights.
     Files and folder entries are fsynced before the rename, so a kill or power cut at any moment
     leaves either the old folder or the complete new one (replacing an existing folder, the old one
     is at `.NAME.old` for the instant between the two renames), plus at most a hidden temp folder
@@ -209,8 +211,12 @@ def save_pretrained(model, tokenizer, out: str | Path, extra: Callable[[Path], N
             shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        if is_own(model):
+        if model is None:  # the tokenizer and `extra` only (a LoRA checkpoint: its adapter)
+            pass
+        elif is_own(model):
             save_own(model, tmp)
+        elif has_lora(model):  # an HF model with adapters: the merged weights, under the plain names
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=merged_state_dict(model))
         else:
             model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:

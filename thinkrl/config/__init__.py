@@ -19,7 +19,7 @@ thinkrl.config.
 from __future__ import annotations
 
 from thinkrl.config.loader import load, save, to_toml
-from thinkrl.config.sections import ALGORITHMS, AlgoConfig, ModelConfig, OptimConfig, RLEvalConfig
+from thinkrl.config.sections import ALGORITHMS, AlgoConfig, LoraConfig, ModelConfig, OptimConfig, RLEvalConfig
 from thinkrl.config.stages import (
     PIPELINE_STAGES, DistillConfig, DPOConfig, MergeConfig, PipelineConfig, RLConfig, RMConfig, SampleConfig,
     SFTConfig,
@@ -32,7 +32,7 @@ from thinkrl.tools.config import SearchToolConfig, ToolConfig
 
 __all__ = [
     "ALGORITHMS", "BENCH_MODES", "PIPELINE_STAGES", "AlgoConfig", "BenchConfig", "DPOConfig", "DistillConfig",
-    "EvalConfig", "GenerateConfig", "MergeConfig", "ModelConfig", "OptimConfig", "PipelineConfig", "RLConfig",
+    "EvalConfig", "GenerateConfig", "LoraConfig", "MergeConfig", "ModelConfig", "OptimConfig", "PipelineConfig", "RLConfig",
     "RLEvalConfig", "RMConfig", "RewardConfig", "SFTConfig", "SampleConfig", "SamplingParams", "SearchToolConfig",
     "TaskConfig", "ToolConfig",
     "load", "save", "to_toml",

@@ -129,6 +129,26 @@ class OptimConfig:
 
 
 @dataclass
+class LoraConfig:
+    """`[lora]` of every training stage: low-rank adapters through peft (thinkrl.model.lora, docs/lora.md).
+    The optimizer holds only the adapters' state, checkpoints only their weights, and final/ is the
+    merged model (a plain HF folder) with the adapter in final/adapter/."""
+
+    r: int = 0  # rank of the adapters; 0 = off (every weight trains)
+    alpha: float = 32.0  # the adapter's output is scaled by alpha / r
+    dropout: float = 0.0  # on the adapters' input while training; keep 0 in RL (sampling runs without it)
+    target_modules: list[str] = field(default_factory=list)  # module names; empty = the attention and MLP projections
+
+    def __post_init__(self):
+        if self.r < 0:
+            raise UserError(f"lora.r must be >= 0 (0 = off), got {self.r}")
+        if self.alpha <= 0:
+            raise UserError(f"lora.alpha must be > 0, got {self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
 class RLEvalConfig:
     """Held-out evaluation during `thinkrl rl`, on the task's eval split."""
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from thinkrl.config.sections import AlgoConfig, ModelConfig, OptimConfig, RLEvalConfig, _at_least_one, _choice
+from thinkrl.config.sections import (AlgoConfig, LoraConfig, ModelConfig, OptimConfig, RLEvalConfig, _at_least_one,
+                                     _choice)
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.errors import UserError
 from thinkrl.rewards.config import RewardConfig
@@ -24,6 +25,7 @@ class RLConfig:
     rewards: RewardConfig = field(default_factory=RewardConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)  # r > 0: train LoRA adapters (the policy's, and the critic's)
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=1.0, max_new_tokens=256))
     eval: RLEvalConfig = field(default_factory=RLEvalConfig)
     tools: ToolConfig = field(default_factory=ToolConfig)  # multi-turn rollouts: tools the model may call
@@ -63,6 +65,7 @@ class RMConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # the causal LM the reward model starts from
     data: str = ""  # preference JSONL: {"prompt", "chosen", "rejected"} or {"chosen": [messages], "rejected": [messages]}
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5))
+    lora: LoraConfig = field(default_factory=LoraConfig)  # r > 0: LoRA adapters, the score head trained whole
     epochs: int = 1
     steps: int = 0  # optimizer steps; 0 = epochs x (train pairs / batch_size)
     batch_size: int = 16  # pairs per optimizer step
@@ -97,6 +100,7 @@ class SFTConfig:
     task: TaskConfig = field(default_factory=TaskConfig)  # held-out evaluation task (eval.limit > 0 turns it on)
     eval: RLEvalConfig = field(default_factory=lambda: RLEvalConfig(limit=0))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5))
+    lora: LoraConfig = field(default_factory=LoraConfig)  # r > 0: train LoRA adapters
     epochs: int = 1
     steps: int = 0  # optimizer steps; 0 = epochs x (train examples / batch_size)
     batch_size: int = 16  # sequences per optimizer step
@@ -252,6 +256,7 @@ class DPOConfig:
     eval_fraction: float = 0.1  # share of the prompts held out (0 = none)
     detach_prompt: bool = False  # encode the prompt without gradient (CPU)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-6))
+    lora: LoraConfig = field(default_factory=LoraConfig)  # r > 0: train LoRA adapters
     seed: int = 0
     out_dir: str = "runs/dpo"
 

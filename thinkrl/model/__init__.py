@@ -1,5 +1,6 @@
-"""thinkrl's own llama-family decoder (llama.py), its one attention step (attention.py), and the
-bridge to HF checkpoints (hf.py). Other architectures run through HF's forward."""
+"""thinkrl's own llama-family decoder (llama.py), its one attention step (attention.py), the
+bridge to HF checkpoints (hf.py) and LoRA adapters on any of these models (lora.py, through peft).
+Other architectures run through HF's forward."""
 
 from thinkrl.model.attention import Decode, KVCache, Packed, Prefill, attention, padded_causal_mask
 from thinkrl.model.hf import adopt, is_own, keep_layers, save_own

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from thinkrl.model.llama import CausalLM, ValueModel, supports
+from thinkrl.model.lora import has_lora, merged_state_dict
 
 OWN = (CausalLM, ValueModel)
 
@@ -65,7 +66,8 @@ def hf_class_name(model) -> str:
 
 
 def save_own(model, folder: Path) -> None:
-    """Write `model` (CausalLM or ValueModel) as an HF checkpoint into an existing `folder`."""
+    """Write `model` (CausalLM or ValueModel) as an HF checkpoint into an existing `folder`; with
+    LoRA adapters attached, the merged weights (thinkrl.model.lora.merged_state_dict)."""
     from safetensors.torch import save_file
 
     config = model.config
@@ -75,7 +77,8 @@ def save_own(model, folder: Path) -> None:
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(folder)
     tied = getattr(config, "tie_word_embeddings", False)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
+    state = merged_state_dict(model) if has_lora(model) else model.state_dict()
+    state = {k: v.detach().contiguous() for k, v in state.items() if not (tied and k == "lm_head.weight")}
     save_file(state, str(Path(folder) / "model.safetensors"), metadata={"format": "pt"})
 
 

@@ -9,5 +9,5 @@ functions of (seed, step)), batching.py (mini- and micro-batches of a rollout ba
 ppo_update.py (the PPO critic's advantages and update), forward.py (training log-probs),
 critic.py (the value model), assistant.py (log-probs of a chat example's assistant tokens),
 optim.py (AdamW, schedule, the one optimizer step), heldout.py (held-out evaluation),
-resume.py (run set-up), checkpoint.py, logger.py. Data files: thinkrl.data.
+resume.py (run set-up), checkpoint.py, logger.py, adapters.py ([lora]: the model a stage trains). Data files: thinkrl.data.
 """

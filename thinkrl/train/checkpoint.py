@@ -1,7 +1,9 @@
 """Checkpoints of a training run: HF folders plus the trainer state, written atomically.
 
 <run>/checkpoints/step-000040/ holds the model (safetensors, config, tokenizer) and
-trainer_state.pt (optimizer, scheduler, RNG states, step, data position). A folder appears only
+trainer_state.pt (optimizer, scheduler, RNG states, step, data position). A model with LoRA
+adapters (thinkrl.model.lora) is kept as its adapter instead (adapter_config.json and
+adapter_model.safetensors, peft's format): the base is the run's model.name, unchanged. A folder appears only
 when complete (temp folder, fsync, rename: thinkrl.models.save_pretrained), so the newest
 step-N folder is always a good one, whenever the writer was killed. Older ones beyond `keep` are
 deleted after the new one is in place, each first renamed out of the step-N namespace so that a
@@ -24,6 +26,7 @@ from typing import Callable
 import torch
 
 from thinkrl.errors import UserError
+from thinkrl.model.lora import has_lora, save_adapter
 from thinkrl.models import fsync_dir, save_pretrained
 
 STATE_FILE = "trainer_state.pt"
@@ -78,13 +81,17 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: d
     path = Path(run_dir) / "checkpoints" / f"step-{step:06d}"
     state = {**trainer_state, "rng": rng_state()}
 
+    adapter = has_lora(model)
+
     def write_state(tmp: Path) -> None:
+        if adapter:
+            save_adapter(model, tmp)
         if extra is not None:
             extra(tmp)
         torch.save(state, tmp / STATE_FILE)
 
     _remove_leftovers(path.parent)
-    save_pretrained(model, tokenizer, path, extra=write_state)
+    save_pretrained(None if adapter else model, tokenizer, path, extra=write_state)
     for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
         trash = old.with_name(f".{old.name}.del")
         old.rename(trash)  # atomic: from here on no reader takes it for a checkpoint

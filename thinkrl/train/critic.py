@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from thinkrl.errors import UserError
-from thinkrl.model import adopt
+from thinkrl.model import adopt, lora
 from thinkrl.models import resolve_model
 from thinkrl.train.forward import completion_hidden
 
@@ -88,10 +88,12 @@ def completion_values(critic, prompts: list[list[int]], prompt_of_row: list[int]
 
 
 def save_critic_weights(critic, folder: Path) -> None:
-    """The critic's weights as one safetensors file in `folder` (a checkpoint's temp folder)."""
+    """The critic's weights as one safetensors file in `folder` (a checkpoint's temp folder); with
+    LoRA only what trains (the adapters and the value head), the rest being the initial weights."""
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().contiguous() for k, v in critic.state_dict().items()}, str(Path(folder) / WEIGHTS_FILE))
+    state = lora.trainable_state(critic) if lora.has_lora(critic) else critic.state_dict()
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(Path(folder) / WEIGHTS_FILE))
 
 
 def load_critic_weights(critic, folder: Path) -> None:
@@ -100,4 +102,8 @@ def load_critic_weights(critic, folder: Path) -> None:
     path = Path(folder) / WEIGHTS_FILE
     if not path.is_file():
         raise UserError(f"checkpoint {folder} has no {WEIGHTS_FILE}: it was not written by a run with algo.algorithm = 'ppo'")
-    critic.load_state_dict(load_file(str(path), device=str(next(critic.parameters()).device)))
+    state = load_file(str(path), device=str(next(critic.parameters()).device))
+    if lora.has_lora(critic):
+        lora.load_trainable_state(critic, state, str(path))
+    else:
+        critic.load_state_dict(state)

@@ -25,6 +25,7 @@ from thinkrl.data.chat import Example, tokenize
 from thinkrl.data.pairs import load_pairs, split_pairs
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, load_model, save_pretrained
+from thinkrl.train.adapters import add_adapters, summary, trainable, with_adapter
 from thinkrl.train.assistant import assistant_logprobs
 from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
 from thinkrl.train.resume import resume_run
@@ -59,6 +60,7 @@ def train(cfg: DPOConfig, show_progress: bool = True) -> Path:
     train_pairs, held_pairs = split_pairs(load_pairs(cfg.data), cfg.eval_fraction, cfg.seed)
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
     model, tokenizer = load_model(cfg.model.name, device=device, dtype=dtype)
+    model = add_adapters(model, cfg.lora, cfg.model.name, cfg.seed)  # [lora]: B = 0, so still the reference
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def encode(pairs):
@@ -74,7 +76,9 @@ def train(cfg: DPOConfig, show_progress: bool = True) -> Path:
     per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
     total = cfg.steps or cfg.epochs * per_epoch
     torch.manual_seed(cfg.seed)
-    optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
+    optimizer, scheduler = adamw(trainable(model), cfg.optim, total)
+    if summary(model):
+        print(summary(model), flush=True)
     guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
     _, logger = resume_run(cfg, None, optimizer, scheduler)  # dpo does not resume: a fresh log
     print(f"dpo: {len(train_rows)} train / {len(held_rows)} held-out pairs, {total} steps of {cfg.batch_size}", flush=True)
@@ -116,7 +120,7 @@ def train(cfg: DPOConfig, show_progress: bool = True) -> Path:
         bar.set_postfix(loss=f"{sums['loss']:.3f}")
     bar.close()
     results["end"] = evaluate(total)
-    final = save_pretrained(model, tokenizer, run_dir / "final")
+    final = save_pretrained(model, tokenizer, run_dir / "final", extra=with_adapter(model))  # merged (+ adapter/)
     (run_dir / "results.json").write_text(json.dumps({**results, "train_pairs": len(train_rows),
                                                       "eval_pairs": len(held_rows), "final": str(final)}, indent=2) + "\n")
     logger.close()

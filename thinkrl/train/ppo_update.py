@@ -12,6 +12,7 @@ import torch
 
 from thinkrl.algos import explained_variance, gae, kl_penalty, masked_whiten, token_rewards, value_loss
 from thinkrl.config import RLConfig
+from thinkrl.model.lora import disabled
 from thinkrl.train.batching import (micro_batches, micro_inputs, minibatches, pad_rows, rows_of, sampled_mask,
                                     trained_flags)
 from thinkrl.train.critic import completion_values
@@ -59,8 +60,10 @@ def ppo_advantages(cfg: RLConfig, rollouts: list[Rollout], critic, ref_model, pa
     metrics = {}
     kl = None
     if a.kl_in_reward and ref_model is not None:
-        ref = _batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_logprobs(
-            ref_model, p, rows, c, temperature=cfg.sampling.temperature, pad_id=pad_id, logprob_chunk=a.logprob_chunk)[0])
+        with disabled(ref_model):  # with LoRA the reference is the policy's base
+            ref = _batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_logprobs(
+                ref_model, p, rows, c, temperature=cfg.sampling.temperature, pad_id=pad_id,
+                logprob_chunk=a.logprob_chunk)[0])
         kl = kl_penalty(pad_rows([r.completion.logprobs for r in rollouts], width, dev), ref, a.kl_estimator) * mask
         metrics["kl"] = float(kl.sum() / mask.sum().clamp(min=1))
     rewards = token_rewards(torch.tensor([r.reward for r in rollouts], device=dev), mask, kl, a.kl_coef)

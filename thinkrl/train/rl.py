@@ -16,6 +16,10 @@ mini-batches, with its own optimizer (thinkrl.train.ppo_update).
 Exact resume: data order, rollout seeds (thinkrl.train.order) and mini-batch order are
 functions of (seed, step), and a checkpoint holds the model, optimizer, scheduler and RNG states,
 so a resumed run continues exactly where the uninterrupted one would be.
+
+With `[lora] r > 0` (thinkrl.train.adapters) the policy and the critic train LoRA adapters; the
+engine samples the adapted model itself, and the KL reference is the same model with its adapters
+switched off (the base, exactly; no second copy of the weights).
 """
 
 from __future__ import annotations
@@ -36,14 +40,16 @@ from thinkrl.dist import Group
 from thinkrl.engine import Engine
 from thinkrl.errors import UserError
 from thinkrl.evaluate import encode_problems
+from thinkrl.model.lora import disabled
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
 from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
 from thinkrl.tasks.base import Problem
+from thinkrl.train.adapters import add_adapters, load_trained, summary, trainable, with_adapter
 from thinkrl.train.batching import (micro_batches, micro_inputs, minibatches, pad_rows, rows_of, sampled_mask,
                                     trained_flags)
 from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint
-from thinkrl.train.critic import load_critic, load_critic_weights, save_critic_weights
+from thinkrl.train.critic import load_critic, load_critic_weights, save_critic_weights, value_head
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.heldout import evaluate_heldout
 from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
@@ -95,7 +101,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
             mask = mask * torch.tensor([float(keep[i] and not ghost) for i in micro], device=dev)[:, None]
             ref = None
             if ref_model is not None:
-                with torch.no_grad():
+                with torch.no_grad(), disabled(ref_model):  # with LoRA the reference is the policy's base
                     ref, _, _ = completion_logprobs(ref_model, prompts, prompt_of_row, completions,
                                                     temperature=cfg.sampling.temperature, pad_id=pad_id,
                                                     logprob_chunk=a.logprob_chunk, pack=a.pack)
@@ -164,19 +170,23 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     tools = build_toolbox(cfg.tools, task)  # None without a [tools] section: single-turn rollouts
 
     ppo = cfg.algo.algorithm == "ppo"
-    if group.active and ppo:
-        raise UserError("algo.algorithm = 'ppo' trains in one process for now: run it without torchrun / --nproc")
-    model, tokenizer = load_model(ckpt if ckpt else cfg.model.name, device=device,
-                                  dtype=torch.float32 if group.active else dtype)  # sharded: fp32 params (thinkrl.dist.fsdp)
+    if group.active and (ppo or cfg.lora.r):
+        raise UserError("algo.algorithm = 'ppo' and lora.r > 0 train in one process for now: "
+                        "run them without torchrun / --nproc")
+    model, tokenizer = load_trained(cfg.model, cfg.lora, ckpt, cfg.seed, device,
+                                    torch.float32 if group.active else dtype)  # sharded: fp32 params (thinkrl.dist.fsdp)
     critic = None
     if ppo:  # from the initial weights; a resumed run loads the checkpoint's critic weights below
         critic_model = load_critic(cfg.model.name, device=device, dtype=dtype)
+        critic_model = add_adapters(critic_model, cfg.lora, cfg.model.name, cfg.seed + 1, heads=(value_head(critic_model),))
         critic_updates = cfg.steps * cfg.algo.epochs * cfg.algo.mini_batches
-        critic = Critic(critic_model, *adamw(critic_model.parameters(), cfg.optim, critic_updates, lr=cfg.optim.critic_lr))
+        critic = Critic(critic_model, *adamw(trainable(critic_model), cfg.optim, critic_updates, lr=cfg.optim.critic_lr))
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     ref_model = None
-    if cfg.algo.kl_coef:
+    if cfg.algo.kl_coef and cfg.lora.r:  # the base model: the policy with its adapters off (lora.disabled)
+        ref_model = model
+    elif cfg.algo.kl_coef:
         ref_model = load_model(cfg.model.name, device=device, dtype=dtype)[0] if ckpt else copy.deepcopy(model).to(dtype)
         ref_model.eval().requires_grad_(False)
     sampler = model  # what the engine runs: the model itself, or (data-parallel) a full copy of the sharded one
@@ -188,7 +198,9 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     engine = Engine(sampler, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.rollout_batch)
     total_updates = (cfg.steps - (cfg.algo.critic_warmup_steps if ppo else 0)) * cfg.algo.epochs * cfg.algo.mini_batches
     use_gradient_checkpointing(model, cfg.algo)
-    optimizer, scheduler = adamw(model.parameters(), cfg.optim, total_updates)
+    optimizer, scheduler = adamw(trainable(model), cfg.optim, total_updates)  # with LoRA the adapters only
+    if summary(model):
+        print(summary(model), flush=True)
     guards = {"policy": SkipGuard(cfg.optim.max_skipped_updates, "the policy"),  # non-finite updates in a row
               "critic": SkipGuard(cfg.optim.max_skipped_updates, "the critic")}
     saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group.main,
@@ -282,9 +294,9 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     if final_ev is not None:  # a run resumed after the last checkpoint does not show it again
         print(f"step {cfg.steps} held-out: accuracy {final_ev['eval/pass@1']:.3f}, format {final_ev['eval/format_rate']:.3f}",
               flush=True)
-    final = save_pretrained(sampler, tokenizer, run_dir / "final")
+    final = save_pretrained(sampler, tokenizer, run_dir / "final", extra=with_adapter(model))  # merged (+ adapter/)
     if critic is not None:  # an HF token-classification folder: AutoModelForTokenClassification reads it
-        save_pretrained(critic.model, tokenizer, run_dir / "critic")
+        save_pretrained(critic.model, tokenizer, run_dir / "critic", extra=with_adapter(critic.model))
     logger.close()
     plot_run(run_dir)
     group.barrier()

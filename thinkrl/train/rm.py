@@ -40,7 +40,9 @@ from thinkrl.data.pairs import Pair, load_pairs, pairs_from_eval, split_pairs
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, save_pretrained
 from thinkrl.rewards.model import load_reward_model, sequence_scores
+from thinkrl.train.adapters import add_adapters, summary, trainable, with_adapter
 from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint
+from thinkrl.train.critic import value_head
 from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
 from thinkrl.train.order import epoch_order
 from thinkrl.train.resume import resume_run
@@ -82,7 +84,12 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
     train_pairs, held_out = split_pairs(load_pairs(cfg.data), cfg.eval_fraction, cfg.seed)
 
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
-    model, tokenizer, pad_id = load_reward_model(str(ckpt) if ckpt else cfg.model.name, device, dtype, new_head=not ckpt)
+    torch.manual_seed(cfg.seed)  # the new score head's random init: a function of the seed, as every other draw
+    if cfg.lora.r:  # the base with a new head, adapters on it (the head trained whole); resumed: the checkpoint's
+        model, tokenizer, pad_id = load_reward_model(cfg.model.name, device, dtype, new_head=True)
+        model = add_adapters(model, cfg.lora, cfg.model.name, cfg.seed, ckpt, heads=(value_head(model),))
+    else:
+        model, tokenizer, pad_id = load_reward_model(str(ckpt) if ckpt else cfg.model.name, device, dtype, new_head=not ckpt)
 
     def encode(pairs: list[Pair]) -> list[tuple[list[int], list[int]]]:
         return [(encode_conversation(tokenizer, p.chosen, cfg.max_len), encode_conversation(tokenizer, p.rejected, cfg.max_len))
@@ -92,7 +99,9 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
     per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
     total = cfg.steps or cfg.epochs * per_epoch
     torch.manual_seed(cfg.seed)
-    optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
+    optimizer, scheduler = adamw(trainable(model), cfg.optim, total)
+    if summary(model):
+        print(summary(model), flush=True)
     guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
     saved, logger = resume_run(cfg, ckpt, optimizer, scheduler)
     step = saved["step"]
@@ -147,7 +156,7 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
     bar.close()
     if "end" not in results:  # no steps to run (or a results file from an older run): evaluate here
         results["end"] = evaluate(total)
-    final = save_pretrained(model, tokenizer, run_dir / "final")
+    final = save_pretrained(model, tokenizer, run_dir / "final", extra=with_adapter(model))  # merged (+ adapter/)
     results.update({"model": cfg.model.name, "data": cfg.data, "train_pairs": len(train_rows), "eval_pairs": len(eval_rows),
                     "steps": total, "final": str(final),
                     "eval_accuracy": results["end"].get("eval/accuracy"),

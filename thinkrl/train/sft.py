@@ -32,6 +32,7 @@ from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
 from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
+from thinkrl.train.adapters import load_trained, summary, trainable, with_adapter
 from thinkrl.train.assistant import assistant_logprobs
 from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint
 from thinkrl.train.forward import completion_logits
@@ -127,8 +128,10 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     task = get_task(cfg.task) if cfg.eval.limit else None
     eval_problems = task.problems("eval")[: cfg.eval.limit] if task else []
 
-    model, tokenizer = load_model(ckpt if ckpt else cfg.model.name, device=device,
-                                  dtype=torch.float32 if group.active else dtype)  # sharded: fp32 params (thinkrl.dist.fsdp)
+    if group.active and cfg.lora.r:
+        raise UserError("lora.r > 0 trains in one process for now: run it without torchrun / --nproc")
+    model, tokenizer = load_trained(cfg.model, cfg.lora, ckpt, cfg.seed, device,  # [lora]: base + adapters
+                                    torch.float32 if group.active else dtype)  # sharded: fp32 params (thinkrl.dist.fsdp)
     teacher = None
     if cfg.teacher and cfg.kl_coef:
         teacher = load_model(cfg.teacher, device=device, dtype=dtype)[0].requires_grad_(False)
@@ -156,7 +159,7 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
 
         sampler = fsdp.inference_copy(model, dtype)
         fsdp.shard(model, dtype)
-    optimizer, scheduler = adamw(model.parameters(), cfg.optim, total)
+    optimizer, scheduler = adamw(trainable(model), cfg.optim, total)
     guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
     saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group.main,
                                functools.partial(fsdp.load_optimizer_state, model, optimizer) if group.active else None)
@@ -168,6 +171,8 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
             fsdp.refresh(sampler, model)
         return sampler
 
+    if summary(model):
+        print(summary(model), flush=True)
     group.main and print(f"sft: {len(train_set)} train / {len(held_out)} held-out examples ({too_long} longer than max_len left out), "
           f"{total} steps of {cfg.batch_size}", flush=True)
     engine = Engine(sampler, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.eval.batch_size) if task else None
@@ -239,7 +244,7 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     weights = full_weights()
     final = run_dir / "final"
     if group.main:
-        final = save_pretrained(weights, tokenizer, final)
+        final = save_pretrained(weights, tokenizer, final, extra=with_adapter(model))  # merged (+ adapter/)
         logger.close()
         plot_run(run_dir)
     group.barrier()
