@@ -1,0 +1,163 @@
+"""Data-parallel RL on torchrun + FSDP2 (gloo, CPU): two processes end where one process ends."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from thinkrl.dist import Group
+from thinkrl.dist.launch import without_nproc
+from thinkrl.models import save_pretrained, tiny_model
+
+REPO = Path(__file__).resolve().parents[2]
+TIMING = ("time/", "tokens_per_second/", "eval/seconds")
+
+
+def recipe(model_dir: Path, steps: int = 3) -> str:
+    return f"""steps = {steps}
+prompts_per_step = 4
+group_size = 4
+seed = 0
+sample_every = 1
+save_every = 2
+
+[model]
+name = "{model_dir}"
+device = "cpu"
+
+[task]
+name = "arithmetic"
+digits = "1,1"
+ops = "+"
+num_eval = 6
+template = "raw"
+
+[sampling]
+temperature = 1.0
+max_new_tokens = 8
+
+[rewards]
+accuracy = 1.0
+language = 0.5  # varies with a random model's bytes: the groups carry a signal
+
+[algo]
+micro_batch_size = 3
+mini_batches = 2
+epochs = 2
+
+[optim]
+lr = 1e-3
+
+[eval]
+limit = 5
+every = 2
+
+[eval.sampling]
+temperature = 0.0
+max_new_tokens = 8
+"""
+
+
+def thinkrl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "thinkrl", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def metrics(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]
+
+
+def test_group_shares_and_rows_cover_everything_once():
+    for world in (1, 2, 3):
+        shares = [list(Group(r, world).share(10)) for r in range(world)]
+        assert sum(shares, []) == list(range(10))
+        rows = [Group(r, world).rows([5, 1, 4, 2, 3]) for r in range(world)]
+        assert sorted(sum(rows, [])) == [1, 2, 3, 4, 5]
+    assert without_nproc(["rl", "--nproc", "2", "r.toml", "--nproc=3", "--steps", "2"]) == ["rl", "r.toml", "--steps", "2"]
+
+
+def test_two_gloo_processes_end_with_one_process_weights_and_metrics(tmp_path):
+    """Same recipe, seed and global batch (4 prompts x 4): `--nproc 2` (each rank samples 2 prompt
+    groups, FSDP2 shards the model, gradients summed over ranks) against one process."""
+    model_dir = save_pretrained(*tiny_model("llama", seed=5), tmp_path / "tiny")
+    (tmp_path / "recipe.toml").write_text(recipe(model_dir))
+    thinkrl("rl", "recipe.toml", "--out-dir", "one", cwd=tmp_path)
+    two = thinkrl("rl", "recipe.toml", "--out-dir", "two", "--nproc", "2", cwd=tmp_path)
+    assert two.stdout.count("final model:") == 1  # rank 0 prints
+    a, b = (load_file(tmp_path / run / "final" / "model.safetensors") for run in ("one", "two"))
+    start = load_file(model_dir / "model.safetensors")
+    assert sorted(a) == sorted(b)
+    assert max(float((a[k] - start[k]).abs().max()) for k in a) > 1e-4  # it trained
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=2e-6, rtol=0), k
+    ma, mb = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert [r["step"] for r in ma] == [r["step"] for r in mb] and len(ma) >= 5
+    for x, y in zip(ma, mb):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), (x["step"], k)
+    assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
+
+
+def test_a_rank_sigkilled_stops_the_job_and_it_resumes_to_identical_weights(tmp_path):
+    """benchmarks/kill_test.py --nproc 2 in small: one rank of two SIGKILLed (torchrun ends the
+    other within seconds), resumed from the newest checkpoint, ends bit-identical to a run never killed."""
+    from bench_modules import load_benchmark
+
+    s = load_benchmark("kill_test").run(kills=2, steps=3, save_every=1, eval_every=2, seed=1, work=tmp_path,
+                                        phases=("generate", "update", "checkpoint"), verbose=False, nproc=2)
+    assert s["kills"] == 2 and s["resumes"] >= 1 and not s["bad_resume"], s
+    assert s["weights_moved"] and not s["differing_tensors"] and s["tensors"] > 0
+    assert s["metrics_equal"] and s["samples_equal"] and not s["leftovers_at_end"]
+    assert s["hangs"] == 0 and s["stop_s"] < 60
+
+
+def test_sft_on_two_gloo_processes_ends_with_one_process_weights(tmp_path):
+    """SFT, batches of 7 examples in micro-batches of 2 (ranks hold 4 and 3: the lighter one runs a
+    zero-loss pass to keep FSDP2's collectives in step), held-out loss and task eval sharded too."""
+    model_dir = save_pretrained(*tiny_model("llama", seed=5), tmp_path / "tiny")
+    rows = [{"messages": [{"role": "user", "content": f"{i % 7}+{i % 5}?"},
+                          {"role": "assistant", "content": f"<answer>{i % 7 + i % 5}</answer>"}]} for i in range(24)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "sft.toml").write_text(f"""data = "d.jsonl"
+epochs = 2
+batch_size = 7
+micro_batch_size = 2
+eval_fraction = 0.2
+save_every = 2
+[model]
+name = "{model_dir}"
+device = "cpu"
+[optim]
+lr = 3e-3
+[task]
+name = "arithmetic"
+digits = "1,1"
+ops = "+"
+template = "raw"
+num_eval = 10
+[eval]
+limit = 5
+[eval.sampling]
+max_new_tokens = 6
+""")
+    thinkrl("sft", "sft.toml", "--out-dir", "one", cwd=tmp_path)
+    thinkrl("sft", "sft.toml", "--out-dir", "two", "--nproc", "2", cwd=tmp_path)
+    a, b = (load_file(tmp_path / run / "final" / "model.safetensors") for run in ("one", "two"))
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=2e-6, rtol=0), k
+    ma, mb = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert len(ma) == len(mb) and any("eval/loss" in r for r in ma) and any("eval/pass@1" in r for r in ma)
+    for x, y in zip(ma, mb):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), (x["step"], k)
