@@ -161,3 +161,15 @@ max_new_tokens = 6
         assert x.keys() == y.keys()
         for k in x:
             assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), (x["step"], k)
+
+
+def test_resume_across_one_and_several_processes_is_refused_in_one_line(tmp_path):
+    from thinkrl.errors import UserError
+    from thinkrl.train.resume import _same_kind
+
+    _same_kind({"world_size": 2}, 3, tmp_path)  # several to several: goes on (and says so)
+    _same_kind({}, 1, tmp_path)  # a checkpoint from before world_size was recorded: one process
+    with pytest.raises(UserError, match="written by 1 process.*this run has 2.*resume with one process"):
+        _same_kind({}, 2, tmp_path)
+    with pytest.raises(UserError, match="written by 2 process.*resume with torchrun"):
+        _same_kind({"world_size": 2}, 1, tmp_path)

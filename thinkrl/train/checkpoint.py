@@ -112,10 +112,13 @@ def load_trainer_state(path: Path) -> dict:
     return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
 
 
-def restore(path: Path, optimizer, scheduler, load_optimizer=None) -> dict:
+def restore(path: Path, optimizer, scheduler, load_optimizer=None, check=None) -> dict:
     """Load a checkpoint's optimizer, scheduler and RNG states in place; returns the whole trainer state.
-    `load_optimizer(state)` replaces optimizer.load_state_dict (a sharded optimizer's, thinkrl.dist.fsdp)."""
+    `load_optimizer(state)` replaces optimizer.load_state_dict (a sharded optimizer's, thinkrl.dist.fsdp);
+    `check(trainer_state)` may refuse the checkpoint (a UserError) before anything is loaded."""
     saved = load_trainer_state(path)
+    if check is not None:
+        check(saved)
     (load_optimizer or optimizer.load_state_dict)(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     set_rng_state(saved["rng"])

@@ -204,7 +204,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     guards = {"policy": SkipGuard(cfg.optim.max_skipped_updates, "the policy"),  # non-finite updates in a row
               "critic": SkipGuard(cfg.optim.max_skipped_updates, "the critic")}
     saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group.main,
-                               functools.partial(fsdp.load_optimizer_state, model, optimizer) if group.active else None)
+                               functools.partial(fsdp.load_optimizer_state, model, optimizer) if group.active else None,
+                               group.world)
     state = {"step": saved["step"], "position": saved.get("position", 0)}
     if ckpt and critic is not None:
         load_critic_weights(critic.model, ckpt)
@@ -222,7 +223,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     def checkpoint(step: int) -> None:
         optimizer_state = fsdp.optimizer_state(model, optimizer) if group.active else optimizer.state_dict()
         trainer_state = {"optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
-                         "step": step, "position": state["position"]}
+                         "step": step, "position": state["position"], "world_size": group.world}
         if critic is None:
             if group.main:  # the full weights (the engine's copy) and the full optimizer state
                 save_checkpoint(run_dir, step, sampler, tokenizer, trainer_state, keep=cfg.keep_checkpoints)

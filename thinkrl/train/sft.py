@@ -162,7 +162,8 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     optimizer, scheduler = adamw(trainable(model), cfg.optim, total)
     guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
     saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group.main,
-                               functools.partial(fsdp.load_optimizer_state, model, optimizer) if group.active else None)
+                               functools.partial(fsdp.load_optimizer_state, model, optimizer) if group.active else None,
+                               group.world)
     step = saved["step"]
 
     def full_weights():
@@ -237,7 +238,8 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
             optimizer_state = fsdp.optimizer_state(model, optimizer) if group.active else optimizer.state_dict()
             if group.main:
                 save_checkpoint(run_dir, done, weights, tokenizer, {"optimizer": optimizer_state,
-                                                                    "scheduler": scheduler.state_dict(), "step": done},
+                                                                    "scheduler": scheduler.state_dict(), "step": done,
+                                                                    "world_size": group.world},
                                 keep=cfg.keep_checkpoints)
             group.barrier()
     bar.close()
