@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 
+from thinkrl import config as C
 from thinkrl import envs as envs_mod
 from thinkrl import rewards
 from thinkrl.data.chat import encode_chat
@@ -19,7 +20,7 @@ from thinkrl.tasks.base import Problem
 from thinkrl.tasks.guess import Guess, GuessEnv
 from thinkrl.tools import call_metrics
 from thinkrl.train.batching import micro_inputs, sampled_mask
-from thinkrl.train.rollout import Rollout, score
+from thinkrl.train.rollout import Rollout, collect, rollout_metrics, score
 
 PROMPTS = ["hello there", "a", "what is 2+2? answer:"]
 
@@ -117,6 +118,26 @@ def test_the_training_rows_are_the_sampled_and_inserted_ids(tiny_llama, monkeypa
     scored = score(None, [problems[c.prompt_index] for c in outs], outs, rewards.build(rewards.RewardConfig(
         accuracy=0.0, env=2.0)), 16)
     assert [s for s in scored] == [({"env": 0.5}, 1.0)] * 6  # one step gave 0.5 before the budget ran out
+
+
+def test_an_rl_step_converses_with_the_tasks_environments(tiny_llama, monkeypatch):
+    """collect(): each row gets its own game; hints go in as the chat template's user turns; the
+    games' rewards reach the `env` component and the metrics count the turns."""
+    model, tok = tiny_llama
+    end_turns_at(monkeypatch, 2, 60)
+    task = Guess(num_train=4, num_eval=1, max_guesses=2)
+    cfg = C.RLConfig(sampling=C.SamplingParams(temperature=1.0, max_new_tokens=80, ignore_eos=True), group_size=2,
+                     prompts_per_step=2)
+    engine = Engine(model, tok, eos_token_ids(model, tok), runner="eager")
+    rows, _, _, drawn = collect(cfg, 0, 0, engine, task, task.problems("train"),
+                                lambda p: encode_chat(tok, [{"role": "user", "content": p.question}], open_turn=True),
+                                rewards.build(rewards.RewardConfig(accuracy=1.0, env=1.0)))
+    for r in rows:
+        (_, first), (_, hint), _ = segments(r.completion)
+        assert len(first) == 2 and hint in [user_turn_ids(tok, h) for h in ("Higher.", "Lower.", "Reply with just a number.")]
+        assert r.completion.turns == 2 and r.completion.finish_reason == "stop" and len(r.completion.token_ids) == 60
+        assert r.rewards["env"] == r.completion.env_reward == 0.0  # two wrong guesses: the game is lost
+    assert rollout_metrics(drawn, rows, 2)["tools/turns"] == 2.0
 
 
 def test_steps_run_in_parallel_under_a_deadline_and_failures_end_the_conversation():
