@@ -5,7 +5,6 @@ inserted ids; a chat environment inserts what the chat template writes (the embe
 import time
 
 import pytest
-import torch
 
 from thinkrl import config as C
 from thinkrl import envs as envs_mod

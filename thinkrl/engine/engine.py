@@ -31,10 +31,10 @@ import torch
 from thinkrl.engine.graph_runner import GraphRunner
 from thinkrl.engine.runner import make_runner
 from thinkrl.engine.sampling import SamplingParams, sample, stream_keys, uniforms
+from thinkrl.envs import Environment, Step, run_steps
 from thinkrl.errors import UserError
 from thinkrl.model import is_own
 from thinkrl.model.inputs import pad
-from thinkrl.envs import Environment, Step, run_steps
 from thinkrl.tools import ToolCall, Toolbox
 
 
@@ -118,11 +118,11 @@ class Engine:
     ) -> list[Completion]:
         """n completions for each prompt, as one flat prompt-major list (prompt i's at i*n .. i*n+n-1).
 
-        envs: one environment per completion (same order; None: single-turn), reset by the caller
-        (thinkrl.envs.start); a completion's
-        observations are inserted as tokens with mask 0 and log-prob 0, and it decodes on
-        (thinkrl.envs); max_new_tokens counts both. tools: every completion gets `tools.env()`, so
-        a completion that writes a call (`<python>...</python>`) gets its result inserted."""
+        envs: one environment per completion, in the same order (None: that one is single-turn),
+        reset by the caller (thinkrl.envs.start); a completion's observations are inserted as
+        tokens with mask 0 and log-prob 0, and it decodes on (thinkrl.envs); max_new_tokens counts
+        both. tools: every completion gets `tools.env()`, so a completion that writes a call
+        (`<python>...</python>`) gets its result inserted (thinkrl.tools)."""
         if seeds is None:
             seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
         if len(seeds) != len(prompts):
@@ -204,10 +204,11 @@ class Engine:
                     finished[r] = self._insert(results[res_i], tok_list[r], step, params)
                     continue
                 finished[r] = self._record(results[res_i], tok_list[r], lp_list[r], is_eos[r], step, params)
-                if envs is not None and envs[res_i] is not None and self._turn_ended(results[res_i], starts[res_i], envs[res_i], bool(finished[r])):
+                env = envs[res_i] if envs is not None else None
+                if env is not None and self._turn_ended(results[res_i], starts[res_i], env, bool(finished[r])):
                     ended.append((r, res_i))
             if ended:
-                turns = [self.tokenizer.decode(results[i].token_ids[starts[i]:], skip_special_tokens=True) for _, i in ended]
+                turns = [self.tokenizer.decode(results[i].token_ids[starts[i] :], skip_special_tokens=True) for _, i in ended]
                 for (r, res_i), st in zip(ended, run_steps([envs[i] for _, i in ended], turns)):
                     finished[r] = self._take_step(res_i, results[res_i], envs[res_i], st, step, params, forced, starts)
             tokens = torch.tensor(tok_list, device=dev) if forced else tokens
@@ -257,7 +258,7 @@ class Engine:
         return False
 
     def _insert(self, res: Completion, token: int, step: int, params: SamplingParams) -> bool:
-        """Append one token the model did not sample (a tool result): mask 0, log-prob 0; True when
+        """Append one token the model did not sample (an observation, such as a tool result): mask 0, log-prob 0; True when
         the token budget ends the completion there."""
         res.token_ids.append(token)
         res.logprobs.append(0.0)

@@ -11,8 +11,8 @@ the model sampled and the ids inserted, never a re-tokenised chat.
 A model turn ends at one of `stops` (strings, detected as stop strings are) or at eos / a
 sampling stop string. With `eos_ends_episode` (tools) eos or a stop string ends the whole
 conversation without a step; otherwise (a chat) it ends a turn and `step` says whether the
-conversation goes on. After `max_steps` steps that went on, the env is not stepped again: the
-rest of the completion ends as a single-turn one does. The steps of one decode step's rows run
+conversation goes on. After `max_steps` steps that inserted an observation, the env is not
+stepped again: the rest of the completion ends as a single-turn one does. The steps of one decode step's rows run
 in parallel threads, each under `timeout_s`; a step that raises or passes its deadline gives
 `failed(model_turn, error, seconds)` (by default the conversation's end).
 
@@ -51,7 +51,7 @@ class Environment:
 
     stops: tuple[str, ...] = ()  # strings that end a model turn, besides eos and the sampling stop strings
     eos_ends_episode: bool = False  # True: eos / a stop string ends the conversation without a step
-    max_steps: int = 1 << 30  # steps that go on a completion may take
+    max_steps: int = 1 << 30  # steps that insert an observation, at most, per completion
     timeout_s: float = 10.0  # a step that takes longer gives failed(..., "timeout", ...)
 
     def reset(self, problem) -> str:
