@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from thinkrl import envs as envs_mod
 from thinkrl.data.chat import encode_chat
 from thinkrl.engine import Completion, Engine, SamplingParams
 from thinkrl.errors import UserError
@@ -158,17 +159,22 @@ def run_eval(
 ) -> tuple[dict, list[Scored]]:
     """Evaluate `problems`: returns (metrics, scored completions in problem-major order).
     `prompts`: their ids from encode_problems, when the caller checked them already; `tools`: the
-    tools the model may call (metrics then include tools/*)."""
+    tools the model may call (metrics then include tools/*). A task with environments (thinkrl.envs)
+    is evaluated as conversations, each prompt its first observation."""
     if prompts is None:
         prompts = encode_problems(engine.tokenizer, task, problems, template, shots, params.max_new_tokens, engine.context)
     # seed per problem from its position, so --limit N gives the first N problems the same completions
     seeds = [seed * 1_000_003 + i for i in range(len(problems))]
     per_call = max(1, batch_size // samples)
     scored: list[Scored] = []
+    conversing = False
     t0 = time.perf_counter()
     for start in range(0, len(problems), per_call):
         idx = range(start, min(start + per_call, len(problems)))
-        outs = engine.generate([prompts[i] for i in idx], params, n=samples, seeds=[seeds[i] for i in idx], tools=tools)
+        asked, envs = envs_mod.start(task, [problems[i] for i in idx], samples)
+        chunk = [prompts[i] for i in idx] if envs is None else encode_problems(engine.tokenizer, task, asked, template, shots)
+        conversing |= envs is not None
+        outs = engine.generate(chunk, params, n=samples, seeds=[seeds[i] for i in idx], tools=tools, envs=envs)
         for c in outs:
             c.prompt_index += start
         batch = score_completions(task, problems, outs, template)
@@ -179,6 +185,6 @@ def run_eval(
     metrics = summarize(scored, samples, task)
     metrics["seconds"] = round(seconds, 2)
     metrics["tokens_per_second"] = round(sum(len(s.completion.token_ids) for s in scored) / max(seconds, 1e-9), 1)
-    if tools is not None:
+    if tools is not None or conversing:
         metrics.update({k: round(v, 4) for k, v in call_metrics([s.completion for s in scored]).items()})
     return metrics, scored
