@@ -85,11 +85,13 @@ def child(argv: list[str]) -> int:
 
     if os.environ.get("THINKRL_KILL_TEST_TOOLS"):
         from thinkrl.engine import Engine
+        from thinkrl.tools import Toolbox
 
-        def forced_call(self, token_ids, tools):
-            return ("python", "print(6 * 7)", "") if len(token_ids) == 2 else None
+        def turn_ended(self, res, start, env, finished):  # a call after the second token, once
+            return len(res.token_ids) == 2 and not finished and res.turns <= env.max_steps
 
-        Engine._call_in = forced_call
+        Engine._turn_ended = turn_ended
+        Toolbox.find_call = lambda self, text: ("python", "print(6 * 7)", "")
     for name, phase in (("collect", "generate"), ("update", "update"), ("evaluate_heldout", "eval"),
                         ("save_checkpoint", "checkpoint"), ("save_pretrained", "final")):
         _wrap(rl, name, phase)

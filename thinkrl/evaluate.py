@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from thinkrl import envs as envs_mod
 from thinkrl.data.chat import encode_chat
 from thinkrl.engine import Completion, Engine, SamplingParams
 from thinkrl.errors import UserError
@@ -160,24 +161,29 @@ def run_eval(
     """Evaluate `problems`: returns (metrics, scored completions in problem-major order).
     `prompts`: their ids from encode_problems, when the caller checked them already; `tools`: the
     tools the model may call (metrics then include tools/*); `first_index`: the position of
-    problems[0] in the whole evaluation set (a data-parallel rank's share), which seeds follow."""
+    problems[0] in the whole evaluation set (a data-parallel rank's share), which seeds follow.
+    A task with environments (thinkrl.envs) is evaluated as conversations, each prompt its first observation."""
     if prompts is None:
         prompts = encode_problems(engine.tokenizer, task, problems, template, shots, params.max_new_tokens, engine.context)
     # seed per problem from its position, so --limit N gives the first N problems the same completions
     seeds = [seed * 1_000_003 + first_index + i for i in range(len(problems))]
     per_call = max(1, batch_size // samples)
     scored: list[Scored] = []
+    conversing = False
     t0 = time.perf_counter()
     for start in range(0, len(problems), per_call):
         idx = range(start, min(start + per_call, len(problems)))
-        outs = engine.generate([prompts[i] for i in idx], params, n=samples, seeds=[seeds[i] for i in idx], tools=tools)
+        asked, envs = envs_mod.start(task, [problems[i] for i in idx], samples)
+        chunk = [prompts[i] for i in idx] if envs is None else encode_problems(engine.tokenizer, task, asked, template, shots)
+        conversing |= envs is not None
+        outs = engine.generate(chunk, params, n=samples, seeds=[seeds[i] for i in idx], tools=tools, envs=envs)
         for c in outs:
             c.prompt_index += start
         batch = score_completions(task, problems, outs, template)
         scored += batch
         if on_batch is not None:
             on_batch(batch)
-    return eval_metrics(scored, samples, task, time.perf_counter() - t0, tools is not None), scored
+    return eval_metrics(scored, samples, task, time.perf_counter() - t0, tools is not None or conversing), scored
 
 
 def eval_metrics(scored: list[Scored], samples: int, task: Task, seconds: float, with_tools: bool) -> dict:

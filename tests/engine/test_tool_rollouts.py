@@ -24,6 +24,16 @@ def box(**tools) -> Toolbox:
                    call_timeout_s=2.0)
 
 
+def call_at(monkeypatch, *lengths):
+    """Rows 'call' calc(6 * 7) when their completion reaches one of `lengths` tokens (the detection
+    is patched: a random model writes no tags)."""
+    def ended(self, res, start, env, finished):
+        return len(res.token_ids) in lengths and not finished and res.turns <= env.max_steps
+
+    monkeypatch.setattr(Engine, "_turn_ended", ended)
+    monkeypatch.setattr(Toolbox, "find_call", lambda self, text: ("calc", "6 * 7", ""))
+
+
 def generate(model, tok, tools=None, **kw):
     params = SamplingParams(temperature=1.0, max_new_tokens=kw.pop("max_new_tokens", 24), ignore_eos=True)
     engine = Engine(model, tok, eos_token_ids(model, tok), runner="eager")
@@ -43,12 +53,7 @@ def test_a_call_inserts_its_result_and_decoding_goes_on_from_it(tiny, monkeypatc
     its result tokens follow with mask 0 and log-prob 0, and every later sampled token's log-prob is
     what a forward over the whole transcript gives: the KV cache holds the inserted tokens."""
     model, tok = tiny
-    original = Engine._call_in
-
-    def call_at_4(self, token_ids, tools):
-        return ("calc", "6 * 7", "") if len(token_ids) == 4 else original(self, token_ids, tools)
-
-    monkeypatch.setattr(Engine, "_call_in", call_at_4)
+    call_at(monkeypatch, 4)
     outs = generate(model, tok, box(), max_new_tokens=30)
     result = tok.encode("<result>42</result>", add_special_tokens=False)
     for c in outs:
@@ -74,14 +79,17 @@ def test_call_detection_reads_the_closing_tag(tiny_llama):
     model, tok = tiny_llama
     engine = Engine(model, tok, [])
     tools = box()
+    env = tools.env()
     ids = tok.encode("I will compute. <calc>1 + 2</calc>", add_special_tokens=False)
-    assert engine._call_in(ids, tools) == ("calc", "1 + 2", "")
-    assert engine._call_in(ids[:-1], tools) is None
-    assert engine._call_in(tok.encode("</calc> alone", add_special_tokens=False), tools) is None
+    assert engine._hit_stop(ids, list(env.stops)) and not engine._hit_stop(ids[:-1], list(env.stops))
+    assert not engine._hit_stop(ids, list(env.stops), start=len(ids) - 3)  # the tag began before the turn
+    call = env.step(tok.decode(ids)).call
+    assert (call.name, call.call, call.result, call.error) == ("calc", "1 + 2", "3", "")
+    assert env.step("</calc> alone").call is None and env.encode(env.step("</calc> alone"), tok) == []
     assert tools.find_call("text </calc>") is None
     # a token that closes the tag and starts the result tag ("><"): the rest of the tag follows it
     assert tools.find_call("<calc>2*3</calc><") == ("calc", "2*3", "<")
-    inserted = tok.decode(engine._result_tokens(tools, ToolCall("calc", "2*3", "6"), "<"))
+    inserted = tok.decode(env.encode(env.step("<calc>2*3</calc><"), tok))
     assert inserted == "result>6</result>"
 
 
@@ -159,13 +167,8 @@ def test_the_graph_runner_serves_tool_calls_as_the_eager_one_does(tiny, monkeypa
     """The CUDA-graph runner's static-shape steps (run eagerly on CPU) with a call inserted at
     different lengths per row give the eager runner's completions, calls and masks."""
     model, tok = tiny
-    original = Engine._call_in
     second = 3 + len(tok.encode("<result>42</result>", add_special_tokens=False)) + 4
-
-    def call_at(self, token_ids, tools):
-        return ("calc", "6 * 7", "") if len(token_ids) in (3, second) else original(self, token_ids, tools)
-
-    monkeypatch.setattr(Engine, "_call_in", call_at)
+    call_at(monkeypatch, 3, second)
     params = SamplingParams(temperature=1.0, max_new_tokens=second + 24, ignore_eos=True)
     prompts = [tok.encode(p) for p in PROMPTS]
     outs = {kind: Engine(model, tok, eos_token_ids(model, tok), runner=kind).generate(prompts, params, n=2,

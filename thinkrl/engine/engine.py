@@ -13,13 +13,16 @@ Runners (`runner=`): "eager" steps the model from Python (KVRunner for thinkrl's
 fallback otherwise); "graph" (the default on CUDA for thinkrl's decoder) replays each decode step,
 sampling included, from CUDA graphs and keeps its runner across calls so graphs are captured once
 (`release()` frees its KV cache, e.g. while training). Both give the same completions.
-With tools (multi-turn rollouts) the graph runner's steps are sampled on the host, as the eager
-runner's are, so that a tool result can be fed as the next input of any row.
+Multi-turn rollouts (`envs=`, one thinkrl.envs.Environment per row, or `tools=`, a Toolbox whose
+`env()` gives them): when a row's model turn ends (eos, a stop string, or one of its env's `stops`),
+the steps of that decode step's rows run in parallel threads; an observation is fed one token per
+decode step with mask 0 and log-prob 0, so the row's KV cache holds it and every row stays in step
+with the batch. The graph runner's steps are then sampled on the host, as the eager runner's are,
+so that an observation can be fed as the next input of any row.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -28,6 +31,7 @@ import torch
 from thinkrl.engine.graph_runner import GraphRunner
 from thinkrl.engine.runner import make_runner
 from thinkrl.engine.sampling import SamplingParams, sample, stream_keys, uniforms
+from thinkrl.envs import Environment, Step, run_steps
 from thinkrl.errors import UserError
 from thinkrl.model import is_own
 from thinkrl.model.inputs import pad
@@ -71,6 +75,8 @@ class Completion:
     finish_reason: str = "length"  # "eos" | "stop" | "length"
     text: str = ""
     calls: list[ToolCall] = field(default_factory=list)  # tool calls, in order (multi-turn rollouts)
+    turns: int = 1  # model turns: 1 + the environment steps that went on
+    env_reward: float | None = None  # the sum of the rewards its environment's steps gave; None if none did
 
 
 class Engine:
@@ -108,15 +114,25 @@ class Engine:
         seeds: list[int] | None = None,
         on_tokens: Callable[[int], None] | None = None,
         tools: Toolbox | None = None,
+        envs: list[Environment | None] | None = None,
     ) -> list[Completion]:
         """n completions for each prompt, as one flat prompt-major list (prompt i's at i*n .. i*n+n-1).
 
-        tools: a completion that writes a call (`<python>...</python>`) gets the result inserted as
-        tokens with mask 0 and log-prob 0, and decodes on (thinkrl.tools); max_new_tokens counts both."""
+        envs: one environment per completion, in the same order (None: that one is single-turn),
+        reset by the caller (thinkrl.envs.start); a completion's observations are inserted as
+        tokens with mask 0 and log-prob 0, and it decodes on (thinkrl.envs); max_new_tokens counts
+        both. tools: every completion gets `tools.env()`, so a completion that writes a call
+        (`<python>...</python>`) gets its result inserted (thinkrl.tools)."""
         if seeds is None:
             seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
         if len(seeds) != len(prompts):
             raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+        if tools is not None and envs is not None:
+            raise UserError("a rollout takes tools or environments, not both: a task with environments holds its tools")
+        if tools is not None:
+            envs = [tools.env() for _ in range(len(prompts) * n)]
+        if envs is not None and len(envs) != len(prompts) * n:
+            raise ValueError(f"{len(envs)} environments for {len(prompts)} prompts x {n} samples")
         for i, p in enumerate(prompts):
             if not p:
                 raise UserError(f"prompt {i} is empty")
@@ -133,8 +149,9 @@ class Engine:
         try:
             for c in range(0, len(order), per_chunk):
                 chunk = order[c : c + per_chunk]
+                chunk_envs = None if envs is None else [envs[i * n + j] for i in chunk for j in range(n)]
                 rows = self._run_chunk([prompts[i] for i in chunk], [seeds[i] for i in chunk], params, n, on_tokens,
-                                       tools)
+                                       chunk_envs)
                 for k, i in enumerate(chunk):
                     for j in range(n):
                         done = rows[k * n + j]
@@ -144,7 +161,7 @@ class Engine:
             self.model.train(was_training)
         return out
 
-    def _run_chunk(self, prompts, seeds, params: SamplingParams, n: int, on_tokens, tools=None) -> list[Completion]:
+    def _run_chunk(self, prompts, seeds, params: SamplingParams, n: int, on_tokens, envs=None) -> list[Completion]:
         dev = self.device
         rows = len(prompts) * n
         # a system prompt or few-shot turns common to every prompt of the chunk are encoded once
@@ -160,7 +177,7 @@ class Engine:
         logits = runner.prefill(ids.to(dev), attn.to(dev), n)
         keys = stream_keys(torch.tensor(seeds).repeat_interleave(n), torch.arange(n).repeat(len(prompts))).to(dev)
         results = [Completion(r // n, r % n) for r in range(rows)]
-        if isinstance(runner, GraphRunner) and tools is None:  # sampling on the device; the host reads every few steps
+        if isinstance(runner, GraphRunner) and envs is None:  # sampling on the device; the host reads every few steps
             eos = set() if params.ignore_eos else set(self.eos.tolist())
             runner.decode_all(logits, keys, params, lambda r, step, tok, lp: self._record(
                 results[r], tok, lp, tok in eos, step, params), on_tokens)
@@ -170,30 +187,30 @@ class Engine:
         alive = torch.arange(rows)  # runner row -> result index
         finished = torch.zeros(rows, dtype=torch.bool)  # per runner row
         eos = self.eos.to(dev)
-        forced: dict[int, list[int]] = {}  # result index -> tool-result tokens still to feed, in order
+        forced: dict[int, list[int]] = {}  # result index -> observation tokens still to feed, in order
+        starts = [0] * rows  # result index -> where its current model turn began
         for step in range(params.max_new_tokens):
             tokens, logps = sample(logits, params, uniforms(keys, step))
             tok_list, lp_list = tokens.tolist(), logps.tolist()
             is_eos = torch.isin(tokens, eos).tolist() if not params.ignore_eos else [False] * len(tok_list)
             produced = 0
-            calls: list[tuple[int, str, str, str]] = []  # (result index, tool, call text, text past its tag)
+            ended: list[tuple[int, int]] = []  # (runner row, result index) of the rows whose model turn just ended
             for r, res_i in enumerate(alive.tolist()):
                 if finished[r]:
                     continue
                 produced += 1
-                if forced.get(res_i):  # a tool result being fed: not sampled, never trained on
+                if forced.get(res_i):  # an observation being fed: not sampled, never trained on
                     tok_list[r] = forced[res_i].pop(0)
                     finished[r] = self._insert(results[res_i], tok_list[r], step, params)
                     continue
                 finished[r] = self._record(results[res_i], tok_list[r], lp_list[r], is_eos[r], step, params)
-                if tools is not None and not finished[r] and len(results[res_i].calls) < tools.max_calls:
-                    call = self._call_in(results[res_i].token_ids, tools)
-                    if call is not None:
-                        calls.append((res_i, *call))
-            if calls:
-                for (res_i, _, _, after), done in zip(calls, tools.run([(name, text) for _, name, text, _ in calls])):
-                    results[res_i].calls.append(done)
-                    forced[res_i] = self._result_tokens(tools, done, after)
+                env = envs[res_i] if envs is not None else None
+                if env is not None and self._turn_ended(results[res_i], starts[res_i], env, bool(finished[r])):
+                    ended.append((r, res_i))
+            if ended:
+                turns = [self.tokenizer.decode(results[i].token_ids[starts[i] :], skip_special_tokens=True) for _, i in ended]
+                for (r, res_i), st in zip(ended, run_steps([envs[i] for _, i in ended], turns)):
+                    finished[r] = self._take_step(res_i, results[res_i], envs[res_i], st, step, params, forced, starts)
             tokens = torch.tensor(tok_list, device=dev) if forced else tokens
             if on_tokens is not None:
                 on_tokens(produced)
@@ -209,29 +226,44 @@ class Engine:
             res.text = self._text(res, params.stop)
         return results
 
+    def _turn_ended(self, res: Completion, start: int, env: Environment, finished: bool) -> bool:
+        """Does the last token end a model turn that `env` answers? At eos or a stop string (unless
+        that ends the conversation: env.eos_ends_episode), or at one of env.stops while the budget lasts."""
+        if res.turns > env.max_steps:
+            return False
+        if finished:
+            return res.finish_reason in ("eos", "stop") and not env.eos_ends_episode
+        return bool(env.stops) and self._hit_stop(res.token_ids, list(env.stops), start)
+
+    def _take_step(self, res_i: int, res: Completion, env: Environment, st: Step, step: int, params: SamplingParams,
+                   forced: dict[int, list[int]], starts: list[int]) -> bool:
+        """Record an environment's answer to a row's turn; True when the row is finished. One that
+        goes on gets its observation queued in `forced`, unless the token budget is spent."""
+        if st.call is not None:
+            res.calls.append(st.call)
+        if st.reward is not None:
+            res.env_reward = (res.env_reward or 0.0) + st.reward
+        if st.done:
+            res.finish_reason = "stop" if res.finish_reason == "length" else res.finish_reason  # ended at an env stop
+            return True
+        if step + 1 >= params.max_new_tokens:
+            res.finish_reason = "length"  # the conversation would go on
+            return True
+        res.finish_reason = "length"  # until it ends again
+        observation = env.encode(st, self.tokenizer)
+        if observation:
+            forced[res_i] = observation
+        res.turns += bool(observation)
+        starts[res_i] = len(res.token_ids) + len(observation)
+        return False
+
     def _insert(self, res: Completion, token: int, step: int, params: SamplingParams) -> bool:
-        """Append one token the model did not sample (a tool result): mask 0, log-prob 0; True when
+        """Append one token the model did not sample (an observation, such as a tool result): mask 0, log-prob 0; True when
         the token budget ends the completion there."""
         res.token_ids.append(token)
         res.logprobs.append(0.0)
         res.mask.append(0)
         return step + 1 >= params.max_new_tokens
-
-    def _call_in(self, token_ids: list[int], tools: Toolbox) -> tuple[str, str, str] | None:
-        """(tool, call text, text after the closing tag) if the last token completed a call's closing
-        tag, else None. A closing tag is detected as a stop string is; the whole text is decoded only on a hit."""
-        if not self._hit_stop(token_ids, tools.closing_tags()):
-            return None
-        return tools.find_call(self.tokenizer.decode(token_ids, skip_special_tokens=True))
-
-    def _result_tokens(self, tools: Toolbox, call: ToolCall, after: str) -> list[int]:
-        """The result as token ids, its body cut to tools.result_max_tokens. `after`: what the closing
-        token wrote past the call's tag; where it began the result tag ("<"), the rest of the tag follows."""
-        open_tag = f"<{tools.result_tag}>"
-        open_tag = open_tag[len(after):] if after and open_tag.startswith(after) else open_tag
-        body = self.tokenizer.encode(call.result if not call.error else f"error: {call.error}", add_special_tokens=False)
-        encode = functools.partial(self.tokenizer.encode, add_special_tokens=False)
-        return encode(open_tag) + body[: tools.result_max_tokens] + encode(f"</{tools.result_tag}>")
 
     def _record(self, res: Completion, token: int, logprob: float, is_eos: bool, step: int, params: SamplingParams) -> bool:
         """Append one sampled token to a completion; True when it ends it (eos, a stop string, or length)."""
@@ -246,11 +278,12 @@ class Engine:
             return False
         return True
 
-    def _hit_stop(self, token_ids: list[int], stops: list[str]) -> bool:
-        """Did the last token complete a stop string? Decodes a short window, not the whole completion."""
-        window = max(len(s) for s in stops) + 8
-        with_last = self.tokenizer.decode(token_ids[-window:], skip_special_tokens=True)
-        without = self.tokenizer.decode(token_ids[-window:-1], skip_special_tokens=True)
+    def _hit_stop(self, token_ids: list[int], stops: list[str], start: int = 0) -> bool:
+        """Did the last token complete a stop string (within token_ids[start:], the current turn)?
+        Decodes a short window, not the whole completion."""
+        first = max(start, len(token_ids) - (max(len(s) for s in stops) + 8))
+        with_last = self.tokenizer.decode(token_ids[first:], skip_special_tokens=True)
+        without = self.tokenizer.decode(token_ids[first:-1], skip_special_tokens=True)
         return any(s in with_last and s not in without for s in stops)
 
     def _text(self, res: Completion, stops: list[str]) -> str:

@@ -1,13 +1,15 @@
 """Rewards: pure functions `(completion, reference, info) -> float`, combined with weights.
 
 `info` carries what a reward may need beyond the text: `task` and `problem` (the verifier lives
-on the task), `tokens` (completion length in tokens), `finish_reason`, `max_new_tokens`.
+on the task), `tokens` (completion length in tokens), `finish_reason`, `max_new_tokens`,
+`env_reward` (what a multi-turn rollout's environment gave, or None: thinkrl.envs).
 Built in (weights in the recipe's [rewards] table; 0 switches one off):
 - accuracy      1 if the task's verifier accepts the final answer (the same check as `thinkrl eval`)
 - format        strict R1 format: exactly one <think>...</think> then one <answer>...</answer>,
                 nothing before or after but white space
 - format_soft   a <think>...</think> block followed later by an <answer>...</answer> block
 - tag_count     0.25 for each of the four tags that appears exactly once (partial credit)
+- env           the reward the completion's environment gave over its turns (thinkrl.envs), 0 without one
 - overlong      DAPO's soft overlong punishment (0 down to -1 over the last `overlong_buffer` tokens)
 - language      R1's language consistency: share of the reasoning's words in `language_target`
 - length_kimi   Kimi k1.5 length penalty within each prompt's group of samples (tokens, batched)
@@ -53,7 +55,7 @@ from thinkrl.rewards.config import RewardConfig
 from thinkrl.rewards.deadline import TIMEOUTS_PER_BATCH
 from thinkrl.rewards.failures import reward_values
 from thinkrl.rewards.rules import (
-    RewardFn, accuracy, format_soft, format_strict, kimi_reward, l1_reward, language_reward, length_cosine,
+    RewardFn, accuracy, env_reward, format_soft, format_strict, kimi_reward, l1_reward, language_reward, length_cosine,
     overlong, overlong_penalty, problem_name, tag_count,
 )
 
@@ -63,7 +65,7 @@ __all__ = [
 ]
 
 # every name a problem's `rewards` list may hold, besides the recipe's custom reward names
-BUILTIN = ("accuracy", "format", "format_soft", "tag_count", "overlong", "language", "length_kimi", "length_cosine", "length_l1", "rm")
+BUILTIN = ("accuracy", "format", "format_soft", "tag_count", "env", "overlong", "language", "length_kimi", "length_cosine", "length_l1", "rm")
 
 
 def load_custom(spec: str) -> RewardFn:
@@ -144,7 +146,8 @@ def build(cfg: RewardConfig, device: str = "cpu", dtype=None) -> list[tuple[str,
     """(name, weight, fn) for every reward with a non-zero weight; a reward model is loaded on
     `device` in `dtype` (those of the policy; default fp32)."""
     out: list[tuple[str, float, RewardFn]] = []
-    for name, fn in (("accuracy", accuracy), ("format", format_strict), ("format_soft", format_soft), ("tag_count", tag_count)):
+    for name, fn in (("accuracy", accuracy), ("format", format_strict), ("format_soft", format_soft), ("tag_count", tag_count),
+                     ("env", env_reward)):
         if getattr(cfg, name):
             out.append((name, getattr(cfg, name), fn))
     if cfg.overlong:

@@ -13,6 +13,7 @@ class RewardConfig:
     format: float = 0.0
     format_soft: float = 0.0
     tag_count: float = 0.0
+    env: float = 0.0  # the reward a conversation's environment gave (thinkrl.envs; the guess task)
     overlong: float = 0.0
     overlong_buffer: int = 16  # tokens before max_new_tokens where the overlong penalty starts
     language: float = 0.0  # R1 language consistency of the reasoning (thinkrl.rewards.language)

@@ -35,6 +35,12 @@ def accuracy(completion: str, reference: str, info: dict) -> float:
 
 
 @inline
+def env_reward(completion: str, reference: str, info: dict) -> float:
+    """What the completion's environment gave (thinkrl.envs: the sum of its steps' rewards); 0 without one."""
+    return float(info.get("env_reward") or 0.0)
+
+
+@inline
 def format_strict(completion: str, reference: str, info: dict) -> float:
     return float(split_response(completion)[1] is not None)
 

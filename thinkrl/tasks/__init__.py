@@ -1,6 +1,7 @@
 """The task registry: `TaskConfig` (the `[task]` table of a recipe) and `get_task(cfg) -> Task`.
 
-Task names: `gsm8k`, `aime2025`, `arithmetic`, `countdown`, `lookup`, `jsonl:PATH`, and `mix:A+B+...` of
+Task names: `gsm8k`, `aime2025`, `arithmetic`, `countdown`, `lookup`, `guess` (a conversation:
+thinkrl/tasks/guess.py), `jsonl:PATH`, and `mix:A+B+...` of
 those (thinkrl/tasks/mix.py: one RL batch of reasoning and general prompts). Every field has a
 default and a simple type (str, int, float, bool) because recipes set them from TOML and
 `--set task.x=...` strings are converted by the field's type. Knobs of a task that is not selected
@@ -18,7 +19,7 @@ from thinkrl.tasks.base import SPLITS, Problem, Task, check_split
 from thinkrl.tasks.budget import Budgeted, parse_budgets
 from thinkrl.tasks.lookup import parse_hops
 
-NAMES = ("gsm8k", "aime2025", "arithmetic", "countdown", "lookup", "jsonl:PATH", "mix:A+B")
+NAMES = ("gsm8k", "aime2025", "arithmetic", "countdown", "lookup", "guess", "jsonl:PATH", "mix:A+B")
 ARITHMETIC_OPS = "+-*"
 
 __all__ = ["NAMES", "SPLITS", "Problem", "Task", "TaskConfig", "check_split", "get_task"]
@@ -31,7 +32,7 @@ class TaskConfig:
     # list values kept as comma strings here; recipes write TOML lists (thinkrl.config.loader)
     LIST_STRINGS: ClassVar[dict[str, type]] = {"digits": int, "mix_weights": float, "rewards": str, "think_budgets": int, "hops": int}
 
-    name: str = "gsm8k"  # gsm8k | aime2025 | arithmetic | countdown | lookup | jsonl:PATH | mix:A+B (e.g. mix:arithmetic+jsonl:PATH)
+    name: str = "gsm8k"  # gsm8k | aime2025 | arithmetic | countdown | lookup | guess | jsonl:PATH | mix:A+B (e.g. mix:arithmetic+jsonl:PATH)
     template: str = "r1_zero"  # prompt template: r1_zero | boxed | raw (see thinkrl.prompts)
     shots: int = 0  # worked examples (from the train side) put before the question
     seed: int = 0  # seeds generated tasks (arithmetic, countdown, lookup) and the jsonl train/eval split
@@ -51,6 +52,8 @@ class TaskConfig:
     numbers: int = 3  # how many numbers each puzzle gives
     max_number: int = 100  # numbers are drawn from 1..max_number
     target_max: int = 1000  # targets are integers in 1..target_max
+    # guess (a conversation; its secret is drawn from 1..max_number)
+    max_guesses: int = 7  # model turns a game may take
     # lookup (its corpus: Lookup.corpus_path(), for [tools] search.corpus = "task")
     lookup_entities: int = 1000  # people in the generated world (organisations and cities: a tenth each)
     hops: str = "1,2"  # lookup questions to ask: 1 (single-hop), 2 (two-hop through a bridge entity), or both
@@ -122,6 +125,7 @@ def _check_values(cfg: TaskConfig) -> None:
         ("numbers", 2 <= cfg.numbers <= 6, "must be between 2 and 6"),
         ("max_number", 1 <= cfg.max_number <= 10_000, "must be between 1 and 10000"),
         ("target_max", cfg.target_max >= 1, "must be 1 or more"),
+        ("max_guesses", 1 <= cfg.max_guesses <= 100, "must be between 1 and 100"),
         ("lookup_entities", 10 <= cfg.lookup_entities <= 1_000_000, "must be between 10 and 1000000"),
         ("hops", parse_hops(cfg.hops) is not None, "must be 1, 2 or '1,2' (single-hop, two-hop, both)"),
         ("prompt_field", bool(cfg.prompt_field.strip()), "must name a JSON field"),
@@ -177,7 +181,7 @@ def get_task(cfg: TaskConfig) -> Task:
 
 
 def _build(cfg: TaskConfig) -> Task:
-    from thinkrl.tasks import aime, arithmetic, countdown, gsm8k, jsonl, lookup  # noqa: PLC0415 - load on use
+    from thinkrl.tasks import aime, arithmetic, countdown, guess, gsm8k, jsonl, lookup  # noqa: PLC0415 - load on use
 
     if cfg.name == "gsm8k":
         return gsm8k.GSM8K(eval_size=cfg.eval_size)
@@ -194,6 +198,9 @@ def _build(cfg: TaskConfig) -> Task:
             seed=cfg.seed, num_train=cfg.num_train, num_eval=cfg.num_eval, numbers=cfg.numbers,
             max_number=cfg.max_number, target_max=cfg.target_max,
         )  # fmt: skip
+    if cfg.name == "guess":
+        return guess.Guess(seed=cfg.seed, num_train=cfg.num_train, num_eval=cfg.num_eval, max_number=cfg.max_number,
+                           max_guesses=cfg.max_guesses)
     if cfg.name == "lookup":
         return lookup.Lookup(seed=cfg.seed, entities=cfg.lookup_entities, hops=cfg.hops,
                              num_train=cfg.num_train, num_eval=cfg.num_eval)  # fmt: skip

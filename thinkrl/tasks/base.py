@@ -72,6 +72,11 @@ class Task:
         arithmetic's solution_style = "every" does); same count for every problem of a task."""
         return [self.solution(problem)]
 
+    def environment(self, problem: Problem):
+        """A fresh thinkrl.envs.Environment for one completion of `problem` where the task is a
+        conversation (guess); None for a single-turn task (the default)."""
+        return None
+
 
 class Wrapped(Task):
     """A task that changes only the problems of `task`; everything else is `task`'s. A subclass
@@ -102,3 +107,6 @@ class Wrapped(Task):
 
     def solutions(self, problem: Problem) -> list[tuple[str, str] | None]:
         return self.task.solutions(self.inner(problem))
+
+    def environment(self, problem: Problem):
+        return self.task.environment(self.inner(problem))

@@ -97,6 +97,10 @@ class Mix(Task):
     def examples(self) -> list[tuple[str, str]]:
         return [e for t in self.parts for e in t.examples()]
 
+    def environment(self, problem: Problem):
+        owner = self._owner.get(problem.id)
+        return owner.environment(problem) if owner is not None else None
+
     def solution(self, problem: Problem) -> tuple[str, str] | None:
         owner = self._owner.get(problem.id)
         return owner.solution(problem) if owner is not None else None

@@ -1,10 +1,13 @@
 """Tools a rollout can call: a tool is a name and a function from the text of a call to the text of its result.
 
-A completion calls tool NAME by writing `<NAME>call text</NAME>` (Search-R1's tag style). The
-engine (thinkrl.engine) notices the closing tag, pauses that row, runs the call here (the calls
-of a decode step in parallel threads, each under a deadline), and appends `<result>...</result>` as tokens
-the model did not sample (loss mask 0, no log-prob), then decodes on. Adding a tool is one
-function `str -> str` in `Toolbox.tools` and a recipe key that builds it (`build_toolbox`).
+A completion calls tool NAME by writing `<NAME>call text</NAME>` (Search-R1's tag style). A
+toolbox is the simplest environment (thinkrl.envs): `Toolbox.env()` gives one `ToolEnv` per
+completion row, whose model turn ends at a call's closing tag. The engine (thinkrl.engine)
+notices the tag, pauses that row, steps its environment (which runs the call; the steps of a
+decode step in parallel threads, each under a deadline), and appends `<result>...</result>` as
+tokens the model did not sample (loss mask 0, no log-prob), then decodes on; eos or a stop string
+ends the completion. Adding a tool is one function `str -> str` in `Toolbox.tools` and a recipe
+key that builds it (`build_toolbox`).
 
 Model-written code never runs here: the Python tool hands it to thinkrl.sandbox (another process,
 no network, resource limits). A call that raises or passes its deadline gives an error result,
@@ -15,14 +18,14 @@ on its own (the sandbox kills its process at its own limit).
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+from thinkrl.envs import Environment, Step, run_parallel
 from thinkrl.tools.config import SearchToolConfig, ToolConfig
 
-__all__ = ["SearchToolConfig", "ToolCall", "ToolConfig", "Toolbox", "build_toolbox", "call_metrics"]
+__all__ = ["SearchToolConfig", "ToolCall", "ToolConfig", "ToolEnv", "Toolbox", "build_toolbox", "call_metrics"]
 
 
 @dataclass
@@ -61,23 +64,16 @@ class Toolbox:
         return name, text[start + len(name) + 2 : close_at].strip(), text[close_at + len(name) + 3 :]
 
     def run(self, calls: list[tuple[str, str]]) -> list[ToolCall]:
-        """Run (name, call text) pairs in parallel, each under call_timeout_s; results in order.
+        """Run (name, call text) pairs in parallel, each under call_timeout_s; results in order
+        (thinkrl.envs.run_parallel: one daemon thread per call)."""
+        outs = run_parallel([functools.partial(self.tools[name], text) for name, text in calls],
+                            [self.call_timeout_s] * len(calls), name="thinkrl-tool")
+        return [ToolCall(name, text, str(result) if not error else "", error, seconds)
+                for (name, text), (result, error, seconds) in zip(calls, outs)]
 
-        One daemon thread per call (a tool's own cost, a sandbox process or a search, dwarfs a
-        thread's start): a call that ignores its deadline is left behind and never holds up the
-        interpreter's exit, as a pool's worker would."""
-        t0 = time.perf_counter()
-        boxes: list[list] = [[] for _ in calls]
-        threads = [threading.Thread(target=_timed, args=(self.tools[name], text, box), daemon=True,
-                                    name=f"thinkrl-tool-{name}") for (name, text), box in zip(calls, boxes)]
-        for t in threads:
-            t.start()
-        out = []
-        for (name, text), thread, box in zip(calls, threads, boxes):
-            thread.join(max(0.0, self.call_timeout_s - (time.perf_counter() - t0)))  # the calls run side by side
-            result, error, seconds = box[0] if box else ("", "timeout", time.perf_counter() - t0)
-            out.append(ToolCall(name, text, result, error, seconds))
-        return out
+    def env(self) -> ToolEnv:
+        """A fresh environment over these tools, for one completion row."""
+        return ToolEnv(self)
 
     def result_text(self, call: ToolCall) -> str:
         """What the model reads after its call."""
@@ -85,19 +81,56 @@ class Toolbox:
         return f"<{self.result_tag}>{body}</{self.result_tag}>"
 
 
-def _timed(fn: Callable[[str], str], text: str, box: list) -> None:
-    """fn(text) as (result, error, seconds), appended to `box`."""
-    t0 = time.perf_counter()
-    try:
-        box.append((str(fn(text)), "", time.perf_counter() - t0))
-    except Exception as e:  # noqa: BLE001 - a tool's failure is the model's result, not the run's end
-        line = next((x for x in str(e).splitlines() if x.strip()), type(e).__name__)
-        box.append(("", f"{type(e).__name__}: {line}", time.perf_counter() - t0))
+class ToolEnv(Environment):
+    """A toolbox as an environment: a model turn ends at a call's closing tag; the step runs the
+    call and answers `<result>...</result>`; eos or a stop string ends the completion. A closing
+    tag without its opening one is plain text (nothing inserted); after `max_calls` calls, every
+    closing tag is."""
+
+    eos_ends_episode = True
+
+    def __init__(self, box: Toolbox):
+        self.box = box
+        self.stops = tuple(box.closing_tags())
+        self.max_steps = box.max_calls
+        self.timeout_s = box.call_timeout_s
+        self.after = ""  # what the token that closed the last call wrote past its tag
+
+    def reset(self, problem) -> str:
+        return problem.question
+
+    def step(self, model_turn: str) -> Step:
+        found = self.box.find_call(model_turn)
+        if found is None:
+            return Step()
+        name, text, self.after = found
+        t0 = time.perf_counter()
+        call = ToolCall(name, text, str(self.box.tools[name](text)), "", 0.0)
+        call.seconds = time.perf_counter() - t0
+        return Step(self.box.result_text(call), call=call)
+
+    def failed(self, model_turn: str, error: str, seconds: float) -> Step:
+        name, text, self.after = self.box.find_call(model_turn) or ("", model_turn, "")
+        call = ToolCall(name, text, "", error, seconds)
+        return Step(self.box.result_text(call), call=call)
+
+    def encode(self, step: Step, tokenizer) -> list[int]:
+        """The result's ids, its body cut to result_max_tokens. Where the closing token began the
+        result tag ("><" closes `</python>` and opens `<`), the rest of the tag follows."""
+        if step.call is None:
+            return []
+        encode = functools.partial(tokenizer.encode, add_special_tokens=False)
+        open_tag = f"<{self.box.result_tag}>"
+        open_tag = open_tag[len(self.after):] if self.after and open_tag.startswith(self.after) else open_tag
+        call = step.call
+        body = encode(call.result if not call.error else f"error: {call.error}")
+        return encode(open_tag) + body[: self.box.result_max_tokens] + encode(f"</{self.box.result_tag}>")
 
 
 def call_metrics(completions) -> dict[str, float]:
     """tools/* statistics of some completions (thinkrl.engine.Completion): calls per completion, the
-    share that called at all, errors and timeouts per call, inserted result tokens per completion."""
+    share that called at all, errors and timeouts per call, inserted tokens and model turns per completion
+    (environments' observations count as inserted tokens)."""
     n = max(len(completions), 1)
     calls = [c for comp in completions for c in comp.calls]
     inserted = sum(len(comp.mask) - sum(comp.mask) for comp in completions)
@@ -108,6 +141,7 @@ def call_metrics(completions) -> dict[str, float]:
         "tools/timeout_frac": sum(c.error == "timeout" for c in calls) / max(len(calls), 1),
         "tools/result_tokens": inserted / n,
         "tools/seconds_per_call": sum(c.seconds for c in calls) / max(len(calls), 1),
+        "tools/turns": sum(getattr(comp, "turns", 1) for comp in completions) / n,
     }
 
 

@@ -35,7 +35,8 @@ def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], s
                            mine.start)
     if group.active:
         scored = group.gather(scored)
-        metrics = eval_metrics(scored, cfg.eval.samples, task, group.max(metrics["seconds"]), tools is not None)
+        multi_turn = any(k.startswith("tools/") for k in metrics)  # tools or environments
+        metrics = eval_metrics(scored, cfg.eval.samples, task, group.max(metrics["seconds"]), multi_turn)
     keys = ("pass@1", f"maj@{cfg.eval.samples}", "format_rate", "mean_response_tokens", "truncated_rate", "seconds")
     keys += tuple(k for k in metrics if k.startswith(("budget/", "tools/")))
     out = {f"eval/{k}": metrics[k] for k in keys}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from thinkrl import envs as envs_mod
 from thinkrl import rewards as rewards_mod
 from thinkrl.config import RLConfig
 from thinkrl.dist import Group
@@ -39,7 +40,7 @@ def score(task: Task, problems: list[Problem], completions: list[Completion], re
     A component is present only where it applies to the problem (`problem.meta["rewards"]`).
     A reward that raises or passes `timeout` scores 0 there, counted into `stats` (thinkrl.rewards)."""
     infos = [{"task": task, "problem": p, "tokens": len(c.token_ids), "finish_reason": c.finish_reason,
-              "max_new_tokens": max_new_tokens} for p, c in zip(problems, completions)]
+              "max_new_tokens": max_new_tokens, "env_reward": c.env_reward} for p, c in zip(problems, completions)]
     return rewards_mod.score_batch(rewards, [c.text for c in completions], infos, timeout=timeout, stats=stats)
 
 
@@ -47,7 +48,8 @@ def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task,
             rewards, tools=None, dp: Group = Group()) -> tuple[list[Rollout], int, dict, list[Rollout]]:
     """Rollouts for one step, prompt-major in groups of G. With dynamic sampling, groups whose
     rewards are all equal are dropped and further prompts drawn, up to algo.max_draws batches.
-    `tools` (thinkrl.tools.Toolbox): the calls rollouts may make, their results inserted.
+    `tools` (thinkrl.tools.Toolbox): the calls rollouts may make, their results inserted; a task
+    whose problems have environments (thinkrl.envs) asks their first observation and converses.
     Data-parallel (`dp`): each rank samples and scores its share of the prompts (whole groups),
     then every rank receives all of them, so what follows is the same on every rank as in one process.
     Returns (rollouts to train on, new data position, metrics, every rollout drawn)."""
@@ -58,11 +60,12 @@ def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task,
     while len(kept) < want and draws < (cfg.algo.max_draws if cfg.algo.dynamic_sampling else 1):
         batch = [problem_at(problems, position + i, cfg.seed) for i in range(want)]
         position += want
-        prompts = [encode(p) for p in batch]
+        asked, envs = envs_mod.start(task, batch, g)
+        prompts = [encode(p) for p in asked]
         seeds = [rollout_seed(cfg.seed, step, draws, i) for i in range(want)]
         mine = dp.share(want)  # seeds are per prompt: the same completions whichever rank samples them
         outs = engine.generate(prompts[mine.start : mine.stop], cfg.sampling, n=g, seeds=seeds[mine.start : mine.stop],
-                               tools=tools)
+                               tools=tools, envs=envs[mine.start * g : mine.stop * g] if envs else None)
         scored = score(task, [batch[mine.start + j // g] for j in range(len(outs))], outs, rewards,
                        cfg.sampling.max_new_tokens, cfg.rewards.timeout, failures)
         outs, scored = dp.gather(outs), dp.gather(scored)
