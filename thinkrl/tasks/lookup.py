@@ -256,19 +256,32 @@ class Lookup(Task):
         return list(self._cache[split])
 
     def examples(self, k: int = 1, max_chars: int = 300) -> list[tuple[str, str]]:
-        """Example turns that show a search: a single-hop train question, the call
-        `<search>question</search>`, the result the engine would insert (the search tool over this
-        corpus with `k` and `max_chars`: a recipe priming with these sets [tools.search] k = 1,
-        max_chars = 300, as recipes/search_r1.toml does), and the answer. Train side only, so
-        never an eval entity."""
+        """Example turns that show searching, single-hop and two-hop in turn (task.shots = 1: one
+        single-hop turn; 2: one of each): the call `<search>question</search>`, the result the
+        engine would insert (the search tool over this corpus with `k` and `max_chars`: a recipe
+        priming with these sets [tools.search] k = 1, max_chars = 300, as recipes/search_r1.toml
+        does), for a two-hop question a second search for the bridge entity the first result names,
+        and the answer. Train side only, so never an eval entity."""
         from thinkrl.tools.search import make_search_tool  # noqa: PLC0415 - bm25s only when asked for
 
         search = make_search_tool(self.corpus_path(), k=k, max_chars=max_chars, cache_root=self.cache_root)
-        chosen = [p for p in self.problems("train") if p.meta["hops"] == 1][:NUM_EXAMPLES]
-        # " So the answer is" after the result: a space there keeps ">" its own token, as it is in
+        titles = {p["id"]: p["title"] for p in passages(self.world)}
+        train = self.problems("train")
+        one = [p for p in train if p.meta["hops"] == 1][:NUM_EXAMPLES]
+        two = [p for p in train if p.meta["hops"] == 2 and search(titles[p.meta["gold"][1]]).startswith(
+            titles[p.meta["gold"][1]] + ":")][:NUM_EXAMPLES]  # the bridge's own card comes back first
+        # " So the answer is" after a result: a space there keeps ">" its own token, as it is in
         # the result the engine inserts ("</result></think>" would merge into "></")
-        return [(p.question, f"<think><search>{p.question}</search><result>{search(p.question)}</result> So the answer "
-                             f"is {p.answer}.</think> <answer>{p.answer}</answer>") for p in chosen]
+        out = []
+        for a, b in zip(one, two + [None] * len(one)):
+            out.append((a.question, f"<think><search>{a.question}</search><result>{search(a.question)}</result> So the "
+                                    f"answer is {a.answer}.</think> <answer>{a.answer}</answer>"))
+            if b is not None:
+                bridge = titles[b.meta["gold"][1]]
+                out.append((b.question, f"<think><search>{b.question}</search><result>{search(b.question)}</result> "
+                                        f"Now {bridge}. <search>{bridge}</search><result>{search(bridge)}</result> "
+                                        f"So the answer is {b.answer}.</think> <answer>{b.answer}</answer>"))
+        return out
 
     def score(self, completion: str, problem: Problem) -> float:
         """1.0 if the completion's <answer> (or \\boxed{}) equals the reference after
