@@ -117,7 +117,12 @@ def test_examples_show_a_search_with_the_tools_own_result(tmp_path):
     eval_questions = {p.question for p in task.problems("eval")}
     examples = task.examples()
     assert examples
+    hops = {p.question: p.meta["hops"] for p in task.problems("train")}
+    assert [hops[q] for q, _ in examples[:2]] == [1, 2]  # shots = 2: one of each
     for question, response in examples:
         assert question not in eval_questions
-        assert f"<search>{question}</search><result>{search(question)}</result> So the answer is" in response
+        assert response.startswith(f"<think><search>{question}</search><result>{search(question)}</result> ")
+        assert response.count("<search>") == hops[question] and " So the answer is" in response
         assert response.endswith("</answer>")
+    bridge = examples[1][1].split("<search>")[2].split("</search>")[0]  # the second search: the bridge's card
+    assert f"<search>{bridge}</search><result>{search(bridge)}</result> So the answer is" in examples[1][1]
