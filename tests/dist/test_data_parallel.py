@@ -173,3 +173,23 @@ def test_resume_across_one_and_several_processes_is_refused_in_one_line(tmp_path
         _same_kind({}, 2, tmp_path)
     with pytest.raises(UserError, match="written by 2 process.*resume with torchrun"):
         _same_kind({"world_size": 2}, 1, tmp_path)
+
+
+def test_lora_on_two_gloo_processes_ends_with_one_process_adapter(tmp_path):
+    """LoRA under FSDP2: frozen base and trainable adapters sharded together, the engine's copy
+    carries the adapters, checkpoints hold the adapter; a KL term's reference is the base (adapters off)."""
+    model_dir = save_pretrained(*tiny_model("llama", seed=5), tmp_path / "tiny")
+    (tmp_path / "recipe.toml").write_text(recipe(model_dir, steps=2) + "\n[lora]\nr = 4\n")
+    overrides = ["--set", "algo.kl_coef=0.05", "--set", "optim.lr=1e-2"]
+    thinkrl("rl", "recipe.toml", "--out-dir", "one", *overrides, cwd=tmp_path)
+    thinkrl("rl", "recipe.toml", "--out-dir", "two", "--nproc", "2", *overrides, cwd=tmp_path)
+    a, b = (load_file(tmp_path / run / "final" / "adapter" / "adapter_model.safetensors") for run in ("one", "two"))
+    assert sorted(a) == sorted(b) and a
+    assert max(float(v.abs().max()) for k, v in a.items() if "lora_B" in k) > 0  # the adapters trained
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=2e-6, rtol=0), k
+    assert (tmp_path / "two" / "checkpoints" / "step-000002" / "adapter_model.safetensors").is_file()
+    ma, mb = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    for x, y in zip(ma, mb):
+        for k in x:
+            assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), (x["step"], k)

@@ -54,8 +54,10 @@ def full_state(model) -> dict[str, torch.Tensor]:
 
 
 def inference_copy(model, dtype: torch.dtype):
-    """An unsharded copy of `model` (before sharding) for the engine, in the model dtype."""
-    return copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
+    """An unsharded copy of `model` (before sharding) for the engine, in the model dtype. Its
+    parameters keep their requires_grad flags (never used for a backward: the engine runs without
+    gradients), so saving it writes the same trainable parts (a LoRA adapter) as the model would."""
+    return copy.deepcopy(model).to(dtype).eval()
 
 
 @torch.no_grad()

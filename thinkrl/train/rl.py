@@ -170,9 +170,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     tools = build_toolbox(cfg.tools, task)  # None without a [tools] section: single-turn rollouts
 
     ppo = cfg.algo.algorithm == "ppo"
-    if group.active and (ppo or cfg.lora.r):
-        raise UserError("algo.algorithm = 'ppo' and lora.r > 0 train in one process for now: "
-                        "run them without torchrun / --nproc")
+    if group.active and ppo:
+        raise UserError("algo.algorithm = 'ppo' trains in one process for now: run it without torchrun / --nproc")
     model, tokenizer = load_trained(cfg.model, cfg.lora, ckpt, cfg.seed, device,
                                     torch.float32 if group.active else dtype)  # sharded: fp32 params (thinkrl.dist.fsdp)
     critic = None
@@ -295,7 +294,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     if final_ev is not None:  # a run resumed after the last checkpoint does not show it again
         print(f"step {cfg.steps} held-out: accuracy {final_ev['eval/pass@1']:.3f}, format {final_ev['eval/format_rate']:.3f}",
               flush=True)
-    final = save_pretrained(sampler, tokenizer, run_dir / "final", extra=with_adapter(model))  # merged (+ adapter/)
+    final = save_pretrained(sampler, tokenizer, run_dir / "final", extra=with_adapter(sampler))  # merged (+ adapter/)
     if critic is not None:  # an HF token-classification folder: AutoModelForTokenClassification reads it
         save_pretrained(critic.model, tokenizer, run_dir / "critic", extra=with_adapter(critic.model))
     logger.close()

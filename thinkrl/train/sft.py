@@ -128,8 +128,6 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     task = get_task(cfg.task) if cfg.eval.limit else None
     eval_problems = task.problems("eval")[: cfg.eval.limit] if task else []
 
-    if group.active and cfg.lora.r:
-        raise UserError("lora.r > 0 trains in one process for now: run it without torchrun / --nproc")
     model, tokenizer = load_trained(cfg.model, cfg.lora, ckpt, cfg.seed, device,  # [lora]: base + adapters
                                     torch.float32 if group.active else dtype)  # sharded: fp32 params (thinkrl.dist.fsdp)
     teacher = None
@@ -246,7 +244,7 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     weights = full_weights()
     final = run_dir / "final"
     if group.main:
-        final = save_pretrained(weights, tokenizer, final, extra=with_adapter(model))  # merged (+ adapter/)
+        final = save_pretrained(weights, tokenizer, final, extra=with_adapter(weights))  # merged (+ adapter/)
         logger.close()
         plot_run(run_dir)
     group.barrier()
