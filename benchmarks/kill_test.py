@@ -93,7 +93,8 @@ def child(argv: list[str]) -> int:
         Engine._turn_ended = turn_ended
         Toolbox.find_call = lambda self, text: ("python", "print(6 * 7)", "")
     for name, phase in (("collect", "generate"), ("update", "update"), ("evaluate_heldout", "eval"),
-                        ("save_checkpoint", "checkpoint"), ("save_pretrained", "final")):
+                        ("save_checkpoint", "checkpoint"), ("save_sharded_checkpoint", "checkpoint"),
+                        ("save_pretrained", "final")):
         _wrap(rl, name, phase)
     _wrap(RunLogger, "log", "log")
     _wrap(RunLogger, "samples", "log")

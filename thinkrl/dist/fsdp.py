@@ -20,8 +20,7 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
-                                                     set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from thinkrl.errors import UserError
 
@@ -71,12 +70,3 @@ def refresh(copy_model, model) -> None:
     tied = {"lm_head.weight"} if copy_model.lm_head.weight is copy_model.model.embed_tokens.weight else set()
     if missing - tied:
         raise RuntimeError(f"weights missing from the gathered state: {sorted(missing - tied)[:3]}")
-
-
-def optimizer_state(model, optimizer) -> dict:
-    """The optimizer's full state (every rank's shard gathered), keyed by parameter name."""
-    return get_optimizer_state_dict(model, optimizer, options=FULL)
-
-
-def load_optimizer_state(model, optimizer, state: dict) -> None:
-    set_optimizer_state_dict(model, optimizer, state, options=FULL)

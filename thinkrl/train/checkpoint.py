@@ -100,6 +100,45 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: d
     return path
 
 
+SHARDED = "sharded"  # trainer_state["optimizer"] of a data-parallel checkpoint: the state is in its optimizer/ folder
+
+
+def save_sharded_checkpoint(run_dir: Path, step: int, group, model, optimizer, weights, tokenizer, trainer_state: dict,
+                            keep: int) -> None:
+    """A data-parallel checkpoint, called on every rank: the optimizer state written by every rank,
+    its own shard, with torch.distributed.checkpoint (no rank holds it whole), then moved by rank 0
+    into the checkpoint folder (`optimizer/`) that save_checkpoint writes with the full weights
+    (`weights`, the engine's unsharded copy) and the trainer state, atomically as always."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    root = Path(run_dir) / "checkpoints"
+    side = root / f".optim-{step:06d}"
+    if group.main and root.is_dir():
+        for old in root.glob(".optim-*"):  # what a killed writer left
+            shutil.rmtree(old, ignore_errors=True)
+    group.barrier()
+    dcp.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, checkpoint_id=str(side))
+    group.barrier()
+    if group.main:
+        save_checkpoint(run_dir, step, weights, tokenizer, {**trainer_state, "optimizer": SHARDED}, keep,
+                        extra=lambda tmp: side.rename(Path(tmp) / "optimizer"))
+    group.barrier()
+
+
+def load_sharded_optimizer(model, optimizer, ckpt: Path, saved) -> None:
+    """restore()'s `load_optimizer` for a data-parallel run: each rank reads its shard of the
+    checkpoint's optimizer/ folder (any world size >= 2: the state is keyed by parameter name)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
+    if saved != SHARDED:
+        raise UserError(f"{ckpt} holds no sharded optimizer state: it was not written by a data-parallel run")
+    state = {"optimizer": get_optimizer_state_dict(model, optimizer)}  # the shapes and shards to read into
+    dcp.load(state, checkpoint_id=str(Path(ckpt) / "optimizer"))
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
+
+
 def _remove_leftovers(root: Path) -> None:
     """Hidden folders a killed save left in checkpoints/ (temp folders, half-deleted old checkpoints)."""
     if root.is_dir():

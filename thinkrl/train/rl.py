@@ -48,7 +48,8 @@ from thinkrl.tasks.base import Problem
 from thinkrl.train.adapters import add_adapters, load_trained, summary, trainable, with_adapter
 from thinkrl.train.batching import (micro_batches, micro_inputs, minibatches, pad_rows, rows_of, sampled_mask,
                                     trained_flags)
-from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint
+from thinkrl.train.checkpoint import (checkpoint_to_resume, load_sharded_optimizer, save_checkpoint,
+                                     save_sharded_checkpoint)
 from thinkrl.train.critic import load_critic, load_critic_weights, save_critic_weights, value_head
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.heldout import evaluate_heldout
@@ -203,7 +204,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     guards = {"policy": SkipGuard(cfg.optim.max_skipped_updates, "the policy"),  # non-finite updates in a row
               "critic": SkipGuard(cfg.optim.max_skipped_updates, "the critic")}
     saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group.main,
-                               functools.partial(fsdp.load_optimizer_state, model, optimizer) if group.active else None,
+                               functools.partial(load_sharded_optimizer, model, optimizer, ckpt) if group.active else None,
                                group.world)
     state = {"step": saved["step"], "position": saved.get("position", 0)}
     if ckpt and critic is not None:
@@ -220,13 +221,15 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         return cache[p.id]
 
     def checkpoint(step: int) -> None:
-        optimizer_state = fsdp.optimizer_state(model, optimizer) if group.active else optimizer.state_dict()
-        trainer_state = {"optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
-                         "step": step, "position": state["position"], "world_size": group.world}
+        trainer_state = {"scheduler": scheduler.state_dict(), "step": step, "position": state["position"],
+                         "world_size": group.world}
+        if group.active:  # the full weights (the engine's copy), the optimizer state sharded
+            save_sharded_checkpoint(run_dir, step, group, model, optimizer, sampler, tokenizer, trainer_state,
+                                    cfg.keep_checkpoints)
+            return
+        trainer_state["optimizer"] = optimizer.state_dict()
         if critic is None:
-            if group.main:  # the full weights (the engine's copy) and the full optimizer state
-                save_checkpoint(run_dir, step, sampler, tokenizer, trainer_state, keep=cfg.keep_checkpoints)
-            group.barrier()
+            save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints)
             return
         trainer_state.update(critic_optimizer=critic.optimizer.state_dict(), critic_scheduler=critic.scheduler.state_dict())
         save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints,

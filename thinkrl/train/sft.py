@@ -34,7 +34,8 @@ from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
 from thinkrl.train.adapters import load_trained, summary, trainable, with_adapter
 from thinkrl.train.assistant import assistant_logprobs
-from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint
+from thinkrl.train.checkpoint import (checkpoint_to_resume, load_sharded_optimizer, save_checkpoint,
+                                     save_sharded_checkpoint)
 from thinkrl.train.forward import completion_logits
 from thinkrl.train.heldout import evaluate_heldout
 from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
@@ -160,7 +161,7 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     optimizer, scheduler = adamw(trainable(model), cfg.optim, total)
     guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
     saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group.main,
-                               functools.partial(fsdp.load_optimizer_state, model, optimizer) if group.active else None,
+                               functools.partial(load_sharded_optimizer, model, optimizer, ckpt) if group.active else None,
                                group.world)
     step = saved["step"]
 
@@ -232,14 +233,13 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
         if (cfg.eval.every and done % cfg.eval.every == 0) or done == total:
             evaluate(done)
         if ((cfg.save_every and done % cfg.save_every == 0) or done == total) and guard.may_checkpoint(f"step {done}"):
-            weights = full_weights()
-            optimizer_state = fsdp.optimizer_state(model, optimizer) if group.active else optimizer.state_dict()
-            if group.main:
-                save_checkpoint(run_dir, done, weights, tokenizer, {"optimizer": optimizer_state,
-                                                                    "scheduler": scheduler.state_dict(), "step": done,
-                                                                    "world_size": group.world},
+            trainer_state = {"scheduler": scheduler.state_dict(), "step": done, "world_size": group.world}
+            if group.active:  # the full weights (the engine's copy), the optimizer state sharded
+                save_sharded_checkpoint(run_dir, done, group, model, optimizer, full_weights(), tokenizer,
+                                        trainer_state, cfg.keep_checkpoints)
+            else:
+                save_checkpoint(run_dir, done, model, tokenizer, {**trainer_state, "optimizer": optimizer.state_dict()},
                                 keep=cfg.keep_checkpoints)
-            group.barrier()
     bar.close()
     weights = full_weights()
     final = run_dir / "final"
