@@ -14,6 +14,7 @@ Launch: `torchrun --nproc-per-node N -m thinkrl rl RECIPE` or `thinkrl rl --npro
 from __future__ import annotations
 
 import datetime
+import math
 import os
 from dataclasses import dataclass
 
@@ -77,6 +78,12 @@ class Group:
         dist.all_reduce(t)
         return dict(zip(keys, t.tolist()))
 
+    def worst(self, loss: float) -> float:
+        """A non-finite loss if any rank saw one (NaN then), else `loss`: every rank skips, or steps, together."""
+        if not self.active:
+            return loss
+        return float("nan") if self.max(float(not math.isfinite(loss))) else loss
+
     def max(self, x: float) -> float:
         if not self.active:
             return x
@@ -116,6 +123,26 @@ def init(device: str) -> tuple[Group, str]:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
                                 timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
     return Group(rank, world, local), device
+
+
+def engine_model(model, dtype: torch.dtype, group: Group):
+    """The model the engine samples from: `model` itself in one process; data-parallel, an unsharded
+    copy (thinkrl.dist.fsdp.inference_copy) taken before `model` is sharded in place with FSDP2."""
+    if not group.active:
+        return model
+    from thinkrl.dist import fsdp
+
+    sampler = fsdp.inference_copy(model, dtype)
+    fsdp.shard(model, dtype)
+    return sampler
+
+
+def refresh(sampler, model) -> None:
+    """Bring the engine's copy up to the trained weights (a collective); nothing when they are one model."""
+    if sampler is not model:
+        from thinkrl.dist import fsdp
+
+        fsdp.refresh(sampler, model)
 
 
 def close(group: Group) -> None:

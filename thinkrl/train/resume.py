@@ -3,27 +3,31 @@ checkpoint's state when resuming, open the run's log and write the resolved conf
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from thinkrl.config import save as save_config
-from thinkrl.train.checkpoint import restore
+from thinkrl.dist import Group
+from thinkrl.train.checkpoint import load_sharded_optimizer, restore
 from thinkrl.train.logger import NullLogger, RunLogger
 
 
-def resume_run(cfg, ckpt: Path | None, optimizer, scheduler, main: bool = True,
-               load_optimizer=None, world: int = 1) -> tuple[dict, RunLogger]:
+def resume_run(cfg, ckpt: Path | None, optimizer, scheduler, group: Group = Group(),
+               model=None) -> tuple[dict, RunLogger]:
     """(trainer state, logger) of a run writing to cfg.out_dir.
 
     With a checkpoint (thinkrl.train.checkpoint.checkpoint_to_resume) its optimizer, scheduler and
     RNG states are loaded in place and its whole trainer state returned (the caller reads its own
     keys: step, data position, the critic's states); the log continues from its step, dropping
     rows logged after it. Without one the state is {"step": 0} and the log starts empty.
-    Data-parallel: only the main rank (rank 0) logs and writes (the others get a NullLogger);
-    `load_optimizer` loads the saved full optimizer state into the sharded optimizer; a checkpoint
-    written by another number of processes (`world`) resumes too, and says what that changes."""
+    Data-parallel (`group`, with the sharded `model`): only the main rank (rank 0) logs and writes
+    (the others get a NullLogger); each rank reads its shard of the saved optimizer state; a
+    checkpoint written by another number of processes resumes too, and says what that changes."""
     saved = {"step": 0}
+    main, world = group.main, group.world
     if ckpt:
-        saved = restore(ckpt, optimizer, scheduler, load_optimizer, lambda st: _same_kind(st, world, ckpt))
+        load = functools.partial(load_sharded_optimizer, model, optimizer, ckpt) if group.active else None
+        saved = restore(ckpt, optimizer, scheduler, load, lambda st: _same_kind(st, world, ckpt))
         main and print(f"resuming from {ckpt} (step {saved['step']})", flush=True)
         if main and saved.get("world_size", 1) != world:
             print(f"note: {ckpt} was written by {saved.get('world_size', 1)} process(es), this run has {world}: "

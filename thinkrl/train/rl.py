@@ -48,8 +48,7 @@ from thinkrl.tasks.base import Problem
 from thinkrl.train.adapters import add_adapters, load_trained, summary, trainable, with_adapter
 from thinkrl.train.batching import (micro_batches, micro_inputs, minibatches, pad_rows, rows_of, sampled_mask,
                                     trained_flags)
-from thinkrl.train.checkpoint import (checkpoint_to_resume, load_sharded_optimizer, save_checkpoint,
-                                     save_sharded_checkpoint)
+from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint, save_sharded_checkpoint
 from thinkrl.train.critic import load_critic, load_critic_weights, save_critic_weights, value_head
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.heldout import evaluate_heldout
@@ -126,8 +125,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
                     continue
                 sums[k] = sums.get(k, 0.0) + v * w
             weight += w
-        if group.active:  # every rank must skip, or step, together
-            bad_loss = float("nan") if group.max(float(not math.isfinite(bad_loss))) else 0.0
+        bad_loss = group.worst(bad_loss)  # every rank must skip, or step, together
         if first:
             seen = {**group.sum({"sum": seen["sum"], "tokens": seen["tokens"]}), "max": group.max(seen["max"])}
             sums["mismatch/max"], sums["mismatch/mean"] = seen["max"], seen["sum"] / max(seen["tokens"], 1.0)
@@ -189,12 +187,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     elif cfg.algo.kl_coef:
         ref_model = load_model(cfg.model.name, device=device, dtype=dtype)[0] if ckpt else copy.deepcopy(model).to(dtype)
         ref_model.eval().requires_grad_(False)
-    sampler = model  # what the engine runs: the model itself, or (data-parallel) a full copy of the sharded one
-    if group.active:
-        from thinkrl.dist import fsdp
-
-        sampler = fsdp.inference_copy(model, dtype)
-        fsdp.shard(model, dtype)
+    sampler = dist.engine_model(model, dtype, group)  # the model, or (data-parallel) a full copy of the sharded one
     engine = Engine(sampler, tokenizer, eos_token_ids(model, tokenizer), max_batch=cfg.rollout_batch)
     total_updates = (cfg.steps - (cfg.algo.critic_warmup_steps if ppo else 0)) * cfg.algo.epochs * cfg.algo.mini_batches
     use_gradient_checkpointing(model, cfg.algo)
@@ -203,9 +196,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         print(summary(model), flush=True)
     guards = {"policy": SkipGuard(cfg.optim.max_skipped_updates, "the policy"),  # non-finite updates in a row
               "critic": SkipGuard(cfg.optim.max_skipped_updates, "the critic")}
-    saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group.main,
-                               functools.partial(load_sharded_optimizer, model, optimizer, ckpt) if group.active else None,
-                               group.world)
+    saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group, model)
     state = {"step": saved["step"], "position": saved.get("position", 0)}
     if ckpt and critic is not None:
         load_critic_weights(critic.model, ckpt)
@@ -262,8 +253,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         if not ppo or step >= cfg.algo.critic_warmup_steps:  # critic warm-up: the policy waits
             m_update = update(cfg, step, model, None if cfg.algo.kl_in_reward else ref_model, optimizer, scheduler,
                               rollouts, advantages, engine.pad_id, guards["policy"], group)
-            if group.active:
-                fsdp.refresh(sampler, model)  # the engine samples the updated weights next
+            dist.refresh(sampler, model)  # the engine samples the updated weights next
         t_update = time.perf_counter() - t1
         state["step"] = step + 1
 

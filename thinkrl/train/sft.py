@@ -15,7 +15,6 @@ assistant token weighs the same, whatever micro-batch it falls in.
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 import time
@@ -34,8 +33,7 @@ from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
 from thinkrl.train.adapters import load_trained, summary, trainable, with_adapter
 from thinkrl.train.assistant import assistant_logprobs
-from thinkrl.train.checkpoint import (checkpoint_to_resume, load_sharded_optimizer, save_checkpoint,
-                                     save_sharded_checkpoint)
+from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint, save_sharded_checkpoint
 from thinkrl.train.forward import completion_logits
 from thinkrl.train.heldout import evaluate_heldout
 from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
@@ -152,23 +150,15 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     torch.manual_seed(cfg.seed)
-    sampler = model  # the engine's and the saved weights: the model, or (data-parallel) a full copy of the sharded one
-    if group.active:
-        from thinkrl.dist import fsdp
-
-        sampler = fsdp.inference_copy(model, dtype)
-        fsdp.shard(model, dtype)
+    sampler = dist.engine_model(model, dtype, group)  # the engine's and the saved weights (data-parallel: a full copy)
     optimizer, scheduler = adamw(trainable(model), cfg.optim, total)
     guard = SkipGuard(cfg.optim.max_skipped_updates)  # non-finite updates are skipped; too many in a row stop the run
-    saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group.main,
-                               functools.partial(load_sharded_optimizer, model, optimizer, ckpt) if group.active else None,
-                               group.world)
+    saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group, model)
     step = saved["step"]
 
     def full_weights():
         """The model with its current full weights (data-parallel: the copy, refreshed; a collective)."""
-        if group.active:
-            fsdp.refresh(sampler, model)
+        dist.refresh(sampler, model)
         return sampler
 
     if summary(model):
@@ -215,9 +205,8 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
             bad_loss = bad_loss if math.isfinite(loss_value) else loss_value
             for k, v in m.items():  # token-weighted means over the batch
                 sums[k] = sums.get(k, 0.0) + (0.0 if ghost else v if k == "tokens" else v * m["tokens"])
-        if group.active:  # every rank must skip, or step, together; the metrics are the whole batch's
-            bad_loss = float("nan") if group.max(float(not math.isfinite(bad_loss))) else 0.0
-            sums = group.sum(sums)
+        bad_loss = group.worst(bad_loss)  # every rank must skip, or step, together
+        sums = group.sum(sums)  # the whole batch's metrics
         grad_norm, stepped = optimizer_step(model.parameters(), optimizer, scheduler, guard, cfg.optim.grad_clip,
                                             bad_loss, f"step {step + 1}")
         tokens = sums.pop("tokens")
