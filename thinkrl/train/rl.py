@@ -279,19 +279,16 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
                 g.may_checkpoint(f"step {state['step']}") for g in guards.values()):
             checkpoint(state["step"])
     bar.close()
-    if not group.main:
-        final = run_dir / "final"
-        group.barrier()  # rank 0 writes it
-        dist.close(group)
-        return final
-    if final_ev is not None:  # a run resumed after the last checkpoint does not show it again
-        print(f"step {cfg.steps} held-out: accuracy {final_ev['eval/pass@1']:.3f}, format {final_ev['eval/format_rate']:.3f}",
-              flush=True)
-    final = save_pretrained(sampler, tokenizer, run_dir / "final", extra=with_adapter(sampler))  # merged (+ adapter/)
-    if critic is not None:  # an HF token-classification folder: AutoModelForTokenClassification reads it
-        save_pretrained(critic.model, tokenizer, run_dir / "critic", extra=with_adapter(critic.model))
-    logger.close()
-    plot_run(run_dir)
+    final = run_dir / "final"
+    if group.main:  # data-parallel: rank 0 writes, the others wait for it below
+        if final_ev is not None:  # a run resumed after the last checkpoint does not show it again
+            print(f"step {cfg.steps} held-out: accuracy {final_ev['eval/pass@1']:.3f}, "
+                  f"format {final_ev['eval/format_rate']:.3f}", flush=True)
+        final = save_pretrained(sampler, tokenizer, final, extra=with_adapter(sampler))  # merged (+ adapter/)
+        if critic is not None:  # an HF token-classification folder: AutoModelForTokenClassification reads it
+            save_pretrained(critic.model, tokenizer, run_dir / "critic", extra=with_adapter(critic.model))
+        logger.close()
+        plot_run(run_dir)
     group.barrier()
     dist.close(group)
     return final
