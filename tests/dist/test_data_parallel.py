@@ -193,3 +193,40 @@ def test_lora_on_two_gloo_processes_ends_with_one_process_adapter(tmp_path):
     for x, y in zip(ma, mb):
         for k in x:
             assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), (x["step"], k)
+
+
+def test_ppo_on_two_gloo_processes_ends_with_one_process_policy_and_critic_and_resumes(tmp_path):
+    """PPO: the critic sharded like the policy, its values computed in shares and gathered, its
+    update split by rows; checkpoints hold its full weights and its sharded optimizer state, and a
+    2-process run resumed from its step-2 checkpoint ends where the uninterrupted one did."""
+    import shutil
+
+    model_dir = save_pretrained(*tiny_model("llama", seed=5), tmp_path / "tiny")
+    (tmp_path / "recipe.toml").write_text(recipe(model_dir).replace("[algo]\n", "[algo]\nalgorithm = \"ppo\"\n"))
+    overrides = ["--set", "optim.critic_lr=1e-3", "--set", "algo.kl_coef=0.05", "--set", "algo.kl_in_reward=true"]
+    thinkrl("rl", "recipe.toml", "--out-dir", "one", *overrides, cwd=tmp_path)
+    thinkrl("rl", "recipe.toml", "--out-dir", "two", "--nproc", "2", *overrides, cwd=tmp_path)
+    shutil.copytree(tmp_path / "two", tmp_path / "again")
+    for gone in ("checkpoints/step-000003", "final", "critic"):
+        shutil.rmtree(tmp_path / "again" / gone)
+    thinkrl("rl", "recipe.toml", "--out-dir", "again", "--nproc", "2", "--resume", *overrides, cwd=tmp_path)
+    for part in ("final", "critic"):
+        a, b, c = (load_file(tmp_path / run / part / "model.safetensors") for run in ("one", "two", "again"))
+        assert sorted(a) == sorted(b) == sorted(c)
+        for k in a:  # Adam moves a weight by ~lr whatever its gradient's size: a few weights whose gradient
+            # is float noise differ by a little of lr (1e-3); the mean difference is ~3e-9
+            assert torch.allclose(a[k], b[k], atol=1e-5, rtol=0), (part, k)
+            assert float((a[k] - b[k]).abs().mean()) < 1e-7, (part, k)
+            assert torch.equal(b[k], c[k]), (part, k)
+    start = load_file(model_dir / "model.safetensors")
+    critic = load_file(tmp_path / "two" / "critic" / "model.safetensors")
+    assert max(float((critic[k] - start[k]).abs().max()) for k in start if k in critic) > 1e-4  # the critic trained
+    ckpt = tmp_path / "two" / "checkpoints" / "step-000002"
+    assert (ckpt / "critic.safetensors").is_file() and (ckpt / "sharded").is_dir()
+    ma, mb = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert any("critic/value_loss" in r for r in ma)
+    for x, y in zip(ma, mb):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), (x["step"], k)
+    assert metrics(tmp_path / "again") == mb

@@ -137,6 +137,20 @@ def engine_model(model, dtype: torch.dtype, group: Group):
     return sampler
 
 
+def shard_with_host_copy(model, dtype: torch.dtype, group: Group):
+    """A second trained model of the job (PPO's critic), sharded in place with FSDP2 when
+    data-parallel; returns an unsharded fp32 copy on the host (None in one process) that `refresh`
+    fills before a checkpoint or the final save: the engine never samples from it, so it is brought
+    up to date only when written, and costs host memory, not device memory."""
+    if not group.active:
+        return None
+    from thinkrl.dist import fsdp
+
+    host = fsdp.inference_copy(model, torch.float32).to("cpu")
+    fsdp.shard(model, dtype)
+    return host
+
+
 def refresh(sampler, model) -> None:
     """Bring the engine's copy up to the trained weights (a collective); nothing when they are one model."""
     if sampler is not model:

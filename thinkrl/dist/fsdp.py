@@ -67,6 +67,7 @@ def refresh(copy_model, model) -> None:
     for name, value in state.items():
         own[name].copy_(value)
     missing = set(own) - set(state)
-    tied = {"lm_head.weight"} if copy_model.lm_head.weight is copy_model.model.embed_tokens.weight else set()
+    head = getattr(copy_model, "lm_head", None)  # PPO's critic has a value head instead
+    tied = {"lm_head.weight"} if head is not None and head.weight is copy_model.model.embed_tokens.weight else set()
     if missing - tied:
         raise RuntimeError(f"weights missing from the gathered state: {sorted(missing - tied)[:3]}")

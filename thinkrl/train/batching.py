@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from thinkrl.config import RLConfig
+from thinkrl.dist import Group
 from thinkrl.train.rollout import Rollout
 
 
@@ -79,3 +80,14 @@ def micro_batches(rollouts: list[Rollout], rows: list[int], size: int, bucket_by
     if bucket_by_length:
         rows = sorted(rows, key=lambda i: (len(rollouts[i].completion.token_ids), len(rollouts[i].prompt)))
     return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+def rank_micro_batches(rollouts: list[Rollout], rows: list[int], size: int, bucket_by_length: bool,
+                       group: Group) -> list[tuple[list[int], bool]]:
+    """This rank's micro-batches of a mini-batch's rows, each with a `ghost` flag.
+
+    One process: micro_batches(rows), no ghosts. Data-parallel: the rank's rows (`Group.rows`),
+    then zero-loss ghost passes (rows[:1], their loss masked out) up to the largest rank's count:
+    FSDP2's collectives need as many forwards and backwards on every rank."""
+    micros = [(m, False) for m in micro_batches(rollouts, group.rows(rows), size, bucket_by_length)]
+    return micros + [(rows[:1], True)] * (group.passes(len(rows), size) - len(micros))

@@ -9,7 +9,8 @@ step-N folder is always a good one, whenever the writer was killed. Older ones b
 deleted after the new one is in place, each first renamed out of the step-N namespace so that a
 kill mid-delete never leaves a half-deleted folder that looks like a checkpoint. Hidden folders
 (`.step-N.tmp-*`, `.step-N.del`) are what a killed writer left behind: readers ignore them and
-the next save removes them.
+the next save removes them. A data-parallel checkpoint adds `sharded/`: each rank's shard of the
+fp32 weights and optimizer state (torch.distributed.checkpoint), what its resume reads.
 
 benchmarks/kill_test.py SIGKILLs a run at random moments and checks that resuming ends with the
 same weights and metrics as an uninterrupted run.
@@ -100,43 +101,67 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: d
     return path
 
 
-SHARDED = "sharded"  # trainer_state["optimizer"] of a data-parallel checkpoint: the state is in its optimizer/ folder
+SHARDED = "sharded"  # trainer_state["optimizer"] of a data-parallel checkpoint: the state is in its sharded/ folder
+SHARDED_DIR = "sharded"
+
+
+def _sharded_state(model, optimizer) -> dict:
+    """What a rank holds of a trained model's fp32 weights (the trainable ones: with LoRA the
+    adapters) and of its optimizer state, for torch.distributed.checkpoint."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    return {"model": get_model_state_dict(model, options=StateDictOptions(ignore_frozen_params=True)),
+            "optim": get_optimizer_state_dict(model, optimizer)}
 
 
 def save_sharded_checkpoint(run_dir: Path, step: int, group, model, optimizer, weights, tokenizer, trainer_state: dict,
-                            keep: int) -> None:
-    """A data-parallel checkpoint, called on every rank: the optimizer state written by every rank,
-    its own shard, with torch.distributed.checkpoint (no rank holds it whole), then moved by rank 0
-    into the checkpoint folder (`optimizer/`) that save_checkpoint writes with the full weights
-    (`weights`, the engine's unsharded copy) and the trainer state, atomically as always."""
+                            keep: int, more: dict | None = None, extra: Callable[[Path], None] | None = None) -> None:
+    """A data-parallel checkpoint, called on every rank. Every rank writes its own shard of the
+    trained weights (fp32, the exact master copy) and of the optimizer state with
+    torch.distributed.checkpoint (no rank holds them whole); rank 0 moves those files into the
+    checkpoint folder (`sharded/`) that save_checkpoint writes with the full weights in the model
+    dtype (`weights`, the engine's unsharded copy: a plain HF folder to evaluate or merge) and the
+    trainer state, atomically as always. `more` = {key: (model, optimizer)}: further trained models
+    (PPO's critic) in the same folder under their key, the trainer state marking each key SHARDED;
+    `extra(tmp)` adds files as in save_checkpoint (rank 0 only)."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
     root = Path(run_dir) / "checkpoints"
-    side = root / f".optim-{step:06d}"
+    side = root / f".sharded-{step:06d}"
     if group.main and root.is_dir():
-        for old in root.glob(".optim-*"):  # what a killed writer left
+        for old in root.glob(".sharded-*"):  # what a killed writer left
             shutil.rmtree(old, ignore_errors=True)
     group.barrier()
-    dcp.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, checkpoint_id=str(side))
+    states = {key: _sharded_state(m, o) for key, (m, o) in {"optimizer": (model, optimizer), **(more or {})}.items()}
+    dcp.save(states, checkpoint_id=str(side))
     group.barrier()
     if group.main:
-        save_checkpoint(run_dir, step, weights, tokenizer, {**trainer_state, "optimizer": SHARDED}, keep,
-                        extra=lambda tmp: side.rename(Path(tmp) / "optimizer"))
+        def write(tmp: Path) -> None:
+            side.rename(Path(tmp) / SHARDED_DIR)
+            if extra is not None:
+                extra(tmp)
+
+        marks = {key: SHARDED for key in states}
+        save_checkpoint(run_dir, step, weights, tokenizer, {**trainer_state, **marks}, keep, extra=write)
     group.barrier()
 
 
-def load_sharded_optimizer(model, optimizer, ckpt: Path, saved) -> None:
+def load_sharded_state(model, optimizer, ckpt: Path, saved, key: str = "optimizer") -> None:
     """restore()'s `load_optimizer` for a data-parallel run: each rank reads its shard of the
-    checkpoint's optimizer/ folder (any world size >= 2: the state is keyed by parameter name)."""
+    checkpoint's sharded/ folder into the sharded `model` (its exact fp32 weights) and `optimizer`
+    (any world size >= 2: the state is keyed by parameter name); `key` names which trained model
+    of the folder (PPO's critic's is "critic_optimizer")."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                         set_optimizer_state_dict)
 
     if saved != SHARDED:
         raise UserError(f"{ckpt} holds no sharded optimizer state: it was not written by a data-parallel run")
-    state = {"optimizer": get_optimizer_state_dict(model, optimizer)}  # the shapes and shards to read into
-    dcp.load(state, checkpoint_id=str(Path(ckpt) / "optimizer"))
-    set_optimizer_state_dict(model, optimizer, state["optimizer"])
+    state = {key: _sharded_state(model, optimizer)}  # the shapes and shards to read into
+    dcp.load(state, checkpoint_id=str(Path(ckpt) / SHARDED_DIR))
+    set_model_state_dict(model, state[key]["model"], options=StateDictOptions(ignore_frozen_params=True))
+    set_optimizer_state_dict(model, optimizer, state[key]["optim"])
 
 
 def _remove_leftovers(root: Path) -> None:

@@ -13,7 +13,8 @@ import torch
 from thinkrl.algos import explained_variance, gae, kl_penalty, masked_whiten, token_rewards, value_loss
 from thinkrl.config import RLConfig
 from thinkrl.model.lora import disabled
-from thinkrl.train.batching import (micro_batches, micro_inputs, minibatches, pad_rows, rows_of, sampled_mask,
+from thinkrl.dist import Group
+from thinkrl.train.batching import (micro_inputs, minibatches, pad_rows, rank_micro_batches, rows_of, sampled_mask,
                                     trained_flags)
 from thinkrl.train.critic import completion_values
 from thinkrl.train.forward import completion_logprobs
@@ -30,24 +31,37 @@ class Critic:
     scheduler: torch.optim.lr_scheduler.LRScheduler
 
 
-def _batched_no_grad(cfg: RLConfig, rollouts: list[Rollout], width: int, fn) -> torch.Tensor:
+def _batched_no_grad(cfg: RLConfig, rollouts: list[Rollout], width: int, fn, group: Group = Group()) -> torch.Tensor:
     """fn(prompts, prompt_of_row, completions) -> [b, t] over micro-batches of rollouts, without
-    gradient, stacked into [N, width] (zeros past each row's end)."""
+    gradient, stacked into [N, width] (zeros past each row's end).
+
+    Data-parallel: each rank runs its contiguous share of the rows (`Group.share`), padded with
+    discarded passes up to the largest share's count (a sharded model's forwards are collectives),
+    and the shares are gathered in rank order, so every rank ends with all N rows."""
+    size = cfg.algo.micro_batch_size
+    mine = list(group.share(len(rollouts)))
     out = []
     with torch.no_grad():
-        for start in range(0, len(rollouts), cfg.algo.micro_batch_size):
-            x = fn(*micro_inputs(rollouts, list(range(start, min(start + cfg.algo.micro_batch_size, len(rollouts))))))
-            out.append(torch.nn.functional.pad(x.float(), (0, width - x.shape[1])))
-    return torch.cat(out)
+        for start in range(0, group.passes(len(rollouts), size) * size, size):
+            rows = mine[start : start + size]
+            x = fn(*micro_inputs(rollouts, rows or [0]))
+            if rows:  # else a pass only to keep the ranks' collectives in step
+                out.append(torch.nn.functional.pad(x.float(), (0, width - x.shape[1])))
+    dev = next(iter(out)).device if out else torch.device("cpu")
+    mine_t = torch.cat(out) if out else torch.zeros(0, width)
+    if not group.active:
+        return mine_t
+    return torch.cat([t.to(dev) for t in group.gather([mine_t.cpu()])]).to(dev)
 
 
-def ppo_advantages(cfg: RLConfig, rollouts: list[Rollout], critic, ref_model, pad_id: int):
+def ppo_advantages(cfg: RLConfig, rollouts: list[Rollout], critic, ref_model, pad_id: int, group: Group = Group()):
     """(advantages [N, T], returns [N, T], old values [N, T], metrics) for one rollout batch.
 
     The critic's values V(s_t) of every completion token, computed once before the update; the
     rollout's rewards at each last token (minus kl_coef * KL to the reference per token with
     algo.kl_in_reward, the KL measured on the sampling log-probs); GAE(gamma, lam); advantages
     whitened over the batch's trained tokens (algo.whiten_advantages). T is the longest completion.
+    Data-parallel, every rank computes its share of the values and ends with all of them.
     """
     a = cfg.algo
     dev = next(critic.parameters()).device
@@ -56,14 +70,14 @@ def ppo_advantages(cfg: RLConfig, rollouts: list[Rollout], critic, ref_model, pa
     trained = mask * sampled_mask(rollouts, list(range(len(rollouts))), width, dev)  # tool results carry no loss
     trained = trained * torch.tensor([float(k) for k in trained_flags(cfg, rollouts)], device=dev)[:, None]
     values = _batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_values(
-        critic, p, rows, c, detach_prompt=a.detach_prompt, pad_id=pad_id)[0]) * mask
+        critic, p, rows, c, detach_prompt=a.detach_prompt, pad_id=pad_id)[0], group).to(dev) * mask
     metrics = {}
     kl = None
     if a.kl_in_reward and ref_model is not None:
         with disabled(ref_model):  # with LoRA the reference is the policy's base
             ref = _batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_logprobs(
                 ref_model, p, rows, c, temperature=cfg.sampling.temperature, pad_id=pad_id,
-                logprob_chunk=a.logprob_chunk)[0])
+                logprob_chunk=a.logprob_chunk)[0], group).to(dev)
         kl = kl_penalty(pad_rows([r.completion.logprobs for r in rollouts], width, dev), ref, a.kl_estimator) * mask
         metrics["kl"] = float(kl.sum() / mask.sum().clamp(min=1))
     rewards = token_rewards(torch.tensor([r.reward for r in rollouts], device=dev), mask, kl, a.kl_coef)
@@ -81,10 +95,12 @@ def ppo_advantages(cfg: RLConfig, rollouts: list[Rollout], critic, ref_model, pa
 
 
 def update_critic(cfg: RLConfig, step: int, critic: Critic, rollouts: list[Rollout], returns: torch.Tensor,
-                  old_values: torch.Tensor, pad_id: int, guard: SkipGuard | None = None) -> dict:
+                  old_values: torch.Tensor, pad_id: int, guard: SkipGuard | None = None, group: Group = Group()) -> dict:
     """The clipped value loss on returns [N, T] around old_values [N, T], over the same epochs x
     mini-batches as the policy's update; returns averaged critic/* metrics. Non-finite steps are
-    skipped and counted as in the policy's update (thinkrl.train.rl), with the critic's own `guard`."""
+    skipped and counted as in the policy's update (thinkrl.train.rl), with the critic's own `guard`.
+    Data-parallel as the policy's update: each rank its rows of every mini-batch, ghost passes to
+    keep FSDP2's collectives in step, gradients and metrics summed over ranks."""
     a = cfg.algo
     guard = guard or SkipGuard(cfg.optim.max_skipped_updates, "the critic")
     dev = next(critic.model.parameters()).device
@@ -96,12 +112,12 @@ def update_critic(cfg: RLConfig, step: int, critic: Critic, rollouts: list[Rollo
     # micro-batch holds few distinct prompts to encode
     for rows, normalizer in minibatches(cfg, step, rollouts, keep, in_row_order=True):
         bad_loss = 0.0
-        for micro in micro_batches(rollouts, rows, a.micro_batch_size, a.bucket_by_length):
+        for micro, ghost in rank_micro_batches(rollouts, rows, a.micro_batch_size, a.bucket_by_length, group):
             prompts, prompt_of_row, completions = micro_inputs(rollouts, micro)
             values, mask = completion_values(critic.model, prompts, prompt_of_row, completions,
                                              detach_prompt=a.detach_prompt, pad_id=pad_id)
             mask = mask * sampled_mask(rollouts, micro, mask.shape[1], dev)
-            mask = mask * torch.tensor([float(keep[i]) for i in micro], device=dev)[:, None]
+            mask = mask * torch.tensor([float(keep[i] and not ghost) for i in micro], device=dev)[:, None]
             width = values.shape[1]
             loss, m = value_loss(values, rows_of(old_values, micro, width, dev), rows_of(returns, micro, width, dev), mask,
                                  clip=a.value_clip, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
@@ -114,11 +130,15 @@ def update_critic(cfg: RLConfig, step: int, critic: Critic, rollouts: list[Rollo
                 sums[k] = sums.get(k, 0.0) + m[k] * w
             weight += w
         grad_norm, stepped = optimizer_step(critic.model.parameters(), critic.optimizer, critic.scheduler, guard,
-                                            cfg.optim.grad_clip, bad_loss, f"step {step + 1}")
+                                            cfg.optim.grad_clip, group.worst(bad_loss), f"step {step + 1}")
         if stepped:
             grad_norms += grad_norm
         else:
             skipped += 1
+    if group.active:
+        summed = group.sum({**sums, "__weight": weight})
+        weight = summed.pop("__weight")
+        sums = summed
     out = {f"critic/{k}": v / max(weight, 1.0) for k, v in sums.items()}
     out["critic/grad_norm"] = grad_norms / (a.epochs * a.mini_batches)
     out["critic/lr"] = critic.scheduler.get_last_lr()[0]

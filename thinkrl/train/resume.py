@@ -8,7 +8,7 @@ from pathlib import Path
 
 from thinkrl.config import save as save_config
 from thinkrl.dist import Group
-from thinkrl.train.checkpoint import load_sharded_optimizer, restore
+from thinkrl.train.checkpoint import load_sharded_state, restore
 from thinkrl.train.logger import NullLogger, RunLogger
 
 
@@ -26,7 +26,7 @@ def resume_run(cfg, ckpt: Path | None, optimizer, scheduler, group: Group = Grou
     saved = {"step": 0}
     main, world = group.main, group.world
     if ckpt:
-        load = functools.partial(load_sharded_optimizer, model, optimizer, ckpt) if group.active else None
+        load = functools.partial(load_sharded_state, model, optimizer, ckpt) if group.active else None
         saved = restore(ckpt, optimizer, scheduler, load, lambda st: _same_kind(st, world, ckpt))
         main and print(f"resuming from {ckpt} (step {saved['step']})", flush=True)
         if main and saved.get("world_size", 1) != world:

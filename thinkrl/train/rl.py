@@ -46,9 +46,10 @@ from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
 from thinkrl.tasks.base import Problem
 from thinkrl.train.adapters import add_adapters, load_trained, summary, trainable, with_adapter
-from thinkrl.train.batching import (micro_batches, micro_inputs, minibatches, pad_rows, rows_of, sampled_mask,
+from thinkrl.train.batching import (micro_inputs, minibatches, pad_rows, rank_micro_batches, rows_of, sampled_mask,
                                     trained_flags)
-from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint, save_sharded_checkpoint
+from thinkrl.train.checkpoint import (checkpoint_to_resume, load_sharded_state, save_checkpoint,
+                                     save_sharded_checkpoint)
 from thinkrl.train.critic import load_critic, load_critic_weights, save_critic_weights, value_head
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.heldout import evaluate_heldout
@@ -86,10 +87,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
     model.train()
     for rows, normalizer in minibatches(cfg, step, rollouts, keep):
         bad_loss = 0.0  # a non-finite micro-batch loss of this mini-batch, if any
-        micros = [(m, False) for m in micro_batches(rollouts, group.rows(rows), a.micro_batch_size, a.bucket_by_length)]
-        # data-parallel: a rank with fewer rows still joins every pass (FSDP2's collectives), with zero loss
-        micros += [(rows[:1], True)] * (group.passes(len(rows), a.micro_batch_size) - len(micros))
-        for micro, ghost in micros:
+        for micro, ghost in rank_micro_batches(rollouts, rows, a.micro_batch_size, a.bucket_by_length, group):
             prompts, prompt_of_row, completions = micro_inputs(rollouts, micro)
             logp, entropy, mask = completion_logprobs(
                 model, prompts, prompt_of_row, completions, temperature=cfg.sampling.temperature,
@@ -169,14 +167,15 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     tools = build_toolbox(cfg.tools, task)  # None without a [tools] section: single-turn rollouts
 
     ppo = cfg.algo.algorithm == "ppo"
-    if group.active and ppo:
-        raise UserError("algo.algorithm = 'ppo' trains in one process for now: run it without torchrun / --nproc")
     model, tokenizer = load_trained(cfg.model, cfg.lora, ckpt, cfg.seed, device,
                                     torch.float32 if group.active else dtype)  # sharded: fp32 params (thinkrl.dist.fsdp)
-    critic = None
-    if ppo:  # from the initial weights; a resumed run loads the checkpoint's critic weights below
-        critic_model = load_critic(cfg.model.name, device=device, dtype=dtype)
+    critic, critic_host = None, None  # critic_host: data-parallel, the critic's unsharded copy for saving
+    if ppo:  # from the initial weights, or a resumed run's checkpoint
+        critic_model = load_critic(cfg.model.name, device=device, dtype=torch.float32 if group.active else dtype)
         critic_model = add_adapters(critic_model, cfg.lora, cfg.model.name, cfg.seed + 1, heads=(value_head(critic_model),))
+        if ckpt:
+            load_critic_weights(critic_model, ckpt)
+        critic_host = dist.shard_with_host_copy(critic_model, dtype, group)
         critic_updates = cfg.steps * cfg.algo.epochs * cfg.algo.mini_batches
         critic = Critic(critic_model, *adamw(trainable(critic_model), cfg.optim, critic_updates, lr=cfg.optim.critic_lr))
     torch.manual_seed(cfg.seed)
@@ -197,10 +196,14 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     guards = {"policy": SkipGuard(cfg.optim.max_skipped_updates, "the policy"),  # non-finite updates in a row
               "critic": SkipGuard(cfg.optim.max_skipped_updates, "the critic")}
     saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group, model)
+    if ckpt:  # data-parallel: the engine's copy from the exact fp32 weights the ranks just read
+        dist.refresh(sampler, model)
     state = {"step": saved["step"], "position": saved.get("position", 0)}
     if ckpt and critic is not None:
-        load_critic_weights(critic.model, ckpt)
-        critic.optimizer.load_state_dict(saved["critic_optimizer"])
+        if group.active:
+            load_sharded_state(critic.model, critic.optimizer, ckpt, saved["critic_optimizer"], "critic_optimizer")
+        else:
+            critic.optimizer.load_state_dict(saved["critic_optimizer"])
         critic.scheduler.load_state_dict(saved["critic_scheduler"])
 
     cache: dict[str, list[int]] = {}
@@ -214,15 +217,22 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     def checkpoint(step: int) -> None:
         trainer_state = {"scheduler": scheduler.state_dict(), "step": step, "position": state["position"],
                          "world_size": group.world}
-        if group.active:  # the full weights (the engine's copy), the optimizer state sharded
+        if critic is not None:
+            trainer_state["critic_scheduler"] = critic.scheduler.state_dict()
+        if group.active:  # the full weights (the engine's copy, the critic's host copy), the optimizers sharded
+            more, extra = {}, None
+            if critic is not None:
+                dist.refresh(critic_host, critic.model)
+                more = {"critic_optimizer": (critic.model, critic.optimizer)}
+                extra = functools.partial(save_critic_weights, critic_host)
             save_sharded_checkpoint(run_dir, step, group, model, optimizer, sampler, tokenizer, trainer_state,
-                                    cfg.keep_checkpoints)
+                                    cfg.keep_checkpoints, more, extra)
             return
         trainer_state["optimizer"] = optimizer.state_dict()
         if critic is None:
             save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints)
             return
-        trainer_state.update(critic_optimizer=critic.optimizer.state_dict(), critic_scheduler=critic.scheduler.state_dict())
+        trainer_state["critic_optimizer"] = critic.optimizer.state_dict()
         save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints,
                         extra=functools.partial(save_critic_weights, critic.model))
 
@@ -241,9 +251,9 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         m_critic: dict[str, float] = {}
         if ppo:
             t1 = time.perf_counter()
-            advantages, returns, old_values, m_critic = ppo_advantages(cfg, rollouts, critic.model, ref_model, engine.pad_id)
+            advantages, returns, old_values, m_critic = ppo_advantages(cfg, rollouts, critic.model, ref_model, engine.pad_id, group)
             m_critic.update(update_critic(cfg, step, critic, rollouts, returns, old_values, engine.pad_id,
-                                          guards["critic"]))
+                                          guards["critic"], group))
             m_critic["time/critic"] = time.perf_counter() - t1
         else:
             reward = torch.tensor([r.reward for r in rollouts])
@@ -280,13 +290,16 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
             checkpoint(state["step"])
     bar.close()
     final = run_dir / "final"
+    if critic_host is not None:  # data-parallel: the critic's full weights, gathered on every rank
+        dist.refresh(critic_host, critic.model)
     if group.main:  # data-parallel: rank 0 writes, the others wait for it below
         if final_ev is not None:  # a run resumed after the last checkpoint does not show it again
             print(f"step {cfg.steps} held-out: accuracy {final_ev['eval/pass@1']:.3f}, "
                   f"format {final_ev['eval/format_rate']:.3f}", flush=True)
         final = save_pretrained(sampler, tokenizer, final, extra=with_adapter(sampler))  # merged (+ adapter/)
         if critic is not None:  # an HF token-classification folder: AutoModelForTokenClassification reads it
-            save_pretrained(critic.model, tokenizer, run_dir / "critic", extra=with_adapter(critic.model))
+            saved_critic = critic.model if critic_host is None else critic_host
+            save_pretrained(saved_critic, tokenizer, run_dir / "critic", extra=with_adapter(saved_critic))
         logger.close()
         plot_run(run_dir)
     group.barrier()
