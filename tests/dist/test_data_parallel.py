@@ -260,3 +260,32 @@ def test_dynamic_sampling_and_a_reward_model_on_two_gloo_processes_match_one_pro
         assert x.keys() == y.keys()
         for k in x:
             assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), (x["step"], k)
+
+
+RANK_SCRIPT = """
+import sys, time
+from thinkrl import dist
+group, _ = dist.init("cpu")
+if sys.argv[1] == "stuck":  # rank 1 never joins: rank 0's collective gives up at the timeout
+    if group.rank == 1:
+        time.sleep(120)
+    group.sum({"x": 1.0})
+else:  # rank 1 fails: torchrun stops rank 0, which waits in a collective
+    if group.rank == 1:
+        raise ValueError("boom on rank 1")
+    group.sum({"x": 1.0})
+"""
+
+
+@pytest.mark.parametrize("case, says", [("stuck", "Timed out waiting 5000ms"), ("raises", "boom on rank 1")])
+def test_a_failing_or_stuck_rank_ends_the_job_with_its_error_never_a_hang(tmp_path, case, says):
+    import time
+
+    (tmp_path / "ranks.py").write_text(RANK_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "THINKRL_COLLECTIVE_TIMEOUT_S": "5"}
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(tmp_path / "ranks.py"), case], env=env, capture_output=True, text=True, timeout=110)
+    took = time.monotonic() - start
+    assert out.returncode != 0 and took < 60, (took, out.stderr[-2000:])
+    assert says in out.stderr, out.stderr[-3000:]

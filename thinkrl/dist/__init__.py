@@ -24,6 +24,12 @@ import torch.distributed as dist
 COLLECTIVE_TIMEOUT_S = 600  # a rank that stops answering ends the others' wait with an error, never a hang
 
 
+def collective_timeout_s() -> float:
+    """COLLECTIVE_TIMEOUT_S, or $THINKRL_COLLECTIVE_TIMEOUT_S (longer for slow first steps on big
+    models, shorter in tests)."""
+    return float(os.environ.get("THINKRL_COLLECTIVE_TIMEOUT_S", COLLECTIVE_TIMEOUT_S))
+
+
 @dataclass(frozen=True)
 class Group:
     """This process's place in the job: rank, world size, and the device it trains on."""
@@ -121,7 +127,7 @@ def init(device: str) -> tuple[Group, str]:
         torch.cuda.set_device(local)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
-                                timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+                                timeout=datetime.timedelta(seconds=collective_timeout_s()))
     return Group(rank, world, local), device
 
 
