@@ -52,9 +52,10 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     if not problems:
         raise UserError(f"task '{cfg.task.name}' split '{cfg.split}' has no problems")
     engine = load_engine(cfg.model, cfg.batch_size)  # a bad model fails here, before anything is written
+    tools = build_toolbox(cfg.tools, task)  # a missing or bad search corpus fails here
     prompts = encode_problems(engine.tokenizer, task, problems, cfg.task.template, cfg.task.shots,
-                              cfg.sampling.max_new_tokens, engine.context)  # so does a prompt too long for it
-    tools = build_toolbox(cfg.tools, task)  # and a missing or bad search corpus
+                              cfg.sampling.max_new_tokens, engine.context,
+                              tools.prompt_tools(engine.tokenizer) if tools else None)  # so does a prompt too long
     out = results_path(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     save(cfg, out.with_name(out.stem + ".config.toml"))

@@ -65,17 +65,18 @@ def load_engine(mc, max_batch: int, name: str | None = None) -> Engine:
     return Engine(model, tokenizer, eos_token_ids(model, tokenizer), max_batch=max_batch)
 
 
-def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
-    """Apply the tokenizer's chat template with the assistant turn opened; returns token ids."""
-    return encode_chat(tokenizer, messages, open_turn=True)
+def encode_prompt(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+    """Apply the tokenizer's chat template with the assistant turn opened (describing `tools`, the
+    template format's function schemas); returns token ids."""
+    return encode_chat(tokenizer, messages, open_turn=True, tools=tools)
 
 
 def encode_problems(tokenizer, task: Task, problems: list[Problem], template: str, shots: int,
-                    max_new_tokens: int = 0, context: int = 0) -> list[list[int]]:
-    """Prompt ids of each problem. With `context` (the model's), a prompt that leaves no room for
-    max_new_tokens is a UserError naming its problem (PATH:LINE for a jsonl task), raised before
-    anything is sampled or written."""
-    prompts = [encode_prompt(tokenizer, build_messages(p, task, template, shots)) for p in problems]
+                    max_new_tokens: int = 0, context: int = 0, tools: list[dict] | None = None) -> list[list[int]]:
+    """Prompt ids of each problem (`tools`: Toolbox.prompt_tools). With `context` (the model's), a
+    prompt that leaves no room for max_new_tokens is a UserError naming its problem (PATH:LINE for
+    a jsonl task), raised before anything is sampled or written."""
+    prompts = [encode_prompt(tokenizer, build_messages(p, task, template, shots), tools) for p in problems]
     for p, ids in zip(problems, prompts):
         if context and len(ids) + max_new_tokens > context:
             raise UserError(
@@ -163,8 +164,10 @@ def run_eval(
     tools the model may call (metrics then include tools/*); `first_index`: the position of
     problems[0] in the whole evaluation set (a data-parallel rank's share), which seeds follow.
     A task with environments (thinkrl.envs) is evaluated as conversations, each prompt its first observation."""
+    schemas = tools.prompt_tools(engine.tokenizer) if tools is not None else None
     if prompts is None:
-        prompts = encode_problems(engine.tokenizer, task, problems, template, shots, params.max_new_tokens, engine.context)
+        prompts = encode_problems(engine.tokenizer, task, problems, template, shots, params.max_new_tokens, engine.context,
+                                  schemas)
     # seed per problem from its position, so --limit N gives the first N problems the same completions
     seeds = [seed * 1_000_003 + first_index + i for i in range(len(problems))]
     per_call = max(1, batch_size // samples)
@@ -174,7 +177,8 @@ def run_eval(
     for start in range(0, len(problems), per_call):
         idx = range(start, min(start + per_call, len(problems)))
         asked, envs = envs_mod.start(task, [problems[i] for i in idx], samples)
-        chunk = [prompts[i] for i in idx] if envs is None else encode_problems(engine.tokenizer, task, asked, template, shots)
+        chunk = [prompts[i] for i in idx] if envs is None else encode_problems(engine.tokenizer, task, asked, template, shots,
+                                                                                    tools=schemas)
         conversing |= envs is not None
         outs = engine.generate(chunk, params, n=samples, seeds=[seeds[i] for i in idx], tools=tools, envs=envs)
         for c in outs:

@@ -30,10 +30,12 @@ def conversation(prompt: str | list[dict], response: str) -> list[dict]:
     return turns + [{"role": "assistant", "content": response}]
 
 
-def encode_chat(tokenizer, messages: list[dict], open_turn: bool = False) -> list[int]:
+def encode_chat(tokenizer, messages: list[dict], open_turn: bool = False, tools: list[dict] | None = None) -> list[int]:
     """Token ids of messages through the tokenizer's chat template; open_turn: end with the
-    assistant turn opened (add_generation_prompt), as a prompt to sample from."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=open_turn, tokenize=False)
+    assistant turn opened (add_generation_prompt), as a prompt to sample from; tools: function
+    schemas the template describes to the model (thinkrl.tools.template)."""
+    kw = {"tools": tools} if tools else {}
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=open_turn, tokenize=False, **kw)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 

@@ -24,18 +24,24 @@ from thinkrl.errors import UserError
 PROBE = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
 
 
-def user_turn_ids(tokenizer, message: str) -> list[int]:
-    """The ids the chat template writes after an assistant turn's end-of-turn token (the
-    tokenizer's eos): the rest of that turn's closing, a user turn holding `message`, and the
-    opening of the next assistant turn."""
-    before = encode_chat(tokenizer, PROBE)
-    after = encode_chat(tokenizer, PROBE + [{"role": "user", "content": message}], open_turn=True)
+def inserted_ids(tokenizer, probe: list[dict], message: dict) -> list[int]:
+    """The ids the chat template writes after the last turn of `probe` (an assistant turn) has
+    ended with its end-of-turn token (the tokenizer's eos): the rest of that turn's closing,
+    `message` (a user or tool message), and the opening of the next assistant turn."""
+    before = encode_chat(tokenizer, probe)
+    after = encode_chat(tokenizer, probe + [message], open_turn=True)
     eot = tokenizer.eos_token_id
     if after[: len(before)] != before or eot not in before:
-        raise UserError("this tokenizer's chat template does not close an assistant turn with its eos token and "
-                        "render a new user message after it unchanged: a chat environment cannot insert its turns")
+        raise UserError(f"this tokenizer's chat template does not close an assistant turn with its eos token and "
+                        f"render a new {message['role']} message after it unchanged: an environment cannot insert "
+                        "its turns")
     end = len(before) - before[::-1].index(eot)  # just past the last end-of-turn token: the assistant's
     return before[end:] + after[len(before) :]
+
+
+def user_turn_ids(tokenizer, message: str) -> list[int]:
+    """inserted_ids of a user message after an assistant turn."""
+    return inserted_ids(tokenizer, PROBE, {"role": "user", "content": message})
 
 
 class ChatEnv(Environment):

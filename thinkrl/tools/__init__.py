@@ -1,6 +1,7 @@
 """Tools a rollout can call: a tool is a name and a function from the text of a call to the text of its result.
 
-A completion calls tool NAME by writing `<NAME>call text</NAME>` (Search-R1's tag style). A
+A completion calls tool NAME by writing `<NAME>call text</NAME>` (Search-R1's tag style; or, with
+`tools.format = "template"`, in the chat template's own tool-call format: thinkrl.tools.template). A
 toolbox is the simplest environment (thinkrl.envs): `Toolbox.env()` gives one `ToolEnv` per
 completion row, whose model turn ends at a call's closing tag. The engine (thinkrl.engine)
 notices the tag, pauses that row, steps its environment (which runs the call; the steps of a
@@ -46,6 +47,7 @@ class Toolbox:
     result_max_tokens: int = 128
     call_timeout_s: float = 10.0
     result_tag: str = "result"
+    format: str = "tags"  # or "template": calls in the chat template's own format (thinkrl.tools.template)
 
     def closing_tags(self) -> list[str]:
         return [f"</{name}>" for name in self.tools]
@@ -71,9 +73,25 @@ class Toolbox:
         return [ToolCall(name, text, str(result) if not error else "", error, seconds)
                 for (name, text), (result, error, seconds) in zip(calls, outs)]
 
-    def env(self) -> ToolEnv:
+    def env(self) -> Environment:
         """A fresh environment over these tools, for one completion row."""
+        if self.format == "template":
+            from thinkrl.tools.template import TemplateToolEnv  # noqa: PLC0415
+
+            return TemplateToolEnv(self)
         return ToolEnv(self)
+
+    def prompt_tools(self, tokenizer=None) -> list[dict] | None:
+        """The chat template's `tools=` argument (the template format; None for tags, whose prompt
+        names the tags itself). With `tokenizer`, first checks that its template describes tools."""
+        if self.format != "template":
+            return None
+        from thinkrl.tools.template import check_template, tool_schemas  # noqa: PLC0415
+
+        schemas = tool_schemas(self.tools)
+        if tokenizer is not None:
+            check_template(tokenizer, schemas)
+        return schemas
 
     def result_text(self, call: ToolCall) -> str:
         """What the model reads after its call."""
@@ -169,4 +187,4 @@ def build_toolbox(cfg: ToolConfig, task=None) -> Toolbox | None:
 
                 raise UserError("tools.search.corpus = 'task' needs a task with a corpus (lookup)")
         tools["search"] = make_search_tool(corpus, k=cfg.search.k, max_chars=cfg.search.max_chars)
-    return Toolbox(tools, cfg.max_calls, cfg.result_max_tokens, cfg.call_timeout_s, cfg.result_tag)
+    return Toolbox(tools, cfg.max_calls, cfg.result_max_tokens, cfg.call_timeout_s, cfg.result_tag, cfg.format)

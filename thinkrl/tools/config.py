@@ -29,12 +29,15 @@ class ToolConfig:
     result_max_tokens: int = 128  # a longer result is cut to this many tokens
     call_timeout_s: float = 10.0  # a call that takes longer gives an error result
     result_tag: str = "result"
+    format: str = "tags"  # "tags": <NAME>call</NAME> -> <result>; "template": the chat template's tool calls (thinkrl.tools.template)
 
     def __post_init__(self):
         if self.max_calls < 1 or self.result_max_tokens < 1 or self.call_timeout_s <= 0:
             raise UserError("tools.max_calls, tools.result_max_tokens and tools.call_timeout_s must be positive")
         if not self.result_tag.isidentifier():
             raise UserError(f"tools.result_tag must be a plain word, got {self.result_tag!r}")
+        if self.format not in ("tags", "template"):
+            raise UserError(f"tools.format must be 'tags' or 'template', got {self.format!r}")
 
     @property
     def enabled(self) -> bool:

@@ -207,11 +207,12 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         critic.scheduler.load_state_dict(saved["critic_scheduler"])
 
     cache: dict[str, list[int]] = {}
+    schemas = tools.prompt_tools(tokenizer) if tools is not None else None  # the template format's tools=
 
     def encode(p: Problem) -> list[int]:
         if p.id not in cache:  # a prompt too long for the model is an error naming its problem (file:line)
             cache[p.id] = encode_problems(tokenizer, task, [p], cfg.task.template, cfg.task.shots,
-                                          cfg.sampling.max_new_tokens, engine.context)[0]
+                                          cfg.sampling.max_new_tokens, engine.context, schemas)[0]
         return cache[p.id]
 
     def checkpoint(step: int) -> None:
