@@ -17,6 +17,8 @@ Built in (weights in the recipe's [rewards] table; 0 switches one off):
 - length_l1     L1/LCPO: correctness held to the prompt's thinking budget (task.think_budgets);
                 `l1_mode` exact: correct - l1_alpha * |budget - tokens|; max: correct * clip(
                 l1_alpha * (budget - tokens) + l1_delta, 0, 1). It includes correctness: set accuracy = 0
+- judge         a local model's soft verdict that the final answer agrees with the reference:
+                p(yes) / (p(yes) + p(no)) (`judge = "FOLDER"`, thinkrl.rewards.judge); batched
 - rm            a trained reward model's score (`reward_model = "runs/rm/final"`, `thinkrl rm` trains one),
                 of the final answer (`reward_model_input = "answer"`) or the whole response; batched
 A user's reward: `custom = ["mypkg.rewards:brevity"]` with `custom_weights = [0.5]`; the module is
@@ -65,7 +67,8 @@ __all__ = [
 ]
 
 # every name a problem's `rewards` list may hold, besides the recipe's custom reward names
-BUILTIN = ("accuracy", "format", "format_soft", "tag_count", "env", "overlong", "language", "length_kimi", "length_cosine", "length_l1", "rm")
+BUILTIN = ("accuracy", "format", "format_soft", "tag_count", "env", "overlong", "language", "length_kimi", "length_cosine",
+           "length_l1", "rm", "judge")
 
 
 def load_custom(spec: str) -> RewardFn:
@@ -168,6 +171,11 @@ def build(cfg: RewardConfig, device: str = "cpu", dtype=None) -> list[tuple[str,
         out.append(("rm", cfg.reward_model_weight, RewardModelReward(
             cfg.reward_model, device, dtype, input=cfg.reward_model_input, batch_size=cfg.reward_model_batch_size,
             max_length=cfg.reward_model_max_length)))
+    if cfg.judge and cfg.judge_weight:
+        from thinkrl.rewards.judge import JudgeReward
+
+        out.append(("judge", cfg.judge_weight, JudgeReward(cfg.judge, device, dtype, cfg.judge_template, cfg.judge_input,
+                                                           cfg.judge_batch_size)))
     if not out:
         raise UserError("every reward weight is 0: set at least one of rewards.accuracy, rewards.format, ..., rewards.reward_model")
     return out

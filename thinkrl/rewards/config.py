@@ -33,6 +33,11 @@ class RewardConfig:
     reward_model_input: str = "answer"  # answer (the final answer only, R1 helpfulness) | response (all of it)
     reward_model_batch_size: int = 16  # completions per reward-model forward pass
     reward_model_max_length: int = 1024  # tokens of prompt + response it reads (longer: the end is kept)
+    judge: str = ""  # a local causal LM (folder or embedded name) judging answers against the reference; "" = none
+    judge_weight: float = 1.0  # weight of its soft yes (the reward named "judge": thinkrl.rewards.judge)
+    judge_template: str = ""  # its user turn, with {question}, {reference}, {answer}; "" = thinkrl.rewards.judge.DEFAULT_TEMPLATE
+    judge_input: str = "answer"  # answer (the final answer only) | response (all of it), put in {answer}
+    judge_batch_size: int = 16  # completions per judge forward pass
     timeout: float = 10.0  # seconds a user reward (or the reward model, per completion) may take before it scores 0; 0 = no limit
 
     def __post_init__(self):
@@ -46,6 +51,8 @@ class RewardConfig:
             raise UserError(f"rewards.l1_mode must be exact or max, got '{self.l1_mode}'")
         if self.length_warmup_steps < 0:
             raise UserError(f"rewards.length_warmup_steps must be >= 0, got {self.length_warmup_steps}")
+        if self.judge_batch_size < 1:
+            raise UserError(f"rewards.judge_batch_size must be >= 1, got {self.judge_batch_size}")
         if self.reward_model_batch_size < 1:
             raise UserError(f"rewards.reward_model_batch_size must be >= 1, got {self.reward_model_batch_size}")
         if len(self.custom) != len(self.custom_weights):
