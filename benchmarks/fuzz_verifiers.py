@@ -31,6 +31,7 @@ from thinkrl.tasks.arithmetic import Arithmetic
 from thinkrl.tasks.base import Problem
 from thinkrl.tasks.countdown import Countdown, check
 from thinkrl.tasks.gsm8k import GSM8K
+from thinkrl.tasks.knights_knaves import KnightsKnaves, MalformedAnswer, people_share
 from thinkrl.verify import extract_answer, math_equal
 
 MEGABYTE = 1 << 20
@@ -40,10 +41,13 @@ TOKENS = [
     "\\Gamma(", "\\sum_{i=1}^{", "\\prod", "\\int", "\\infty", "\\left(", "\\right)", "\\text{", "\\\\",
     "\\cdot", "\\times", "\\div", "<answer>", "</answer>", "\\boxed{", "\\fbox{", "\\mod", "\\log",
 ]  # fmt: skip
+KK_TOKENS = ["Alice", "Bob", "Carol", "knight", "knave", "Knights", "not", ":", ",", " and ", " is a ", "liar", " ",
+             "<answer>", "</answer>", "isn't", "truth-teller", "ALICE", "-", "'"]  # fmt: skip
 GOLDS = ["5", "-3", "0.25", "1/2", "72", "16", r"\frac{\sqrt{2}}{2}", "x+1", r"10^{10}", "120"]
 NEAR = ["16", "(3+5)*2", "2*(5+3)", "16.0", "\\frac{32}{2}", "x = 16", "$16$", "2^4", "4^2", "4!", "1/2",
         "0.5", "\\sqrt{256}", "(5+3)*2 = 16", "3*5+2-1"]  # fmt: skip
 COUNTDOWN = Problem("countdown", "q", "16", {"numbers": [3, 5, 2], "target": 16})
+KNIGHTS = KnightsKnaves(people=3, num_train=0, num_eval=1).problems("eval")[0]
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -131,7 +135,7 @@ def generate(rng: random.Random) -> tuple[str, str]:
 
 
 def verifiers(timeout: float) -> dict:
-    arithmetic, gsm8k, countdown = Arithmetic(), GSM8K(), Countdown()
+    arithmetic, gsm8k, countdown, knights = Arithmetic(), GSM8K(), Countdown(), KnightsKnaves()
     return {
         "extract_answer": lambda text, gold: extract_answer(text),
         "math_equal (main thread)": lambda text, gold: math_equal(text, gold, timeout=timeout),
@@ -140,7 +144,26 @@ def verifiers(timeout: float) -> dict:
         "countdown score": lambda text, gold: countdown.score(text, COUNTDOWN),
         "arithmetic score": lambda text, gold: arithmetic.score(text, Problem("a", "q", gold)),
         "gsm8k score": lambda text, gold: gsm8k.score(text, Problem("g", "q", gold)),
+        "knights_knaves score": lambda text, gold: [(knights.score(t, KNIGHTS), knights.vote_key(t)) for t in _with_roles(text)],
+        "knights_knaves share": lambda text, gold: [_share(t) for t in _with_roles(text)],
     }
+
+
+def _with_roles(text: str) -> tuple[str, str]:
+    """The input, and the input with a soup of names and role words spliced in (seeded by its
+    length, so the other verifiers' inputs stay as they were): what the role reader works on."""
+    rng = random.Random(len(text))
+    soup = "".join(rng.choice(KK_TOKENS) for _ in range(rng.randint(0, 60)))
+    cut = rng.randint(0, len(text))
+    return text, f"<answer>{text[:cut][:200]}{soup}{text[cut:][:200]}</answer>"
+
+
+def _share(text: str) -> float:
+    """The share reward; its MalformedAnswer is the documented failure (counted, scored 0), not a crash."""
+    try:
+        return people_share(text, KNIGHTS.answer, {"problem": KNIGHTS})
+    except MalformedAnswer:
+        return 0.0
 
 
 def run_one(fn, n: int, seed: int, limit: float) -> dict:
