@@ -41,13 +41,14 @@ TOKENS = [
     "\\Gamma(", "\\sum_{i=1}^{", "\\prod", "\\int", "\\infty", "\\left(", "\\right)", "\\text{", "\\\\",
     "\\cdot", "\\times", "\\div", "<answer>", "</answer>", "\\boxed{", "\\fbox{", "\\mod", "\\log",
 ]  # fmt: skip
-KK_TOKENS = ["Alice", "Bob", "Carol", "knight", "knave", "Knights", "not", ":", ",", " and ", " is a ", "liar", " ",
+KK_TOKENS = ["Alice", "Bob", "knight", "knave", "Knights", "not", ":", ",", " and ", " is a ", "liar", " ",
              "<answer>", "</answer>", "isn't", "truth-teller", "ALICE", "-", "'"]  # fmt: skip
 GOLDS = ["5", "-3", "0.25", "1/2", "72", "16", r"\frac{\sqrt{2}}{2}", "x+1", r"10^{10}", "120"]
 NEAR = ["16", "(3+5)*2", "2*(5+3)", "16.0", "\\frac{32}{2}", "x = 16", "$16$", "2^4", "4^2", "4!", "1/2",
         "0.5", "\\sqrt{256}", "(5+3)*2 = 16", "3*5+2-1"]  # fmt: skip
 COUNTDOWN = Problem("countdown", "q", "16", {"numbers": [3, 5, 2], "target": 16})
 KNIGHTS = KnightsKnaves(people=3, num_train=0, num_eval=1).problems("eval")[0]
+KK_TOKENS += KNIGHTS.meta["names"] * 3 + ["knave"] * 3  # the puzzle's own names: answers the reader can complete
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -144,18 +145,20 @@ def verifiers(timeout: float) -> dict:
         "countdown score": lambda text, gold: countdown.score(text, COUNTDOWN),
         "arithmetic score": lambda text, gold: arithmetic.score(text, Problem("a", "q", gold)),
         "gsm8k score": lambda text, gold: gsm8k.score(text, Problem("g", "q", gold)),
-        "knights_knaves score": lambda text, gold: [(knights.score(t, KNIGHTS), knights.vote_key(t)) for t in _with_roles(text)],
-        "knights_knaves share": lambda text, gold: [_share(t) for t in _with_roles(text)],
+        "knights_knaves score": lambda text, gold: (knights.score(text, KNIGHTS), knights.vote_key(text)),
+        "knights_knaves share": lambda text, gold: _share(text),
+        "knights_knaves roles": lambda text, gold: (knights.score(_with_roles(text), KNIGHTS), _share(_with_roles(text))),
     }
 
 
-def _with_roles(text: str) -> tuple[str, str]:
-    """The input, and the input with a soup of names and role words spliced in (seeded by its
-    length, so the other verifiers' inputs stay as they were): what the role reader works on."""
+def _with_roles(text: str) -> str:
+    """Up to 400 characters of the input with a soup of names and role words spliced in, as an
+    answer (seeded by its length, so the other verifiers' inputs stay as they were): what the
+    role reader works on."""
     rng = random.Random(len(text))
-    soup = "".join(rng.choice(KK_TOKENS) for _ in range(rng.randint(0, 60)))
+    soup = " ".join(rng.choice(KK_TOKENS) for _ in range(rng.randint(0, 60)))
     cut = rng.randint(0, len(text))
-    return text, f"<answer>{text[:cut][:200]}{soup}{text[cut:][:200]}</answer>"
+    return f"<answer>{text[max(0, cut - 200) : cut]}{soup}{text[cut : cut + 200]}</answer>"
 
 
 def _share(text: str) -> float:

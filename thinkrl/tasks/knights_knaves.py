@@ -329,5 +329,5 @@ class KnightsKnaves(Task):
 
 def _names_in(answer: str) -> list[str]:
     """The known names an answer mentions, in order of first mention (for vote keys)."""
-    words = [w.capitalize() for w in _WORD.findall(answer.lower()[:MAX_ANSWER_CHARS])]
+    words = [w.capitalize() for w in _WORD.findall(answer[:MAX_ANSWER_CHARS].lower())]
     return list(dict.fromkeys(w for w in words if w in NAMES))
