@@ -31,6 +31,7 @@ from thinkrl.tasks.arithmetic import Arithmetic
 from thinkrl.tasks.base import Problem
 from thinkrl.tasks.countdown import Countdown, check
 from thinkrl.tasks.gsm8k import GSM8K
+from thinkrl.tasks.knights_knaves import KnightsKnaves, MalformedAnswer, people_share
 from thinkrl.verify import extract_answer, math_equal
 
 MEGABYTE = 1 << 20
@@ -40,10 +41,14 @@ TOKENS = [
     "\\Gamma(", "\\sum_{i=1}^{", "\\prod", "\\int", "\\infty", "\\left(", "\\right)", "\\text{", "\\\\",
     "\\cdot", "\\times", "\\div", "<answer>", "</answer>", "\\boxed{", "\\fbox{", "\\mod", "\\log",
 ]  # fmt: skip
+KK_TOKENS = ["Alice", "Bob", "knight", "knave", "Knights", "not", ":", ",", " and ", " is a ", "liar", " ",
+             "<answer>", "</answer>", "isn't", "truth-teller", "ALICE", "-", "'"]  # fmt: skip
 GOLDS = ["5", "-3", "0.25", "1/2", "72", "16", r"\frac{\sqrt{2}}{2}", "x+1", r"10^{10}", "120"]
 NEAR = ["16", "(3+5)*2", "2*(5+3)", "16.0", "\\frac{32}{2}", "x = 16", "$16$", "2^4", "4^2", "4!", "1/2",
         "0.5", "\\sqrt{256}", "(5+3)*2 = 16", "3*5+2-1"]  # fmt: skip
 COUNTDOWN = Problem("countdown", "q", "16", {"numbers": [3, 5, 2], "target": 16})
+KNIGHTS = KnightsKnaves(people=3, num_train=0, num_eval=1).problems("eval")[0]
+KK_TOKENS += KNIGHTS.meta["names"] * 3 + ["knave"] * 3  # the puzzle's own names: answers the reader can complete
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -131,7 +136,7 @@ def generate(rng: random.Random) -> tuple[str, str]:
 
 
 def verifiers(timeout: float) -> dict:
-    arithmetic, gsm8k, countdown = Arithmetic(), GSM8K(), Countdown()
+    arithmetic, gsm8k, countdown, knights = Arithmetic(), GSM8K(), Countdown(), KnightsKnaves()
     return {
         "extract_answer": lambda text, gold: extract_answer(text),
         "math_equal (main thread)": lambda text, gold: math_equal(text, gold, timeout=timeout),
@@ -140,7 +145,28 @@ def verifiers(timeout: float) -> dict:
         "countdown score": lambda text, gold: countdown.score(text, COUNTDOWN),
         "arithmetic score": lambda text, gold: arithmetic.score(text, Problem("a", "q", gold)),
         "gsm8k score": lambda text, gold: gsm8k.score(text, Problem("g", "q", gold)),
+        "knights_knaves score": lambda text, gold: (knights.score(text, KNIGHTS), knights.vote_key(text)),
+        "knights_knaves share": lambda text, gold: _share(text),
+        "knights_knaves roles": lambda text, gold: (knights.score(_with_roles(text), KNIGHTS), _share(_with_roles(text))),
     }
+
+
+def _with_roles(text: str) -> str:
+    """Up to 400 characters of the input with a soup of names and role words spliced in, as an
+    answer (seeded by its length, so the other verifiers' inputs stay as they were): what the
+    role reader works on."""
+    rng = random.Random(len(text))
+    soup = " ".join(rng.choice(KK_TOKENS) for _ in range(rng.randint(0, 60)))
+    cut = rng.randint(0, len(text))
+    return f"<answer>{text[max(0, cut - 200) : cut]}{soup}{text[cut : cut + 200]}</answer>"
+
+
+def _share(text: str) -> float:
+    """The share reward; its MalformedAnswer is the documented failure (counted, scored 0), not a crash."""
+    try:
+        return people_share(text, KNIGHTS.answer, {"problem": KNIGHTS})
+    except MalformedAnswer:
+        return 0.0
 
 
 def run_one(fn, n: int, seed: int, limit: float) -> dict:

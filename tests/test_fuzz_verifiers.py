@@ -19,9 +19,10 @@ from thinkrl.tasks.arithmetic import Arithmetic
 from thinkrl.tasks.base import Problem
 from thinkrl.tasks.countdown import Countdown, check, evaluate_equation
 from thinkrl.tasks.gsm8k import GSM8K
+from thinkrl.tasks.knights_knaves import KnightsKnaves, MalformedAnswer, parse_roles, people_share
 from thinkrl.verify import canonical, extract_answer, math_equal
 
-FUZZ = load_benchmark("fuzz_verifiers")
+FUZZ = FUZZ_MODULE = load_benchmark("fuzz_verifiers")
 TIMEOUT = 0.5  # math_equal's timeout in these tests
 SLACK = 1.0  # seconds on top of a bound: a loaded 2-core CI box
 TEXT_BOUND = 1.0  # extraction and the Countdown checker are linear: 1 MB takes milliseconds
@@ -102,6 +103,30 @@ def test_math_task_score(text, task_and_answer):
     assert elapsed < TIMEOUT + SLACK
 
 
+KK_PROBLEM = FUZZ_MODULE.KNIGHTS  # a 3-person puzzle
+role_soup = st.lists(st.sampled_from(FUZZ_MODULE.KK_TOKENS + TOKENS[:20]), max_size=80).map("".join)
+role_answers = st.one_of(completions, role_soup.map(lambda t: f"<answer>{t}</answer>"))
+
+
+@FUZZ
+@given(role_answers)
+def test_knights_knaves_verifier(text):
+    """Score, vote key and the share reward: a verdict or a MalformedAnswer, never anything else."""
+    task, start = KnightsKnaves(), time.perf_counter()
+    assert task.score(text, KK_PROBLEM) in (0.0, 1.0)
+    assert isinstance(task.vote_key(text), str)
+    try:
+        share = people_share(text, KK_PROBLEM.answer, {"problem": KK_PROBLEM})
+        assert 0.0 <= share <= 1.0
+    except MalformedAnswer as e:
+        assert e.kind in ("no answer", "too long", "two roles", "missing role")
+    try:
+        assert set(parse_roles(text[:3000], KK_PROBLEM.meta["names"])) == set(KK_PROBLEM.meta["names"])
+    except MalformedAnswer:
+        pass
+    assert time.perf_counter() - start < TEXT_BOUND
+
+
 ADVERSARIAL = [
     "2^2^2^2^2^2^2",
     "10^{10^{10^{10}}}",
@@ -132,3 +157,5 @@ def test_adversarial_inputs_in_every_verifier(text):
         for task in (Countdown(), Arithmetic(), GSM8K()):
             score, elapsed = timed(task.score, completion, problem)
             assert score == 0.0 and elapsed < TIMEOUT + SLACK
+        score, elapsed = timed(KnightsKnaves().score, completion, KK_PROBLEM)
+        assert score == 0.0 and elapsed < TEXT_BOUND

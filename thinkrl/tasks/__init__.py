@@ -1,7 +1,7 @@
 """The task registry: `TaskConfig` (the `[task]` table of a recipe) and `get_task(cfg) -> Task`.
 
 Task names: `gsm8k`, `aime2025`, `arithmetic`, `countdown`, `lookup`, `guess` (a conversation:
-thinkrl/tasks/guess.py), `jsonl:PATH`, and `mix:A+B+...` of
+thinkrl/tasks/guess.py), `knights_knaves` (logic puzzles), `jsonl:PATH`, and `mix:A+B+...` of
 those (thinkrl/tasks/mix.py: one RL batch of reasoning and general prompts). Every field has a
 default and a simple type (str, int, float, bool) because recipes set them from TOML and
 `--set task.x=...` strings are converted by the field's type. Knobs of a task that is not selected
@@ -19,7 +19,7 @@ from thinkrl.tasks.base import SPLITS, Problem, Task, check_split
 from thinkrl.tasks.budget import Budgeted, parse_budgets
 from thinkrl.tasks.lookup import parse_hops
 
-NAMES = ("gsm8k", "aime2025", "arithmetic", "countdown", "lookup", "guess", "jsonl:PATH", "mix:A+B")
+NAMES = ("gsm8k", "aime2025", "arithmetic", "countdown", "lookup", "guess", "knights_knaves", "jsonl:PATH", "mix:A+B")
 ARITHMETIC_OPS = "+-*"
 
 __all__ = ["NAMES", "SPLITS", "Problem", "Task", "TaskConfig", "check_split", "get_task"]
@@ -32,7 +32,7 @@ class TaskConfig:
     # list values kept as comma strings here; recipes write TOML lists (thinkrl.config.loader)
     LIST_STRINGS: ClassVar[dict[str, type]] = {"digits": int, "mix_weights": float, "rewards": str, "think_budgets": int, "hops": int}
 
-    name: str = "gsm8k"  # gsm8k | aime2025 | arithmetic | countdown | lookup | guess | jsonl:PATH | mix:A+B (e.g. mix:arithmetic+jsonl:PATH)
+    name: str = "gsm8k"  # gsm8k | aime2025 | arithmetic | countdown | lookup | guess | knights_knaves | jsonl:PATH | mix:A+B (e.g. mix:arithmetic+jsonl:PATH)
     template: str = "r1_zero"  # prompt template: r1_zero | boxed | raw (see thinkrl.prompts)
     shots: int = 0  # worked examples (from the train side) put before the question
     seed: int = 0  # seeds generated tasks (arithmetic, countdown, lookup) and the jsonl train/eval split
@@ -57,6 +57,9 @@ class TaskConfig:
     # lookup (its corpus: Lookup.corpus_path(), for [tools] search.corpus = "task")
     lookup_entities: int = 1000  # people in the generated world (organisations and cities: a tenth each)
     hops: str = "1,2"  # lookup questions to ask: 1 (single-hop), 2 (two-hop through a bridge entity), or both
+    # knights_knaves (thinkrl/tasks/knights_knaves.py)
+    people: int = 2  # inhabitants per puzzle, 2 to 8 (all-correct chance level: 1 / 2^people)
+    statement_kinds: str = "is,both,either,same,diff,if"  # what inhabitants may say (the module docstring shows each)
     # jsonl:PATH
     prompt_field: str = "question"  # JSON key holding the question text
     answer_field: str = "answer"  # JSON key holding the reference answer (string, number, or a list of accepted aliases)
@@ -128,6 +131,8 @@ def _check_values(cfg: TaskConfig) -> None:
         ("max_guesses", 1 <= cfg.max_guesses <= 100, "must be between 1 and 100"),
         ("lookup_entities", 10 <= cfg.lookup_entities <= 1_000_000, "must be between 10 and 1000000"),
         ("hops", parse_hops(cfg.hops) is not None, "must be 1, 2 or '1,2' (single-hop, two-hop, both)"),
+        ("people", 2 <= cfg.people <= 8, "must be between 2 and 8"),
+        ("statement_kinds", _valid_kinds(cfg.statement_kinds), "must be comma-separated kinds from is,both,either,same,diff,if"),
         ("prompt_field", bool(cfg.prompt_field.strip()), "must name a JSON field"),
         ("answer_field", bool(cfg.answer_field.strip()), "must name a JSON field"),
         ("answer_type", cfg.answer_type in ANSWER_TYPES, "choose math (equivalence) or text (normalised exact match)"),
@@ -143,6 +148,13 @@ def _valid_digits(text: str) -> bool:
         return True
     parts = text.split(",")
     return 2 <= len(parts) <= 10 and all(p.strip().isdigit() and 1 <= int(p) <= 18 for p in parts)
+
+
+def _valid_kinds(text: str) -> bool:
+    from thinkrl.tasks.knights_knaves import STATEMENT_KINDS  # noqa: PLC0415 - load on use
+
+    kinds = [k.strip() for k in text.split(",")]
+    return bool(text.strip()) and all(k in STATEMENT_KINDS for k in kinds)
 
 
 def mix_parts(name: str) -> list[str]:
@@ -181,7 +193,7 @@ def get_task(cfg: TaskConfig) -> Task:
 
 
 def _build(cfg: TaskConfig) -> Task:
-    from thinkrl.tasks import aime, arithmetic, countdown, guess, gsm8k, jsonl, lookup  # noqa: PLC0415 - load on use
+    from thinkrl.tasks import aime, arithmetic, countdown, guess, gsm8k, jsonl, knights_knaves, lookup  # noqa: PLC0415 - load on use
 
     if cfg.name == "gsm8k":
         return gsm8k.GSM8K(eval_size=cfg.eval_size)
@@ -204,6 +216,9 @@ def _build(cfg: TaskConfig) -> Task:
     if cfg.name == "lookup":
         return lookup.Lookup(seed=cfg.seed, entities=cfg.lookup_entities, hops=cfg.hops,
                              num_train=cfg.num_train, num_eval=cfg.num_eval)  # fmt: skip
+    if cfg.name == "knights_knaves":
+        return knights_knaves.KnightsKnaves(seed=cfg.seed, num_train=cfg.num_train, num_eval=cfg.num_eval,
+                                            people=cfg.people, kinds=cfg.statement_kinds)  # fmt: skip
     if cfg.name.startswith("jsonl:"):
         return jsonl.JsonlTask(
             cfg.name[len("jsonl:") :].strip(), prompt_field=cfg.prompt_field, answer_field=cfg.answer_field,
