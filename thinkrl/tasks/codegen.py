@@ -32,7 +32,7 @@ def _ints(r: random.Random) -> list[int]:
 
 
 def _word(r: random.Random) -> str:
-    return "".join(r.choice(LETTERS) for _ in range(r.randint(3, 9)))
+    return "".join(r.choice(LETTERS) for _ in range(r.randint(3, 25)))
 
 
 @dataclass(frozen=True)
