@@ -161,3 +161,12 @@ def test_outcome_rates_only_for_tasks_with_verdicts():
     scored = [Scored(PROBLEM, type("C", (), {"text": str(i)})(), None, False, False) for i in range(4)]
     assert outcome_rates(scored, Fake()) == {"code/pass": 0.25, "code/timeout": 0.25, "code/wrong": 0.5}
     assert outcome_rates(scored, Plain()) == {}
+
+
+def test_wrapped_code_task_forwards_the_batch_verifier():
+    task = get_task(TaskConfig(name="code", num_train=0, num_eval=2, rewards="accuracy"))
+    p = task.problems("eval")[0]
+    assert p.meta["rewards"] == ["accuracy"]
+    # no code: judged without the sandbox, through the wrapper's score_batch, partial and outcomes
+    assert task.score_batch(["no code here"], [p]) == [0.0] and task.partial("none", p) == 0.0
+    assert task.outcomes(["none"], [p]) == ["no_code"]
