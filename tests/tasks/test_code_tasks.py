@@ -170,3 +170,25 @@ def test_wrapped_code_task_forwards_the_batch_verifier():
     # no code: judged without the sandbox, through the wrapper's score_batch, partial and outcomes
     assert task.score_batch(["no code here"], [p]) == [0.0] and task.partial("none", p) == 0.0
     assert task.outcomes(["none"], [p]) == ["no_code"]
+
+
+def test_tiny_rl_step_on_the_code_task_counts_verdicts(tmp_path):
+    """An RL step and its held-out evals on the code task end to end (a random tiny model writes no
+    code, so every verdict is no_code and nothing reaches the sandbox)."""
+    import json
+
+    from thinkrl import config as C
+    from thinkrl.models import save_pretrained, tiny_model
+    from thinkrl.train import rl
+
+    model_dir = save_pretrained(*tiny_model("llama", seed=5), tmp_path / "tiny")
+    over = {"model.name": str(model_dir), "out_dir": str(tmp_path / "run"), "task.name": "code", "task.template": "raw",
+            "task.num_eval": 4, "task.num_train": 8, "steps": 1, "prompts_per_step": 2, "group_size": 2,
+            "sampling.max_new_tokens": 4, "eval.limit": 4, "eval.sampling.max_new_tokens": 4, "save_every": 0,
+            "rewards.code_mode": "share"}
+    rl.train(C.load(C.RLConfig, None, [f"{k}={v}" for k, v in over.items()]), show_progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if "reward/mean" in r][0]
+    assert train["reward/code/no_code"] == 4 and train["reward/accuracy/mean"] == 0.0
+    evals = [r for r in rows if "eval/pass@1" in r]
+    assert [r["eval/pass@1"] for r in evals] == [0.0, 0.0] and evals[0]["eval/code/no_code"] == 1.0
