@@ -174,7 +174,7 @@ COMMANDS: dict[str, Command] = {
         run=run_rl,
         flags={
             "--model": ("model.name", "local HF folder or embedded name"),
-            "--task": ("task.name", "gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH"),
+            "--task": ("task.name", "gsm8k | aime2025 | arithmetic | countdown | code | humaneval | jsonl:PATH"),
             "--steps": ("steps", "RL steps"),
             "--out-dir": ("out_dir", "where the run writes everything"),
         },
@@ -265,7 +265,7 @@ COMMANDS: dict[str, Command] = {
         run=run_eval,
         flags={
             "--model": ("model.name", "local HF folder or embedded name (smollm2-135m-instruct)"),
-            "--task": ("task.name", "gsm8k | aime2025 | arithmetic | countdown | jsonl:PATH"),
+            "--task": ("task.name", "gsm8k | aime2025 | arithmetic | countdown | code | humaneval | jsonl:PATH"),
             "--limit": ("limit", "first N problems of the split"),
             "--samples": ("samples", "completions per problem (K)"),
             "--out": ("out", "results JSON path"),

@@ -88,12 +88,11 @@ def encode_problems(tokenizer, task: Task, problems: list[Problem], template: st
 
 
 def score_completions(task: Task, problems: list[Problem], completions: list[Completion], template: str) -> list[Scored]:
-    out = []
-    for c in completions:
-        p = problems[c.prompt_index]
-        answer = task.extract(c.text)
-        out.append(Scored(p, c, answer, task.score(c.text, p) > 0, follows_format(c.text, template)))
-    return out
+    """Each completion judged by the task's verifier, all at once (`score_batch`: a code task runs them in parallel)."""
+    asked = [problems[c.prompt_index] for c in completions]
+    scores = task.score_batch([c.text for c in completions], asked)
+    return [Scored(p, c, task.extract(c.text), s > 0, follows_format(c.text, template))
+            for p, c, s in zip(asked, completions, scores)]
 
 
 def summarize(scored: list[Scored], samples: int, task: Task) -> dict:
@@ -119,7 +118,17 @@ def summarize(scored: list[Scored], samples: int, task: Task) -> dict:
         result[f"{name}/mean_response_tokens"] = _mean([len(s.completion.token_ids) for s in part])
         result[f"{name}/truncated_rate"] = _mean([s.completion.finish_reason == "length" for s in part])
     result.update(by_budget(scored))
+    result.update(outcome_rates(scored, task))
     return result
+
+
+def outcome_rates(scored: list[Scored], task: Task) -> dict:
+    """`code/<verdict>`: the share of completions with each verdict, for a task that gives them
+    (a code task: pass, wrong, crash, syntax_error, timeout, no_code); nothing for the others."""
+    verdicts = task.outcomes([s.completion.text for s in scored], [s.problem for s in scored]) if scored else None
+    if verdicts is None:
+        return {}
+    return {f"code/{v}": verdicts.count(v) / len(verdicts) for v in sorted(set(verdicts))}
 
 
 def by_budget(scored: list[Scored]) -> dict:

@@ -4,7 +4,8 @@
 on the task), `tokens` (completion length in tokens), `finish_reason`, `max_new_tokens`,
 `env_reward` (what a multi-turn rollout's environment gave, or None: thinkrl.envs).
 Built in (weights in the recipe's [rewards] table; 0 switches one off):
-- accuracy      1 if the task's verifier accepts the final answer (the same check as `thinkrl eval`)
+- accuracy      1 if the task's verifier accepts the final answer (the same check as `thinkrl eval`);
+                a code task with `code_mode = "share"`: the share of its tests passed
 - format        strict R1 format: exactly one <think>...</think> then one <answer>...</answer>,
                 nothing before or after but white space
 - format_soft   a <think>...</think> block followed later by an <answer>...</answer> block
@@ -25,6 +26,10 @@ A user's reward: `custom = ["mypkg.rewards:brevity"]` with `custom_weights = [0.
 imported from the Python path, only because the recipe names it. A function with the attribute
 `batched = True` is called once per rollout batch with lists (completions, references, infos)
 and returns one float per completion (the reward model is one).
+
+A code task (thinkrl.tasks.code) runs every completion of the batch in the sandbox at once,
+in parallel, before the rewards read its verdicts one by one, and counts each verdict but pass
+(`reward/code/wrong`, `.../crash`, `.../syntax_error`, `.../timeout`, `.../no_code`).
 
 Which rewards apply to a problem: `problem.meta["rewards"]`, a list of reward names (None: all).
 A reward that does not apply adds 0 to the total and is left out of its `reward/<name>/mean`, so a
@@ -52,18 +57,18 @@ from __future__ import annotations
 
 import importlib
 
-from thinkrl.errors import UserError
+from thinkrl.errors import UserError, warn
 from thinkrl.rewards.config import RewardConfig
 from thinkrl.rewards.deadline import TIMEOUTS_PER_BATCH
 from thinkrl.rewards.failures import reward_values
 from thinkrl.rewards.rules import (
-    RewardFn, accuracy, env_reward, format_soft, format_strict, kimi_reward, l1_reward, language_reward, length_cosine,
+    RewardFn, accuracy, accuracy_share, env_reward, format_soft, format_strict, kimi_reward, l1_reward, language_reward, length_cosine,
     overlong, overlong_penalty, problem_name, tag_count,
 )
 
 __all__ = [
     "BUILTIN", "TIMEOUTS_PER_BATCH", "WARMED_UP", "RewardConfig", "RewardFn", "accuracy", "active", "applies",
-    "build", "format_soft", "format_strict", "load_custom", "overlong_penalty", "score_batch", "tag_count",
+    "build", "format_soft", "verify_first", "format_strict", "load_custom", "overlong_penalty", "score_batch", "tag_count",
 ]
 
 # every name a problem's `rewards` list may hold, besides the recipe's custom reward names
@@ -113,6 +118,7 @@ def score_batch(rewards: list[tuple[str, float, RewardFn]], completions: list[st
     known = set(BUILTIN) | {name for name, _, _ in rewards}
     for info in infos:
         _check_names(info["problem"], known)
+    verify_first(completions, infos, stats)
     parts: list[dict[str, float]] = [{} for _ in completions]
     failures = {"errors": 0, "timeouts": 0}
     for name, _, fn in rewards:
@@ -132,6 +138,27 @@ def score_batch(rewards: list[tuple[str, float, RewardFn]], completions: list[st
     return [(p, sum(w * p[name] for name, w, _ in rewards if name in p)) for p in parts]
 
 
+def verify_first(completions: list[str], infos: list[dict], stats: dict[str, float] | None = None) -> None:
+    """Judge the batch with each task's verifier at once, where the task gives verdicts (a code
+    task runs the completions in the sandbox in parallel and remembers them, so the rewards that
+    then ask one by one do not wait on each); `stats` gets reward/code/<verdict> counts. A failure
+    here (not the user's) is only reported: the rewards then meet it themselves, and count it."""
+    by_task: dict[int, tuple[object, list[int]]] = {}
+    for i, info in enumerate(infos):
+        by_task.setdefault(id(info["task"]), (info["task"], []))[1].append(i)
+    for task, rows in by_task.values():
+        try:
+            verdicts = task.outcomes([completions[i] for i in rows], [infos[i]["problem"] for i in rows])
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a reward never stops a run
+            warn(f"the verifier of task '{getattr(task, 'name', '?')}' failed on a batch: {type(e).__name__}: {e}")
+            continue
+        for v in verdicts or []:
+            if stats is not None and v != "pass":
+                stats[f"reward/code/{v}"] = stats.get(f"reward/code/{v}", 0) + 1
+
+
 WARMED_UP = ("length_kimi", "length_cosine")
 
 
@@ -149,7 +176,7 @@ def build(cfg: RewardConfig, device: str = "cpu", dtype=None) -> list[tuple[str,
     """(name, weight, fn) for every reward with a non-zero weight; a reward model is loaded on
     `device` in `dtype` (those of the policy; default fp32)."""
     out: list[tuple[str, float, RewardFn]] = []
-    for name, fn in (("accuracy", accuracy), ("format", format_strict), ("format_soft", format_soft), ("tag_count", tag_count),
+    for name, fn in (("accuracy", accuracy_share if cfg.code_mode == "share" else accuracy), ("format", format_strict), ("format_soft", format_soft), ("tag_count", tag_count),
                      ("env", env_reward)):
         if getattr(cfg, name):
             out.append((name, getattr(cfg, name), fn))

@@ -10,6 +10,7 @@ from thinkrl.errors import UserError
 @dataclass
 class RewardConfig:
     accuracy: float = 1.0
+    code_mode: str = "all"  # a code task's accuracy: all (1 when every test passes, else 0) | share (of tests passed)
     format: float = 0.0
     format_soft: float = 0.0
     tag_count: float = 0.0
@@ -47,6 +48,8 @@ class RewardConfig:
             raise UserError(f"rewards.reward_model_input must be one of {', '.join(RM_INPUTS)}, got '{self.reward_model_input}'")
         if not self.timeout >= 0:
             raise UserError(f"rewards.timeout must be >= 0 seconds (0 = no limit), got {self.timeout}")
+        if self.code_mode not in ("all", "share"):
+            raise UserError(f"rewards.code_mode must be all or share, got '{self.code_mode}'")
         if self.l1_mode not in ("exact", "max"):
             raise UserError(f"rewards.l1_mode must be exact or max, got '{self.l1_mode}'")
         if self.length_warmup_steps < 0:

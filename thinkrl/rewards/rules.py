@@ -25,13 +25,23 @@ def inline(fn: RewardFn) -> RewardFn:
     return fn
 
 
-@inline
-def accuracy(completion: str, reference: str, info: dict) -> float:
-    problem = info["problem"]
+def _with_reference(problem):
     if not str(problem.answer).strip():
         raise UserError(f"problem {problem_name(problem)} has no reference answer but the accuracy reward applies to it: "
                         "give it an answer, or a \"rewards\" list without \"accuracy\" (e.g. [\"rm\"])")
-    return float(info["task"].score(completion, problem))
+    return problem
+
+
+@inline
+def accuracy(completion: str, reference: str, info: dict) -> float:
+    return float(info["task"].score(completion, _with_reference(info["problem"])))
+
+
+@inline
+def accuracy_share(completion: str, reference: str, info: dict) -> float:
+    """accuracy with partial credit where the task gives it (`code_mode = "share"`: the share of a
+    code task's tests passed); the same 1/0 as accuracy for every other task."""
+    return float(info["task"].partial(completion, _with_reference(info["problem"])))
 
 
 @inline

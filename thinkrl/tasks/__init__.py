@@ -1,7 +1,8 @@
 """The task registry: `TaskConfig` (the `[task]` table of a recipe) and `get_task(cfg) -> Task`.
 
 Task names: `gsm8k`, `aime2025`, `arithmetic`, `countdown`, `lookup`, `guess` (a conversation:
-thinkrl/tasks/guess.py), `knights_knaves` (logic puzzles), `jsonl:PATH`, and `mix:A+B+...` of
+thinkrl/tasks/guess.py), `knights_knaves` (logic puzzles), `code` and `humaneval` (code run in
+the sandbox against tests: thinkrl/tasks/code.py), `jsonl:PATH`, and `mix:A+B+...` of
 those (thinkrl/tasks/mix.py: one RL batch of reasoning and general prompts). Every field has a
 default and a simple type (str, int, float, bool) because recipes set them from TOML and
 `--set task.x=...` strings are converted by the field's type. Knobs of a task that is not selected
@@ -19,7 +20,8 @@ from thinkrl.tasks.base import SPLITS, Problem, Task, check_split
 from thinkrl.tasks.budget import Budgeted, parse_budgets
 from thinkrl.tasks.lookup import parse_hops
 
-NAMES = ("gsm8k", "aime2025", "arithmetic", "countdown", "lookup", "guess", "knights_knaves", "jsonl:PATH", "mix:A+B")
+NAMES = ("gsm8k", "aime2025", "arithmetic", "countdown", "lookup", "guess", "knights_knaves", "code", "humaneval",
+         "jsonl:PATH", "mix:A+B")
 ARITHMETIC_OPS = "+-*"
 
 __all__ = ["NAMES", "SPLITS", "Problem", "Task", "TaskConfig", "check_split", "get_task"]
@@ -32,13 +34,13 @@ class TaskConfig:
     # list values kept as comma strings here; recipes write TOML lists (thinkrl.config.loader)
     LIST_STRINGS: ClassVar[dict[str, type]] = {"digits": int, "mix_weights": float, "rewards": str, "think_budgets": int, "hops": int}
 
-    name: str = "gsm8k"  # gsm8k | aime2025 | arithmetic | countdown | lookup | guess | knights_knaves | jsonl:PATH | mix:A+B (e.g. mix:arithmetic+jsonl:PATH)
+    name: str = "gsm8k"  # gsm8k | aime2025 | arithmetic | countdown | lookup | guess | knights_knaves | code | humaneval | jsonl:PATH | mix:A+B (e.g. mix:arithmetic+jsonl:PATH)
     template: str = "r1_zero"  # prompt template: r1_zero | boxed | raw (see thinkrl.prompts)
     shots: int = 0  # worked examples (from the train side) put before the question
     seed: int = 0  # seeds generated tasks (arithmetic, countdown, lookup) and the jsonl train/eval split
     # gsm8k
     eval_size: int = 319  # gsm8k: held-out eval problems (at most 319; train is always 1,000)
-    # generated tasks (arithmetic, countdown, lookup)
+    # generated tasks (arithmetic, countdown, lookup, code)
     num_train: int = 10_000  # train problems to generate (fewer if the problem space is small)
     num_eval: int = 500  # eval problems to generate (fewer if the problem space is small)
     # arithmetic
@@ -60,6 +62,9 @@ class TaskConfig:
     # knights_knaves (thinkrl/tasks/knights_knaves.py)
     people: int = 2  # inhabitants per puzzle, 2 to 8 (all-correct chance level: 1 / 2^people)
     statement_kinds: str = "is,both,either,same,diff,if"  # what inhabitants may say (the module docstring shows each)
+    # code tasks (code, humaneval): each completion's code and tests run as one sandbox execution
+    code_timeout: float = 5.0  # seconds (wall and CPU) one execution may take before it is a timeout
+    code_workers: int = 4  # sandbox executions run at once
     # jsonl:PATH
     prompt_field: str = "question"  # JSON key holding the question text
     answer_field: str = "answer"  # JSON key holding the reference answer (string, number, or a list of accepted aliases)
@@ -129,6 +134,8 @@ def _check_values(cfg: TaskConfig) -> None:
         ("max_number", 1 <= cfg.max_number <= 10_000, "must be between 1 and 10000"),
         ("target_max", cfg.target_max >= 1, "must be 1 or more"),
         ("max_guesses", 1 <= cfg.max_guesses <= 100, "must be between 1 and 100"),
+        ("code_timeout", 0 < cfg.code_timeout <= 600, "must be between 0 and 600 seconds (not 0)"),
+        ("code_workers", 1 <= cfg.code_workers <= 64, "must be between 1 and 64"),
         ("lookup_entities", 10 <= cfg.lookup_entities <= 1_000_000, "must be between 10 and 1000000"),
         ("hops", parse_hops(cfg.hops) is not None, "must be 1, 2 or '1,2' (single-hop, two-hop, both)"),
         ("people", 2 <= cfg.people <= 8, "must be between 2 and 8"),
@@ -193,7 +200,8 @@ def get_task(cfg: TaskConfig) -> Task:
 
 
 def _build(cfg: TaskConfig) -> Task:
-    from thinkrl.tasks import aime, arithmetic, countdown, guess, gsm8k, jsonl, knights_knaves, lookup  # noqa: PLC0415 - load on use
+    from thinkrl.tasks import (aime, arithmetic, codegen, countdown, guess, gsm8k, humaneval, jsonl,  # noqa: PLC0415 - load on use
+                               knights_knaves, lookup)
 
     if cfg.name == "gsm8k":
         return gsm8k.GSM8K(eval_size=cfg.eval_size)
@@ -219,6 +227,11 @@ def _build(cfg: TaskConfig) -> Task:
     if cfg.name == "knights_knaves":
         return knights_knaves.KnightsKnaves(seed=cfg.seed, num_train=cfg.num_train, num_eval=cfg.num_eval,
                                             people=cfg.people, kinds=cfg.statement_kinds)  # fmt: skip
+    if cfg.name == "code":
+        return codegen.CodeGen(seed=cfg.seed, num_train=cfg.num_train, num_eval=cfg.num_eval, timeout_s=cfg.code_timeout,
+                               workers=cfg.code_workers)
+    if cfg.name == "humaneval":
+        return humaneval.HumanEval(timeout_s=cfg.code_timeout, workers=cfg.code_workers)
     if cfg.name.startswith("jsonl:"):
         return jsonl.JsonlTask(
             cfg.name[len("jsonl:") :].strip(), prompt_field=cfg.prompt_field, answer_field=cfg.answer_field,

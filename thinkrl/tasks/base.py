@@ -51,6 +51,21 @@ class Task:
         pred = self.extract(completion)
         return float(pred is not None and verify.math_equal(pred, problem.answer))
 
+    def score_batch(self, completions: list[str], problems: list[Problem]) -> list[float]:
+        """`score` of each completion on its problem. A task whose verifier is costly (code runs in
+        the sandbox: thinkrl.tasks.code) judges them all at once, in parallel."""
+        return [self.score(c, p) for c, p in zip(completions, problems)]
+
+    def partial(self, completion: str, problem: Problem) -> float:
+        """Partial credit in 0..1 where a task has it (the share of a code task's tests passed,
+        `[rewards] code_mode = "share"`); the verifier's 1/0 otherwise."""
+        return self.score(completion, problem)
+
+    def outcomes(self, completions: list[str], problems: list[Problem]) -> list[str] | None:
+        """Why each completion scored what it did, where the task says (a code task: pass, wrong,
+        crash, syntax_error, timeout, no_code), counted in the metrics; None for most tasks."""
+        return None
+
     def vote_key(self, answer: str) -> str:
         """Canonical form of an extracted answer, so equal answers get one vote (maj@k)."""
         return verify.canonical(answer)
@@ -95,6 +110,15 @@ class Wrapped(Task):
 
     def score(self, completion: str, problem: Problem) -> float:
         return self.task.score(completion, self.inner(problem))
+
+    def score_batch(self, completions: list[str], problems: list[Problem]) -> list[float]:
+        return self.task.score_batch(completions, [self.inner(p) for p in problems])
+
+    def partial(self, completion: str, problem: Problem) -> float:
+        return self.task.partial(completion, self.inner(problem))
+
+    def outcomes(self, completions: list[str], problems: list[Problem]) -> list[str] | None:
+        return self.task.outcomes(completions, [self.inner(p) for p in problems])
 
     def vote_key(self, answer: str) -> str:
         return self.task.vote_key(answer)

@@ -94,6 +94,10 @@ class Mix(Task):
             raise KeyError(f"problem '{problem.id}' is not one of the mix {self.name}")
         return owner.score(completion, problem)
 
+    def partial(self, completion: str, problem: Problem) -> float:
+        owner = self._owner.get(problem.id)
+        return owner.partial(completion, problem) if owner is not None else self.score(completion, problem)
+
     def examples(self) -> list[tuple[str, str]]:
         return [e for t in self.parts for e in t.examples()]
 

@@ -38,7 +38,7 @@ def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], s
         multi_turn = any(k.startswith("tools/") for k in metrics)  # tools or environments
         metrics = eval_metrics(scored, cfg.eval.samples, task, group.max(metrics["seconds"]), multi_turn)
     keys = ("pass@1", f"maj@{cfg.eval.samples}", "format_rate", "mean_response_tokens", "truncated_rate", "seconds")
-    keys += tuple(k for k in metrics if k.startswith(("budget/", "tools/")))
+    keys += tuple(k for k in metrics if k.startswith(("budget/", "tools/", "code/")))
     out = {f"eval/{k}": metrics[k] for k in keys}
     logger.log(step, out)
     logger.samples(step, [{"eval": True, "id": s.problem.id, "text": s.completion.text, "correct": s.correct}
