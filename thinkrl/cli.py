@@ -41,7 +41,7 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     from tqdm import tqdm
 
     from thinkrl.eval_results import print_table, results_path, write_results
-    from thinkrl.evaluate import encode_problems, load_engine, run_eval as evaluate
+    from thinkrl.evaluate import encode_problems, eval_metrics, load_engine, run_eval as evaluate, seed_spread
     from thinkrl.tasks import get_task
     from thinkrl.tools import build_toolbox
 
@@ -58,7 +58,7 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     out = results_path(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     save(cfg, out.with_name(out.stem + ".config.toml"))
-    bar = tqdm(total=len(problems) * cfg.samples, desc=f"eval {cfg.task.name}", unit="sample", dynamic_ncols=True)
+    bar = tqdm(total=len(problems) * cfg.samples * cfg.seeds, desc=f"eval {cfg.task.name}", unit="sample", dynamic_ncols=True)
     seen = {"n": 0, "correct": 0, "tokens": 0}
 
     def on_batch(batch):
@@ -68,15 +68,36 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
         bar.set_postfix(acc=f"{seen['correct'] / seen['n']:.3f}", tok=f"{seen['tokens'] / seen['n']:.0f}")
         bar.update(len(batch))
 
-    metrics, scored = evaluate(
-        engine, task, problems, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
-        samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed, on_batch=on_batch, prompts=prompts,
-        tools=tools,
-    )
+    per_seed, scored, seconds = [], [], 0.0
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    for seed in seeds:  # each seed's run over all the problems, one after another
+        metrics, part = evaluate(
+            engine, task, problems, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
+            samples=cfg.samples, batch_size=cfg.batch_size, seed=seed, on_batch=on_batch, prompts=prompts,
+            tools=tools, reflection_phrases=cfg.reflection_phrases,
+        )
+        per_seed.append((seed, metrics))
+        scored += part
+        seconds += metrics["seconds"]
     bar.close()
-    result = write_results(out, cfg, metrics, scored)
+    if len(seeds) > 1:
+        multi_turn = any(k.startswith("tools/") for k in metrics)  # tools or environments
+        metrics = {**eval_metrics(scored, cfg.samples, task, seconds, multi_turn, cfg.reflection_phrases, len(seeds)),
+                   **seed_spread(per_seed)}
+    result = write_results(out, cfg, metrics, scored, seeds)
     print_table(result)
     print(f"wrote {out}")
+    return 0
+
+
+def run_compare(cfg: C.CompareConfig, args) -> int:
+    from thinkrl.compare import compare, describe
+
+    result = compare(args.results[0], args.results[1], resamples=cfg.resamples, seed=cfg.seed, level=cfg.level)
+    print(describe(result))
+    if cfg.out:
+        Path(cfg.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {cfg.out}")
     return 0
 
 
@@ -269,9 +290,22 @@ COMMANDS: dict[str, Command] = {
             "--samples": ("samples", "completions per problem (K)"),
             "--out": ("out", "results JSON path"),
             "--seed": ("seed", "request seed base"),
+            "--seeds": ("seeds", "sampling seeds (seed, seed + 1, ...): mean, spread and per-seed values of each rate"),
             "--think-budgets": ("task.think_budgets", "L1 budgets, e.g. 16,32,64: every problem at each, "
                                 "accuracy and length reported per budget"),
         },
+    ),
+    "compare": Command(
+        help="paired difference of two eval results on the same problems: bootstrap interval, McNemar's test",
+        config=C.CompareConfig,
+        run=run_compare,
+        flags={
+            "--resamples": ("resamples", "paired bootstrap resamples"),
+            "--seed": ("seed", "bootstrap seed"),
+            "--out": ("out", "also write the comparison as JSON"),
+        },
+        extra=lambda p: p.add_argument("results", nargs=2, metavar="RESULTS.json",
+                                       help="two results JSON files of thinkrl eval (or RUN/eval/step_N.json): A then B"),
     ),
     "generate": Command(
         help="answer one prompt, showing thinking and answer apart",
