@@ -18,6 +18,7 @@ from typing import Callable, get_type_hints
 
 from thinkrl import config as C
 from thinkrl.chat import run_chat, run_generate
+from thinkrl.compare import run as run_compare
 from thinkrl.dist.launch import DISTRIBUTED, data_parallel, is_main_process
 from thinkrl.config.loader import load, save, to_toml
 from thinkrl.errors import UserError
@@ -41,7 +42,7 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     from tqdm import tqdm
 
     from thinkrl.eval_results import print_table, results_path, write_results
-    from thinkrl.evaluate import encode_problems, eval_metrics, load_engine, run_eval as evaluate, seed_spread
+    from thinkrl.evaluate import encode_problems, load_engine, run_seeds
     from thinkrl.tasks import get_task
     from thinkrl.tools import build_toolbox
 
@@ -68,36 +69,16 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
         bar.set_postfix(acc=f"{seen['correct'] / seen['n']:.3f}", tok=f"{seen['tokens'] / seen['n']:.0f}")
         bar.update(len(batch))
 
-    per_seed, scored, seconds = [], [], 0.0
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
-    for seed in seeds:  # each seed's run over all the problems, one after another
-        metrics, part = evaluate(
-            engine, task, problems, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
-            samples=cfg.samples, batch_size=cfg.batch_size, seed=seed, on_batch=on_batch, prompts=prompts,
-            tools=tools, reflection_phrases=cfg.reflection_phrases,
-        )
-        per_seed.append((seed, metrics))
-        scored += part
-        seconds += metrics["seconds"]
+    metrics, scored = run_seeds(
+        engine, task, problems, seeds, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
+        samples=cfg.samples, batch_size=cfg.batch_size, on_batch=on_batch, prompts=prompts, tools=tools,
+        reflection_phrases=cfg.reflection_phrases,
+    )
     bar.close()
-    if len(seeds) > 1:
-        multi_turn = any(k.startswith("tools/") for k in metrics)  # tools or environments
-        metrics = {**eval_metrics(scored, cfg.samples, task, seconds, multi_turn, cfg.reflection_phrases, len(seeds)),
-                   **seed_spread(per_seed)}
     result = write_results(out, cfg, metrics, scored, seeds)
     print_table(result)
     print(f"wrote {out}")
-    return 0
-
-
-def run_compare(cfg: C.CompareConfig, args) -> int:
-    from thinkrl.compare import compare, describe
-
-    result = compare(args.results[0], args.results[1], resamples=cfg.resamples, seed=cfg.seed, level=cfg.level)
-    print(describe(result))
-    if cfg.out:
-        Path(cfg.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {cfg.out}")
     return 0
 
 
@@ -297,15 +278,10 @@ COMMANDS: dict[str, Command] = {
     ),
     "compare": Command(
         help="paired difference of two eval results on the same problems: bootstrap interval, McNemar's test",
-        config=C.CompareConfig,
-        run=run_compare,
-        flags={
-            "--resamples": ("resamples", "paired bootstrap resamples"),
-            "--seed": ("seed", "bootstrap seed"),
-            "--out": ("out", "also write the comparison as JSON"),
-        },
-        extra=lambda p: p.add_argument("results", nargs=2, metavar="RESULTS.json",
-                                       help="two results JSON files of thinkrl eval (or RUN/eval/step_N.json): A then B"),
+        config=C.CompareConfig, run=run_compare,
+        flags={"--resamples": ("resamples", "paired bootstrap resamples"), "--seed": ("seed", "bootstrap seed"),
+               "--out": ("out", "also write the comparison as JSON")},
+        extra=lambda p: p.add_argument("results", nargs=2, metavar="RESULTS.json", help="A, then B (thinkrl eval's JSON)"),
     ),
     "generate": Command(
         help="answer one prompt, showing thinking and answer apart",

@@ -128,3 +128,13 @@ def describe(r: dict) -> str:
         lines.append("verdict: not distinguishable from noise (" + (
             "the interval includes 0" if r["ci_low"] <= 0 <= r["ci_high"] else f"p >= {1 - r['level']:.2g}") + ")")
     return "\n".join(lines)
+
+
+def run(cfg, args) -> int:
+    """`thinkrl compare` (cfg: a CompareConfig; args.results: the two files): print, and write --out."""
+    result = compare(args.results[0], args.results[1], resamples=cfg.resamples, seed=cfg.seed, level=cfg.level)
+    print(describe(result))
+    if cfg.out:
+        Path(cfg.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {cfg.out}")
+    return 0

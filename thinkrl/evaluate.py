@@ -231,6 +231,20 @@ def run_eval(
                         reflection_phrases), scored
 
 
+def run_seeds(engine: Engine, task: Task, problems: list[Problem], seeds: list[int], **kw) -> tuple[dict, list[Scored]]:
+    """run_eval (its keyword arguments `kw`) once per sampling seed over the same problems. One seed:
+    its (metrics, scored). Several: the metrics of all their completions (rates: means over seeds,
+    intervals over problems) with seed_spread's, and the completions, one seed's run after another."""
+    runs = [run_eval(engine, task, problems, seed=seed, **kw) for seed in seeds]
+    if len(runs) == 1:
+        return runs[0]
+    scored = [s for _, part in runs for s in part]
+    multi_turn = any(k.startswith("tools/") for k in runs[0][0])  # tools or environments
+    metrics = eval_metrics(scored, kw["samples"], task, sum(m["seconds"] for m, _ in runs), multi_turn,
+                           kw.get("reflection_phrases", REFLECTION_PHRASES), len(seeds))
+    return {**metrics, **seed_spread([(seed, m) for seed, (m, _) in zip(seeds, runs)])}, scored
+
+
 def eval_metrics(scored: list[Scored], samples: int, task: Task, seconds: float, with_tools: bool,
                  phrases=REFLECTION_PHRASES, seeds: int = 1) -> dict:
     """run_eval's metrics of some scored completions (all of them: a data-parallel run gathers them
