@@ -94,6 +94,8 @@ FILES: dict[str, bytes] = {
     "runs/dpo_done/metrics.jsonl": b'{"step": 1, "train/loss": 0.6}\n',
     "runs/pipeline_done/config.toml": b'out_dir = "runs/pipeline_done"\n',
     "runs/distill_done/report.json": b'{"student_after_eval": {"pass@1": 0.28}}\n',
+    "results/three.json": json.dumps({"problems": [{"id": f"p{i}", "correct": 1, "samples": 1} for i in range(3)]}).encode(),
+    "results/two.json": json.dumps({"problems": [{"id": f"p{i}", "correct": 0, "samples": 1} for i in range(2)]}).encode(),
 }
 
 CASES = [
@@ -168,6 +170,11 @@ CASES = [
     case("negative held-out eval limit", "rl --set eval.limit=-5 --print-config", "eval.limit"),
     case("zero held-out eval samples", "sft --set eval.samples=0 --print-config", "eval.samples"),
     case("negative eval limit", "eval --limit -3", "limit"),
+    case("eval over zero seeds", "eval --seeds 0", "seeds"),
+    case("compare: results on other problems", "compare {w}/results/three.json {w}/results/two.json",
+         "<tmp>/results/three.json", "<tmp>/results/two.json", "'p2'"),
+    case("compare: results file missing", "compare {w}/results/three.json {w}/results/absent.json",
+         "<tmp>/results/absent.json"),
     case("KL penalty in the reward without a critic", "rl --set algo.kl_in_reward=true --print-config", "algo.kl_in_reward"),
     case("pipeline stages out of order", "pipeline --set stages=reasoning_rl,cold_start_sft --print-config", "stages"),
     case("merge weights do not match the models", f"merge --models {{w}}/model,{{w}}/model --weights 0.5 --out {{w}}/runs/new",

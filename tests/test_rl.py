@@ -9,6 +9,7 @@ import torch
 import thinkrl.train.rl as rl
 from thinkrl import config as C
 from thinkrl.algos import policy_loss
+from thinkrl.cli import main
 from thinkrl.engine import Engine, SamplingParams
 from thinkrl.errors import UserError
 from thinkrl.models import eos_token_ids, load_model, save_pretrained, tiny_model
@@ -135,6 +136,12 @@ def test_a_run_writes_what_a_user_expects(model_dir, tmp_path):
     assert train_rows[0]["mismatch/max"] < 1e-4
     evals = [r for r in rows if "eval/pass@1" in r]
     assert [r["step"] for r in evals] == [0, 2]
+    assert {"eval/pass@1_stderr", "eval/pass@1_ci_low", "eval/pass@1_ci_high", "eval/reflection/rate"} <= set(evals[0])
+    assert "reflection/count_mean" in train_rows[0]
+    # each held-out evaluation in thinkrl eval's format, so the run's gain has a paired interval
+    start, end = json.loads((run / "eval" / "step_0000.json").read_text()), run / "eval" / "step_0002.json"
+    assert start["step"] == 0 and start["pass@1"] == evals[0]["eval/pass@1"] and len(start["problems"]) == 4
+    assert main(["compare", str(run / "eval" / "step_0000.json"), str(end)]) == 0
     assert C.load(C.RLConfig, run / "config.toml").algo.kl_coef == 0.05
 
 

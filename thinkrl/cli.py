@@ -18,6 +18,7 @@ from typing import Callable, get_type_hints
 
 from thinkrl import config as C
 from thinkrl.chat import run_chat, run_generate
+from thinkrl.compare import run as run_compare
 from thinkrl.dist.launch import DISTRIBUTED, data_parallel, is_main_process
 from thinkrl.config.loader import load, save, to_toml
 from thinkrl.errors import UserError
@@ -41,7 +42,7 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     from tqdm import tqdm
 
     from thinkrl.eval_results import print_table, results_path, write_results
-    from thinkrl.evaluate import encode_problems, load_engine, run_eval as evaluate
+    from thinkrl.evaluate import encode_problems, load_engine, run_seeds
     from thinkrl.tasks import get_task
     from thinkrl.tools import build_toolbox
 
@@ -59,7 +60,7 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
     out = results_path(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     save(cfg, out.with_name(out.stem + ".config.toml"))
-    bar = tqdm(total=len(problems) * cfg.samples, desc=f"eval {cfg.task.name}", unit="sample", dynamic_ncols=True)
+    bar = tqdm(total=len(problems) * cfg.samples * cfg.seeds, desc=f"eval {cfg.task.name}", unit="sample", dynamic_ncols=True)
     seen = {"n": 0, "correct": 0, "tokens": 0}
 
     def on_batch(batch):
@@ -69,13 +70,14 @@ def run_eval(cfg: C.EvalConfig, args) -> int:
         bar.set_postfix(acc=f"{seen['correct'] / seen['n']:.3f}", tok=f"{seen['tokens'] / seen['n']:.0f}")
         bar.update(len(batch))
 
-    metrics, scored = evaluate(
-        engine, task, problems, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
-        samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed, on_batch=on_batch, prompts=prompts,
-        tools=tools,
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    metrics, scored = run_seeds(
+        engine, task, problems, seeds, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
+        samples=cfg.samples, batch_size=cfg.batch_size, on_batch=on_batch, prompts=prompts, tools=tools,
+        reflection_phrases=cfg.reflection_phrases,
     )
     bar.close()
-    result = write_results(out, cfg, metrics, scored)
+    result = write_results(out, cfg, metrics, scored, seeds)
     print_table(result)
     print(f"wrote {out}")
     return 0
@@ -270,9 +272,17 @@ COMMANDS: dict[str, Command] = {
             "--samples": ("samples", "completions per problem (K)"),
             "--out": ("out", "results JSON path"),
             "--seed": ("seed", "request seed base"),
+            "--seeds": ("seeds", "sampling seeds (seed, seed + 1, ...): mean, spread and per-seed values of each rate"),
             "--think-budgets": ("task.think_budgets", "L1 budgets, e.g. 16,32,64: every problem at each, "
                                 "accuracy and length reported per budget"),
         },
+    ),
+    "compare": Command(
+        help="paired difference of two eval results on the same problems: bootstrap interval, McNemar's test",
+        config=C.CompareConfig, run=run_compare,
+        flags={"--resamples": ("resamples", "paired bootstrap resamples"), "--seed": ("seed", "bootstrap seed"),
+               "--out": ("out", "also write the comparison as JSON")},
+        extra=lambda p: p.add_argument("results", nargs=2, metavar="RESULTS.json", help="A, then B (thinkrl eval's JSON)"),
     ),
     "generate": Command(
         help="answer one prompt, showing thinking and answer apart",

@@ -8,6 +8,13 @@ Metrics (all in the results JSON):
 - format_rate, mean_response_tokens, truncated_rate, and the same split by correct/incorrect.
 - with thinking budgets (task.think_budgets): `budget/<N>/pass@1`, `.../mean_response_tokens`,
   `.../length_ratio` (mean tokens / N) and `.../format_rate` per requested budget.
+- beside each rate (pass@k, maj@k, format_rate) its uncertainty over problems: `<rate>_stderr`,
+  `<rate>_ci_low`, `<rate>_ci_high` (95%; thinkrl.stats.rate_interval says which interval).
+- reflection/*: the share of completions with self-verification phrases and their count per
+  completion, over all, the correct and the incorrect ones (thinkrl.reflection).
+- over several sampling seeds (`seeds` runs over the same problems): rates are means over seeds,
+  their intervals over problems (each problem's mean across seeds); `seed_spread` adds
+  `<rate>_seed_std`, `_seed_min`, `_seed_max` and the per-seed values.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from thinkrl.data.chat import encode_chat
 from thinkrl.engine import Completion, Engine, SamplingParams
 from thinkrl.errors import UserError
 from thinkrl.prompts import build_messages, follows_format
+from thinkrl.reflection import REFLECTION_PHRASES, reflection_metrics
+from thinkrl.stats import rate_interval, spread
 from thinkrl.tasks.base import Problem, Task
 from thinkrl.tools import Toolbox, call_metrics
 
@@ -95,21 +104,40 @@ def score_completions(task: Task, problems: list[Problem], completions: list[Com
             for p, c, s in zip(asked, completions, scores)]
 
 
-def summarize(scored: list[Scored], samples: int, task: Task) -> dict:
-    """The metrics of the module docstring from scored completions, grouped by problem (prompt-major)."""
-    n = len(scored) // samples
-    groups = [scored[i * samples : (i + 1) * samples] for i in range(n)]
-    result: dict = {"n": n, "samples": samples, "completions": len(scored)}
-    result["pass@1"] = _mean([s.correct for s in scored])
+def problem_values(scored: list[Scored], samples: int, task: Task) -> dict[str, list[float]]:
+    """Each rate's value per group of `samples` completions (one problem): pass@k (the unbiased
+    estimator; pass@1 = the share correct), maj@k (1 if the vote's winner is correct) and format_rate."""
+    groups = [scored[i : i + samples] for i in range(0, len(scored), samples)]
+    values: dict[str, list[float]] = {"pass@1": [sum(s.correct for s in g) / samples for g in groups]}
     for k in range(1, samples + 1):
-        result[f"pass@{k}"] = _mean([pass_at_k(samples, sum(s.correct for s in g), k) for g in groups])
+        if k > 1:
+            values[f"pass@{k}"] = [pass_at_k(samples, sum(s.correct for s in g), k) for g in groups]
         maj = []
         for g in groups:
             keys = [task.vote_key(s.answer) if s.answer is not None else None for s in g[:k]]
             winner = majority_vote(keys)
-            maj.append(winner is not None and g[winner].correct)
-        result[f"maj@{k}"] = _mean(maj)
-    result["format_rate"] = _mean([s.formatted for s in scored])
+            maj.append(float(winner is not None and g[winner].correct))
+        values[f"maj@{k}"] = maj
+    values["format_rate"] = [sum(s.formatted for s in g) / samples for g in groups]
+    return values
+
+
+def with_intervals(values: dict[str, list[float]]) -> dict:
+    """`<rate>`: the mean of its per-problem values, with `<rate>_stderr`, `_ci_low`, `_ci_high` beside it."""
+    out = {}
+    for key, vals in values.items():
+        out[key], out[f"{key}_stderr"], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = rate_interval(vals)
+    return out
+
+
+def summarize(scored: list[Scored], samples: int, task: Task, phrases=REFLECTION_PHRASES, seeds: int = 1) -> dict:
+    """The metrics of the module docstring from scored completions, grouped by problem (prompt-major);
+    with `seeds` > 1, that many such runs over the same problems one after another."""
+    n = len(scored) // samples // seeds
+    per_group = problem_values(scored, samples, task)  # [seeds * n] each, seed-major
+    values = {k: [sum(v[s * n + i] for s in range(seeds)) / seeds for i in range(n)] for k, v in per_group.items()}
+    result: dict = {"n": n, "samples": samples, "completions": len(scored)}
+    result.update(with_intervals(values))
     result["mean_response_tokens"] = _mean([len(s.completion.token_ids) for s in scored])
     result["truncated_rate"] = _mean([s.completion.finish_reason == "length" for s in scored])
     for name, part in (("correct", [s for s in scored if s.correct]), ("incorrect", [s for s in scored if not s.correct])):
@@ -117,6 +145,7 @@ def summarize(scored: list[Scored], samples: int, task: Task) -> dict:
         result[f"{name}/format_rate"] = _mean([s.formatted for s in part])
         result[f"{name}/mean_response_tokens"] = _mean([len(s.completion.token_ids) for s in part])
         result[f"{name}/truncated_rate"] = _mean([s.completion.finish_reason == "length" for s in part])
+    result.update(reflection_metrics([s.completion.text for s in scored], [s.correct for s in scored], phrases))
     result.update(by_budget(scored))
     result.update(outcome_rates(scored, task))
     return result
@@ -129,6 +158,19 @@ def outcome_rates(scored: list[Scored], task: Task) -> dict:
     if verdicts is None:
         return {}
     return {f"code/{v}": verdicts.count(v) / len(verdicts) for v in sorted(set(verdicts))}
+
+
+def seed_spread(per_seed: list[tuple[int, dict]]) -> dict:
+    """Across sampling seeds, from each seed's metrics: `<rate>_seed_std`, `_seed_min`, `_seed_max` of
+    every rate, and `per_seed`, each seed with its rates."""
+    rates = [k for k in per_seed[0][1] if k.startswith(("pass@", "maj@")) or k == "format_rate"]
+    rates = [k for k in rates if not k.endswith(("_stderr", "_ci_low", "_ci_high"))]
+    out: dict = {}
+    for key in rates:
+        s = spread([m[key] for _, m in per_seed])
+        out[f"{key}_seed_std"], out[f"{key}_seed_min"], out[f"{key}_seed_max"] = s["std"], s["min"], s["max"]
+    out["per_seed"] = [{"seed": seed, **{k: m[k] for k in rates}} for seed, m in per_seed]
+    return out
 
 
 def by_budget(scored: list[Scored]) -> dict:
@@ -167,11 +209,13 @@ def run_eval(
     prompts: list[list[int]] | None = None,
     tools: Toolbox | None = None,
     first_index: int = 0,
+    reflection_phrases=REFLECTION_PHRASES,
 ) -> tuple[dict, list[Scored]]:
     """Evaluate `problems`: returns (metrics, scored completions in problem-major order).
     `prompts`: their ids from encode_problems, when the caller checked them already; `tools`: the
     tools the model may call (metrics then include tools/*); `first_index`: the position of
-    problems[0] in the whole evaluation set (a data-parallel rank's share), which seeds follow.
+    problems[0] in the whole evaluation set (a data-parallel rank's share), which seeds follow;
+    `reflection_phrases`: what the reflection/* metrics count (the config's list).
     A task with environments (thinkrl.envs) is evaluated as conversations, each prompt its first observation."""
     schemas = tools.prompt_tools(engine.tokenizer) if tools is not None else None
     if prompts is None:
@@ -196,12 +240,29 @@ def run_eval(
         scored += batch
         if on_batch is not None:
             on_batch(batch)
-    return eval_metrics(scored, samples, task, time.perf_counter() - t0, tools is not None or conversing), scored
+    return eval_metrics(scored, samples, task, time.perf_counter() - t0, tools is not None or conversing,
+                        reflection_phrases), scored
 
 
-def eval_metrics(scored: list[Scored], samples: int, task: Task, seconds: float, with_tools: bool) -> dict:
-    """run_eval's metrics of some scored completions (all of them: a data-parallel run gathers them first)."""
-    metrics = summarize(scored, samples, task)
+def run_seeds(engine: Engine, task: Task, problems: list[Problem], seeds: list[int], **kw) -> tuple[dict, list[Scored]]:
+    """run_eval (its keyword arguments `kw`) once per sampling seed over the same problems. One seed:
+    its (metrics, scored). Several: the metrics of all their completions (rates: means over seeds,
+    intervals over problems) with seed_spread's, and the completions, one seed's run after another."""
+    runs = [run_eval(engine, task, problems, seed=seed, **kw) for seed in seeds]
+    if len(runs) == 1:
+        return runs[0]
+    scored = [s for _, part in runs for s in part]
+    multi_turn = any(k.startswith("tools/") for k in runs[0][0])  # tools or environments
+    metrics = eval_metrics(scored, kw["samples"], task, sum(m["seconds"] for m, _ in runs), multi_turn,
+                           kw.get("reflection_phrases", REFLECTION_PHRASES), len(seeds))
+    return {**metrics, **seed_spread([(seed, m) for seed, (m, _) in zip(seeds, runs)])}, scored
+
+
+def eval_metrics(scored: list[Scored], samples: int, task: Task, seconds: float, with_tools: bool,
+                 phrases=REFLECTION_PHRASES, seeds: int = 1) -> dict:
+    """run_eval's metrics of some scored completions (all of them: a data-parallel run gathers them
+    first; several seeds' runs over the same problems, one after another: `seeds`)."""
+    metrics = summarize(scored, samples, task, phrases, seeds)
     metrics["seconds"] = round(seconds, 2)
     metrics["tokens_per_second"] = round(sum(len(s.completion.token_ids) for s in scored) / max(seconds, 1e-9), 1)
     if with_tools:

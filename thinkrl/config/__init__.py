@@ -12,7 +12,7 @@ that code is a package thinkrl.config builds on, which must then not import thin
 `[rewards]`: thinkrl.rewards.config.RewardConfig; `[tools]`: thinkrl.tools.config.ToolConfig);
 every other section, and every entry point's
 config, is defined in this package (sections.py: those several entry points share; stages.py:
-the training commands; tools.py: eval, generate/chat, bench). All of them are importable from
+the training commands; tools.py: eval, compare, generate/chat, bench). All of them are importable from
 thinkrl.config.
 """
 
@@ -24,14 +24,14 @@ from thinkrl.config.stages import (
     PIPELINE_STAGES, DistillConfig, DPOConfig, MergeConfig, PipelineConfig, RLConfig, RMConfig, SampleConfig,
     SFTConfig,
 )
-from thinkrl.config.tools import BENCH_MODES, BenchConfig, EvalConfig, GenerateConfig
+from thinkrl.config.tools import BENCH_MODES, BenchConfig, CompareConfig, EvalConfig, GenerateConfig
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.rewards.config import RewardConfig
 from thinkrl.tasks import TaskConfig
 from thinkrl.tools.config import SearchToolConfig, ToolConfig
 
 __all__ = [
-    "ALGORITHMS", "BENCH_MODES", "PIPELINE_STAGES", "AlgoConfig", "BenchConfig", "DPOConfig", "DistillConfig",
+    "ALGORITHMS", "BENCH_MODES", "PIPELINE_STAGES", "AlgoConfig", "BenchConfig", "CompareConfig", "DPOConfig", "DistillConfig",
     "EvalConfig", "GenerateConfig", "LoraConfig", "MergeConfig", "ModelConfig", "OptimConfig", "PipelineConfig", "RLConfig",
     "RLEvalConfig", "RMConfig", "RewardConfig", "SFTConfig", "SampleConfig", "SamplingParams", "SearchToolConfig",
     "TaskConfig", "ToolConfig",

@@ -9,6 +9,7 @@ from thinkrl.algos.advantages import ESTIMATORS, SCALES
 from thinkrl.algos.losses import AGGREGATIONS, KL_ESTIMATORS
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.errors import UserError
+from thinkrl.reflection import REFLECTION_PHRASES
 
 ALGORITHMS = ("grpo", "ppo")  # algo.algorithm
 
@@ -157,6 +158,9 @@ class RLEvalConfig:
     samples: int = 1
     batch_size: int = 64
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.0, max_new_tokens=256))
+    # self-verification phrases counted in held-out completions (eval/reflection/*) and, in RL, in the
+    # rollouts (reflection/*), split by correct and incorrect (thinkrl.reflection); [] = off
+    reflection_phrases: list[str] = field(default_factory=lambda: list(REFLECTION_PHRASES))
 
     def __post_init__(self):
         for key, zero in (("every", "start and end only"), ("limit", "no evaluation")):

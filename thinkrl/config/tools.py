@@ -1,4 +1,4 @@
-"""The configs of the commands that train nothing: `thinkrl eval`, `generate`/`chat` and `bench`."""
+"""The configs of the commands that train nothing: `thinkrl eval`, `compare`, `generate`/`chat` and `bench`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from thinkrl.bench_model import SHAPES
 from thinkrl.config.sections import AlgoConfig, ModelConfig, OptimConfig, _at_least_one, _choice
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.errors import UserError
+from thinkrl.reflection import REFLECTION_PHRASES
 from thinkrl.tasks import TaskConfig
 from thinkrl.tools.config import ToolConfig
 
@@ -27,14 +28,34 @@ class EvalConfig:
     seed: int = 0  # request seeds derive from it: same seed, same completions
     out: str = ""  # results JSON; default runs/eval-<task>-<time>/results.json
     tools: ToolConfig = field(default_factory=ToolConfig)  # tools the model may call (as in training)
+    seeds: int = 1  # sampling seeds (seed, seed + 1, ...): rates are their mean, with the spread across them
+    # self-verification phrases the reflection/* metrics count (thinkrl.reflection); [] = off
+    reflection_phrases: list[str] = field(default_factory=lambda: list(REFLECTION_PHRASES))
 
     def __post_init__(self):
         if self.samples < 1:
             raise UserError(f"samples must be >= 1, got {self.samples}")
+        if self.seeds < 1:
+            raise UserError(f"seeds must be >= 1, got {self.seeds}")
         if self.limit < 0:
             raise UserError(f"limit must be >= 0 (0 = all), got {self.limit}")
         if self.batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class CompareConfig:
+    """`thinkrl compare A.json B.json`: the paired difference of two `thinkrl eval` results on the same problems."""
+
+    resamples: int = 10_000  # paired bootstrap resamples of the problems
+    seed: int = 0  # the bootstrap's seed: the same seed, the same interval
+    level: float = 0.95  # confidence level of the interval (and 1 - level: the test's significance level)
+    out: str = ""  # also write the comparison as JSON here
+
+    def __post_init__(self):
+        _at_least_one(self, ("resamples",))
+        if not 0 < self.level < 1:
+            raise UserError(f"level must be in (0, 1), got {self.level}")
 
 
 @dataclass

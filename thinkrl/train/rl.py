@@ -52,7 +52,7 @@ from thinkrl.train.checkpoint import (checkpoint_to_resume, load_sharded_state, 
                                      save_sharded_checkpoint)
 from thinkrl.train.critic import load_critic, load_critic_weights, save_critic_weights, value_head
 from thinkrl.train.forward import completion_logprobs
-from thinkrl.train.heldout import evaluate_heldout
+from thinkrl.train.heldout import evaluate_heldout, heldout_line, results_file
 from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
 from thinkrl.train.ppo_update import Critic, ppo_advantages, update_critic
 from thinkrl.train.resume import resume_run
@@ -239,7 +239,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
 
     if state["step"] == 0 and eval_problems:
         ev = evaluate_heldout(cfg, engine, task, eval_problems, 0, logger, tools, group)
-        group.main and print(f"step 0 held-out: accuracy {ev['eval/pass@1']:.3f}, format {ev['eval/format_rate']:.3f}", flush=True)
+        group.main and print(f"step 0 held-out: {heldout_line(ev)}", flush=True)
     final_ev = None  # the evaluation after the last step
     bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="rl",
                disable=not (show_progress and group.main), dynamic_ncols=True)
@@ -268,7 +268,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         t_update = time.perf_counter() - t1
         state["step"] = step + 1
 
-        metrics = {**rollout_metrics(drawn, rollouts, cfg.group_size), **m_draw, **m_update, **m_critic}
+        metrics = {**rollout_metrics(drawn, rollouts, cfg.group_size, cfg.eval.reflection_phrases), **m_draw, **m_update, **m_critic}
         gen_tokens = sum(len(r.completion.token_ids) for r in drawn)
         metrics.update({"time/generate": t_gen, "time/update": t_update, "time/step": time.perf_counter() - t0,
                         "tokens_per_second/generate": gen_tokens / max(t_gen, 1e-9),
@@ -295,8 +295,9 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         dist.refresh(critic_host, critic.model)
     if group.main:  # data-parallel: rank 0 writes, the others wait for it below
         if final_ev is not None:  # a run resumed after the last checkpoint does not show it again
-            print(f"step {cfg.steps} held-out: accuracy {final_ev['eval/pass@1']:.3f}, "
-                  f"format {final_ev['eval/format_rate']:.3f}", flush=True)
+            start = results_file(run_dir, 0)
+            hint = f"\nthe gain with its interval: thinkrl compare {start} {results_file(run_dir, cfg.steps)}" if start.is_file() else ""
+            print(f"step {cfg.steps} held-out: {heldout_line(final_ev)}{hint}", flush=True)
         final = save_pretrained(sampler, tokenizer, final, extra=with_adapter(sampler))  # merged (+ adapter/)
         if critic is not None:  # an HF token-classification folder: AutoModelForTokenClassification reads it
             saved_critic = critic.model if critic_host is None else critic_host

@@ -16,6 +16,7 @@ from thinkrl import rewards as rewards_mod
 from thinkrl.config import RLConfig
 from thinkrl.dist import Group
 from thinkrl.engine import Completion, Engine
+from thinkrl.reflection import reflection_metrics
 from thinkrl.tasks.base import Problem, Task
 from thinkrl.tools import call_metrics
 from thinkrl.train.order import problem_at, rollout_seed
@@ -85,8 +86,10 @@ def collect(cfg: RLConfig, step: int, position: int, engine: Engine, task: Task,
     return [r for group in kept for r in group], position, metrics, all_rollouts
 
 
-def rollout_metrics(drawn: list[Rollout], rollouts: list[Rollout], g: int) -> dict:
-    """Reward and length statistics of the trained batch (and of everything drawn, for dynamic sampling)."""
+def rollout_metrics(drawn: list[Rollout], rollouts: list[Rollout], g: int, phrases=()) -> dict:
+    """Reward and length statistics of the trained batch (and of everything drawn, for dynamic sampling);
+    reflection/* of the trained batch with `phrases` (split by correct and incorrect where every
+    rollout has an accuracy reward: correct = accuracy > 0)."""
     out: dict[str, float] = {}
     rew = torch.tensor([r.reward for r in rollouts])
     out["reward/mean"], out["reward/std"] = float(rew.mean()), float(rew.std()) if len(rew) > 1 else 0.0
@@ -98,6 +101,8 @@ def rollout_metrics(drawn: list[Rollout], rollouts: list[Rollout], g: int) -> di
     lens = torch.tensor([len(r.completion.token_ids) for r in rollouts], dtype=torch.float)
     out["response/len_mean"], out["response/len_max"] = float(lens.mean()), float(lens.max())
     out["response/truncated_frac"] = sum(r.completion.finish_reason == "length" for r in rollouts) / len(rollouts)
+    correct = [r.rewards["accuracy"] > 0 for r in rollouts] if all("accuracy" in r.rewards for r in rollouts) else None
+    out.update(reflection_metrics([r.completion.text for r in rollouts], correct, phrases))
     if any(r.completion.calls or 0 in r.completion.mask for r in drawn):  # multi-turn rollouts: tools/*
         out.update(call_metrics([r.completion for r in drawn]))
     return out

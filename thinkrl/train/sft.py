@@ -177,7 +177,9 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
             full_weights()
             out.update(evaluate_heldout(cfg, engine, task, eval_problems, at, logger, group=group))
         if out and group.main:
-            print(f"step {at}: " + ", ".join(f"{k} {v:.4f}" for k, v in out.items() if k != "eval/seconds"), flush=True)
+            print(f"step {at}: " + ", ".join(f"{k} {v:.4f}" for k, v in out.items()
+                                             if k != "eval/seconds" and not k.endswith(("_stderr", "_ci_low", "_ci_high"))),
+                  flush=True)
 
     if step == 0:
         evaluate(0)
