@@ -1,0 +1,345 @@
+"""Reading the number a normalised answer states, exactly, for `thinkrl.verify.math_equal`.
+
+Pure functions on short strings (the caller caps their length), linear or bounded on any input:
+
+- `parse_number(s)`: a plain number ("1,234", "1 000 000", "0.5", "1e3", "3/4", "\\frac34",
+  "(5)", "50%") as (Fraction, had_percent_sign), else None.
+- `closed_form(s)`: an exact closed form of a rational number built from numbers with powers,
+  roots and fractions ("2^{10}", "\\sqrt{16}", "\\frac{\\sqrt{9}}{2}", "4^{1/2}"), else None.
+  No sum, product or other operator: "50 * 2" is an expression, never a number here.
+- `stated(s)`: the text and value an answer states: itself, else the value read out of a
+  sentence or a chain ("The answer is 18", "54 * 8 = 50 * 8 + 4 * 8 = 432", "\\pi \\approx 3.14").
+- `restates(text, question)`: whether an answer that is not a plain number copies an expression
+  of the question (RL learned to answer "50 * 2" for "What is 50 * 2?", benchmarks/RESULTS.md).
+
+Why each rule (the false positives and negatives of issue 20, item 4):
+- Spaces inside a number only join digit groups of three ("1 000 000", "1\\,234"): "12 34" is
+  two numbers, not 1234.
+- Trailing words are dropped only when they name what was counted ("12 cookies", "18 dollars per
+  day"): a clause about the number ("18 is not the answer", "18 is wrong", "18 or 19") is not an
+  answer of 18. Leading words go only when the last one states the value ("The answer is 18").
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+MAX_NUMBER_CHARS = 400  # longest digit string turned into a Fraction
+MAX_EXPONENT = 400  # largest |exponent| accepted in scientific notation ("1e400")
+MAX_CLOSED_FORM_BITS = 4096  # a closed form whose value needs more bits is not evaluated
+MAX_ROOT = 16  # largest root index (\sqrt[16]{...}, x^{1/16})
+MAX_DEPTH = 16  # nesting of braces, roots and fractions in a closed form
+
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
+_DECIMAL = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?$")
+_LATEX_FRAC = re.compile(r"^([+-]?)\\frac\s*(?:\{([^{}]*)\}|(\d))\s*(?:\{([^{}]*)\}|(\d))$")
+_SPACED_GROUPS = re.compile(r"(?<![\d.,])\d{1,3}(?:\s\d{3})+(?![\d,])")  # "1 000 000"
+_DIGIT_SPACE_DIGIT = re.compile(r"\d\s+\d")
+_WHITESPACE = re.compile(r"\s+")
+_CHAIN = ("=", "\\approx", "\u2248")  # "a = b = c", "x \approx 3.14": the value is after the last one
+_STATING_WORDS = {"is", "are", "was", "be", "equals"}  # "... is 18": the words before a stated value
+# Words that make what follows or precedes a number a clause about it, not a count of something:
+# verbs, negations, judgements, alternatives and hedges ("18 is wrong", "18 or 19", "not 18").
+_CLAUSE_WORDS = {
+    "is", "are", "was", "were", "be", "been", "being", "am", "seems", "seem", "looks", "appears",
+    "might", "may", "could", "would", "should", "will", "can", "cannot", "must", "does", "do",
+    "did", "has", "have", "had", "not", "no", "never", "nor", "neither", "none", "wrong",
+    "incorrect", "false", "invalid", "impossible", "unlikely", "or", "but", "maybe", "perhaps",
+    "probably", "possibly", "either", "unless", "except", "if", "than", "instead", "rather",
+    "approximately", "about", "roughly", "nearly", "almost", "around",
+}  # fmt: skip
+_NEGATIONS = {"not", "no", "never", "nor", "neither", "none", "wrong", "incorrect", "false", "isn't", "aren't"}
+
+
+# ----------------------------------------------------------------------------- plain numbers
+
+
+def squeeze(s: str) -> str | None:
+    """`s` without whitespace, where whitespace inside a number only separates digit groups of
+    three ("1 000 000" -> "1000000"); None when it separates other digits ("12 34")."""
+    s = _SPACED_GROUPS.sub(lambda m: _WHITESPACE.sub("", m.group()), s)
+    if _DIGIT_SPACE_DIGIT.search(s):
+        return None
+    return _WHITESPACE.sub("", s)
+
+
+def plain_number(s: str) -> Fraction | None:
+    """An integer, decimal or scientific-notation literal (no spaces) as an exact Fraction, else None."""
+    if len(s) > MAX_NUMBER_CHARS:
+        return None
+    if _THOUSANDS.match(s):
+        s = s.replace(",", "")
+    m = _DECIMAL.match(s)
+    if not m or not (m.group(2) or m.group(3)):
+        return None
+    sign, whole, frac, exp = m.groups()
+    value = Fraction(int((whole or "0") + (frac or "")), 10 ** len(frac or ""))
+    if exp:
+        e = int(exp)
+        if abs(e) > MAX_EXPONENT:
+            return None
+        value *= Fraction(10) ** e
+    return -value if sign == "-" else value
+
+
+def split_percent(s: str) -> tuple[str, bool]:
+    """("50", True) for "50%", "50\\%" or "50 percent"; (s, False) otherwise. No regex: linear."""
+    t = s.rstrip()
+    for suffix in ("\\%", "%"):
+        if t.endswith(suffix):
+            return t[: -len(suffix)], True
+    if t.lower().endswith("percent") and (len(t) == 7 or not t[-8].isalpha()):
+        return t[:-7], True
+    return s, False
+
+
+def _unwrap_parens(s: str) -> str:
+    """"(5)" -> "5": one pair of parentheses around what has none inside (`\\left( 5 \\right)`)."""
+    if len(s) > 2 and s[0] == "(" and s[-1] == ")" and "(" not in s[1:-1] and ")" not in s[1:-1]:
+        return s[1:-1]
+    return s
+
+
+def parse_number(s: str) -> tuple[Fraction, bool] | None:
+    """(value, had_percent_sign) when `s` is a plain number, else None.
+
+    Numbers: integers, "1,234", "1 234", decimals, "1e3", "a/b", "\\frac{a}{b}", "\\frac12", with
+    signs, optionally in one pair of parentheses.
+    """
+    s, percent = split_percent(s)
+    squeezed = squeeze(s)
+    if squeezed is None:
+        return None
+    s = _unwrap_parens(squeezed)
+    if s.startswith("+"):
+        s = s[1:]
+    value = plain_number(s)
+    if value is None:
+        value = _fraction(s)
+    return None if value is None else (value, percent)
+
+
+def _fraction(s: str) -> Fraction | None:
+    """`a/b` or `\\frac{a}{b}` with plain-number parts, exactly; None otherwise or if b is 0."""
+    m = _LATEX_FRAC.match(s)
+    if m:
+        sign, num, den = m.group(1), m.group(2) or m.group(3), m.group(4) or m.group(5)
+    elif s.count("/") == 1:
+        sign, (num, den) = "", s.split("/")
+    else:
+        return None
+    a, b = plain_number(num.strip()), plain_number(den.strip())
+    if a is None or b is None or b == 0:
+        return None
+    return -(a / b) if sign == "-" else a / b
+
+
+def numbers_equal(p: tuple[Fraction, bool], g: tuple[Fraction, bool]) -> bool:
+    """Exact comparison; with a percent sign on one side, both readings of it are accepted."""
+    (pv, pp), (gv, gp) = p, g
+    if pv == gv:
+        return True
+    if pp != gp:
+        percent_value = pv if pp else gv
+        other = gv if pp else pv
+        return percent_value / 100 == other
+    return False
+
+
+# ----------------------------------------------------------------------------- closed forms
+
+
+def closed_form(s: str) -> tuple[Fraction, bool] | None:
+    """(value, had_percent_sign) of an exact closed form of a rational number, else None.
+
+    Grammar (no whitespace): [sign] power [/ power], power = atom [^ atom], atom = number | {closed} | (closed) |
+    \\sqrt{closed} | \\sqrt[n]{closed} | \\frac{closed}{closed}. A root or a fractional power that
+    is not rational ("\\sqrt{2}") is None: it cannot equal a plain-number reference.
+    """
+    s, percent = split_percent(s)
+    squeezed = squeeze(s)
+    if squeezed is None or len(squeezed) > MAX_NUMBER_CHARS:
+        return None
+    text = squeezed.replace("**", "^").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    try:
+        value, end = _ClosedForm(text).expr(0, 0)
+    except _NotClosed:
+        return None
+    return (value, percent) if end == len(text) else None
+
+
+class _NotClosed(Exception):
+    """Internal: the text is not a closed form (caught in closed_form, never escapes)."""
+
+
+_SIMPLE_FRAC = re.compile(r"\\frac\s*(\{[^{}]*\}|\d)\s*(\{[^{}]*\}|\d)")
+_NUMBER_AT = re.compile(r"\d+(?:\.\d*)?|\.\d+")
+
+
+class _ClosedForm:
+    """A recursive-descent reader of closed forms; every method takes and returns a position."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def expr(self, i: int, depth: int) -> tuple[Fraction, int]:
+        sign = 1
+        if i < len(self.text) and self.text[i] in "+-":
+            sign, i = (-1 if self.text[i] == "-" else 1), i + 1
+        value, i = self.power(i, depth)
+        if i < len(self.text) and self.text[i] == "/":
+            den, i = self.power(i + 1, depth)
+            if den == 0:
+                raise _NotClosed
+            value /= den
+        return sign * value, i
+
+    def power(self, i: int, depth: int) -> tuple[Fraction, int]:
+        base, i = self.atom(i, depth)
+        if i < len(self.text) and self.text[i] == "^":
+            exponent, i = self.atom(i + 1, depth)
+            base = _power(base, exponent)
+        return base, i
+
+    def atom(self, i: int, depth: int) -> tuple[Fraction, int]:
+        if depth > MAX_DEPTH or i >= len(self.text):
+            raise _NotClosed
+        t = self.text
+        m = _NUMBER_AT.match(t, i)
+        if m:
+            value = plain_number(m.group())
+            if value is None:
+                raise _NotClosed
+            return value, m.end()
+        if t[i] in "{(":
+            value, j = self.expr(i + 1, depth + 1)
+            if j >= len(t) or t[j] != ("}" if t[i] == "{" else ")"):
+                raise _NotClosed
+            return value, j + 1
+        if t.startswith("\\sqrt", i):
+            i, index = i + 5, 2
+            if i < len(t) and t[i] == "[":
+                close = t.find("]", i)
+                index = int(t[i + 1 : close]) if close > 0 and t[i + 1 : close].isdigit() else 0
+                i = close + 1
+            radicand, i = self.atom(i, depth + 1)
+            return _root(radicand, index), i
+        if t.startswith("\\frac", i):
+            num, i = self.atom(i + 5, depth + 1)
+            den, i = self.atom(i, depth + 1)
+            if den == 0:
+                raise _NotClosed
+            return num / den, i
+        raise _NotClosed
+
+
+def _bits(x: Fraction) -> int:
+    return max(x.numerator.bit_length(), x.denominator.bit_length())
+
+
+def _iroot(a: int, n: int) -> int | None:
+    """The exact n-th root of a >= 0 if it is an integer, else None (integer Newton iteration)."""
+    if a < 2:
+        return a
+    x = 1 << (a.bit_length() // n + 1)
+    while True:
+        y = ((n - 1) * x + a // x ** (n - 1)) // n
+        if y >= x:
+            break
+        x = y
+    return x if x**n == a else None
+
+
+def _root(x: Fraction, n: int) -> Fraction:
+    if not 2 <= n <= MAX_ROOT or x < 0:
+        raise _NotClosed
+    num, den = _iroot(x.numerator, n), _iroot(x.denominator, n)
+    if num is None or den is None:
+        raise _NotClosed
+    return Fraction(num, den)
+
+
+def _power(base: Fraction, exponent: Fraction) -> Fraction:
+    """base ** exponent when it is rational and small enough; a fractional exponent p/q is a q-th root."""
+    if exponent.denominator != 1:
+        base = _root(base, exponent.denominator)
+        exponent = Fraction(exponent.numerator)
+    e = exponent.numerator
+    if base == 0 and e < 0:
+        raise _NotClosed
+    if base not in (0, 1, -1) and abs(e) * _bits(base) > MAX_CLOSED_FORM_BITS:
+        raise _NotClosed
+    return base ** e if base not in (1, -1) else base ** (e % 2)
+
+
+# ----------------------------------------------------------------------------- sentences, chains
+
+
+def number_in_words(s: str) -> str:
+    """The value a sentence states: after the last "=" or "\\approx", without the words around it.
+
+    "42 * 3 = 126" -> "126", "The answer is 18" and "Answer: 18" -> "18", "12 cookies" -> "12".
+    Words before the number go only when the last of them states it ("is", "equals", ...) or ends
+    in ":" ("minus 5" and "not 5" stay as they are), and never when one of them negates it; words
+    after it go only when none of them makes a clause ("18 is wrong", "18 or 19": "" is returned).
+    str.split only: linear on any input.
+    """
+    cut = max((s.rfind(sep) + len(sep) if sep in s else 0) for sep in _CHAIN)
+    tokens = s[cut:].split()
+    lead = 0
+    while lead < len(tokens) and tokens[lead].rstrip(":,.").isalpha():
+        lead += 1
+    if any(t.rstrip(":,.").lower() in _NEGATIONS for t in tokens[:lead]):
+        return ""
+    if lead and (tokens[lead - 1].endswith(":") or tokens[lead - 1].lower() in _STATING_WORDS):
+        tokens = tokens[lead:]
+    while tokens and tokens[-1].rstrip(":,.").isalpha():
+        if tokens.pop().rstrip(":,.").lower() in _CLAUSE_WORDS:
+            return ""
+    return " ".join(tokens)
+
+
+def stated(s: str) -> tuple[str, tuple[Fraction, bool]] | None:
+    """(text, value) of the number a normalised answer states: itself, else read out of a
+    sentence or a chain; a plain number or an exact closed form. None if it states none."""
+    for text in (s, number_in_words(s)):
+        value = parse_number(text) or closed_form(text)
+        if value is not None:
+            return text, value
+    return None
+
+
+# ----------------------------------------------------------------------------- copied questions
+
+
+def _compact(s: str) -> str:
+    """Text with the presentation that does not change an expression removed, for comparing."""
+    for old, new in (("**", "^"), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\left", ""), ("\\right", ""),
+                     ("\\cdot", "*"), ("\\times", "*"), ("$", "")):  # fmt: skip
+        s = s.replace(old, new)
+    s = _SIMPLE_FRAC.sub(r"\1/\2", s)  # "\frac{3}{4}" is written "3/4" too
+    return "".join(c for c in s if c not in "{} \t\n\\,")
+
+
+def is_plain(text: str) -> bool:
+    """True when `text` is a decimal literal (braces and percent aside): nothing a question could hold
+    as an expression."""
+    squeezed = squeeze(split_percent(text)[0].replace("{", "").replace("}", ""))
+    return squeezed is not None and plain_number(squeezed.lstrip("+")) is not None
+
+
+def restates(text: str, question: str) -> bool:
+    """True when the answer `text` (a fraction, power or root) occurs in the question as written there,
+    not as part of a longer number: "2^{10}" in "What is $2^{10}$?", "12/4" in "What is 12 / 4?"."""
+    key, where = _compact(text).lstrip("+"), _compact(question)
+    if not key:
+        return False
+    start = where.find(key)
+    while start >= 0:
+        end = start + len(key)
+        if not (start and where[start - 1].isdigit()) and not (end < len(where) and where[end].isdigit()):
+            return True
+        start = where.find(key, start + 1)
+    return False
+
