@@ -318,6 +318,8 @@ def canonical(answer: str) -> str:
     """
     try:
         s = normalise(answer)
+        if len(s) > MAX_NORMALISE_CHARS:  # not an answer anyone votes on: its text, in linear time
+            return s
         for text in (s, numbers.number_in_words(s)):  # "The answer is 18" votes with "18"
             number = numbers.parse_number(text)
             if number is not None:
