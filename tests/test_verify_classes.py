@@ -209,6 +209,19 @@ def test_presentation_forms(pred, gold, expected):
     check(pred, gold, expected)
 
 
+PERCENT = [
+    ("50%", "50", True),  # a percent sign on one side: either reading
+    ("50%", "0.5", True),
+    ("0.5%", "50%", False),  # on both sides: compared as they stand
+    ("50%", "0.5%", False),
+]
+
+
+@pytest.mark.parametrize("pred, gold, expected", PERCENT)
+def test_percent(pred, gold, expected):
+    check(pred, gold, expected)
+
+
 # ---------------------------------------------------------------- exact closed forms vs the question
 
 CLOSED_FORMS = [
@@ -236,6 +249,8 @@ CLOSED_FORMS = [
     ("2^{10}", "1000", None, False),
     (r"\sqrt{2}", "1.414", None, False),
     (r"\sqrt{15}", "4", None, False),
+    (r"\sqrt{17}", "4", None, False),  # a root that is not exact is not rounded
+    (r"\sqrt[3]{30}", "3", None, False),
     ("2^3^2", "64", None, False),
     ("2^{10000}", "0", None, False),
     ("50 * 2", "100", None, False),  # a product is an expression, never a number
