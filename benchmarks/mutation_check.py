@@ -105,6 +105,8 @@ MUTANTS = [
     Mutant("closed form restating the question accepted", "thinkrl/verify.py",
            "if question and not numbers.is_plain(text) and numbers.restates(text, question):",
            "if False:"),
+    Mutant("approximation accepted whatever its value", "thinkrl/verify_numbers.py",
+           " or abs(exact[1][0] - approx[1][0]) > Fraction(1, 2 * 10 ** len(decimals))", ""),
     Mutant("percent read both ways when both sides carry one", "thinkrl/verify_numbers.py",
            "    if pp != gp:\n", "    if True:\n"),
 ]

@@ -36,6 +36,9 @@ SPACES = [
     ("1 2345", "12345", False),
     ("1 000 00", "100000", False),
     (r"1\,23", "123", False),
+    ("32, 349", "32349", False),  # a list (Math-Verify's tests reject it too)
+    (r"49,\!479", "49479", True),  # a thousands comma with a negative thin space
+    (r"11,\! 111,\! 100", "11111100", True),
     ("The answer is 12 34", "1234", False),
 ]
 
@@ -74,8 +77,14 @@ CHAINS = [
     (r"\frac{22}{7} \approx 3.14", "3.14", True),  # an \approx chain ending in the number
     (r"x \approx 2.5", "2.5", True),
     ("\\pi \u2248 3.14", "3.14", True),
+    (r"\frac{1}{3} \approx 0.333", "1/3", True),  # the exact value, when the approximation agrees with it
+    (r"\frac{1}{3} \approx 0.333", "0.333", True),
+    (r"x = \frac{1}{3} \approx 0.33", "1/3", True),
+    (r"5 \approx 7", "5", False),  # one chain, two different answers: only the last counts
+    (r"x = 1/3 \approx 1.3", "1/3", False),
     ("54 * 8 = 432 = 50 * 8 + 4 * 8", "432", False),  # ends in an expression
-    (r"\frac{22}{7} \approx 3.14", "22/7", False),  # the approximation is what it states
+    (r"\frac{22}{7} \approx 3.14", "22/7", True),  # 22/7 rounds to 3.14: the chain states both
+    (r"\frac{22}{7} \approx 3.15", "22/7", False),  # it does not round to 3.15: only 3.15 is stated
     ("432 = 54 * 8", "432", False),
 ]
 

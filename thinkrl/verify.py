@@ -92,6 +92,7 @@ _CURRENCY = re.compile(
     r"|\\(?:euro|pounds|yen|textsterling|texteuro|textyen|textdollar|rupee)(?![A-Za-z])"
 )
 _FRACTIONS = re.compile(r"\\[dtc]frac(?![A-Za-z])")  # \dfrac, \tfrac, \cfrac: all \frac
+_THOUSANDS_COMMA = re.compile(r"\{,\}|,\\!\s*")
 _ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w{1,8}\}?)?\s*=\s*([^=]+)$")
 _caught: Counter = Counter()  # exceptions math_equal/canonical turned into an answer (caught_exceptions)
 _log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ def normalise(answer: str, assignment: bool = True) -> str:
         return s
     if "\\boxed" in s or "\\fbox" in s:
         s = _last_boxed(s) or s
-    s = s.replace("\u2212", "-").replace("{,}", ",")
+    s = _THOUSANDS_COMMA.sub(",", s.replace("\u2212", "-"))  # "49{,}479" and "49,\\! 479" are 49,479
     s = _CURRENCY.sub("", s)
     s = _DELIMITERS.sub(lambda m: m.group(1) or "", s)
     s = _SPACING.sub(lambda m: m.group(1) or " ", s)
@@ -298,13 +299,15 @@ def _math_equal(pred: str, gold: str, timeout: float, question: str | None = Non
     if p == g:
         return True
     if gold_number is not None:  # a number is answered by a number, never by an expression (module docstring)
-        found = numbers.stated(p)
-        if found is None:
-            return False
-        text, value = found
-        if question and not numbers.is_plain(text) and numbers.restates(text, question):
-            return False  # "2^{10}" for "What is 2^{10}?" is the question copied, not an answer
-        return numbers.numbers_equal(value, gold_number)
+        for found in (numbers.stated(p), numbers.approximated(p)):  # "1/3 \approx 0.333": either value
+            if found is None:
+                continue
+            text, value = found
+            if question and not numbers.is_plain(text) and numbers.restates(text, question):
+                continue  # "2^{10}" for "What is 2^{10}?" is the question copied, not an answer
+            if numbers.numbers_equal(value, gold_number):
+                return True
+        return False
     return _symbolic_equal_bounded(p, g, timeout)
 
 

@@ -35,7 +35,7 @@ _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
 _DECIMAL = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?$")
 _LATEX_FRAC = re.compile(r"^([+-]?)\\frac\s*(?:\{([^{}]*)\}|(\d))\s*(?:\{([^{}]*)\}|(\d))$")
 _SPACED_GROUPS = re.compile(r"(?<![\d.,])\d{1,3}(?:\s\d{3})+(?![\d,])")  # "1 000 000"
-_DIGIT_SPACE_DIGIT = re.compile(r"\d\s+\d")
+_DIGIT_SPACE_DIGIT = re.compile(r"[\d,]\s+\d")  # "12 34", and "32, 349" (a list, not 32349)
 _WHITESPACE = re.compile(r"\s+")
 _CHAIN = ("=", "\\approx", "\u2248")  # "a = b = c", "x \approx 3.14": the value is after the last one
 _STATING_WORDS = {"is", "are", "was", "be", "equals"}  # "... is 18": the words before a stated value
@@ -57,7 +57,8 @@ _NEGATIONS = {"not", "no", "never", "nor", "neither", "none", "wrong", "incorrec
 
 def squeeze(s: str) -> str | None:
     """`s` without whitespace, where whitespace inside a number only separates digit groups of
-    three ("1 000 000" -> "1000000"); None when it separates other digits ("12 34")."""
+    three ("1 000 000" -> "1000000"); None when it separates other digits ("12 34") or follows a
+    comma before a digit ("32, 349" is two numbers)."""
     s = _SPACED_GROUPS.sub(lambda m: _WHITESPACE.sub("", m.group()), s)
     if _DIGIT_SPACE_DIGIT.search(s):
         return None
@@ -308,6 +309,22 @@ def stated(s: str) -> tuple[str, tuple[Fraction, bool]] | None:
         if value is not None:
             return text, value
     return None
+
+
+def approximated(s: str) -> tuple[str, tuple[Fraction, bool]] | None:
+    """The exact value an approximation chain starts from, when the approximation agrees with it
+    to the decimals it is written with: "\\frac{1}{3} \\approx 0.333" states 1/3 as well as 0.333.
+    "5 \\approx 7" states only 7 (one chain must not offer two different answers)."""
+    cut = min((s.find(sep), sep) for sep in _CHAIN[1:] if sep in s) if any(sep in s for sep in _CHAIN[1:]) else None
+    if cut is None:
+        return None
+    exact, approx = stated(s[: cut[0]]), stated(s[cut[0] + len(cut[1]) :])
+    if exact is None or approx is None or exact[1][1] != approx[1][1]:
+        return None
+    decimals = approx[0].partition(".")[2]
+    if not decimals.isdigit() or abs(exact[1][0] - approx[1][0]) > Fraction(1, 2 * 10 ** len(decimals)):
+        return None
+    return exact
 
 
 # ----------------------------------------------------------------------------- copied questions
