@@ -32,6 +32,7 @@ ALGO_TESTS = ["tests/algos/test_algo_invariants.py", "tests/algos/test_algos.py"
 TESTS = {
     "thinkrl/verify.py": VERIFY_TESTS,
     "thinkrl/verify_numbers.py": VERIFY_TESTS,
+    "thinkrl/verify_closed.py": VERIFY_TESTS,
     "thinkrl/algos/losses.py": ALGO_TESTS,
     "thinkrl/algos/advantages.py": ALGO_TESTS,
     "thinkrl/evaluate.py": ["tests/test_pass_at_k.py", "tests/test_evaluate.py"],
@@ -94,7 +95,7 @@ MUTANTS = [
            "for t in tokens[:lead]):", "for t in tokens[:0]):"),
     Mutant("spaces removed without checking digit groups", "thinkrl/verify_numbers.py",
            "    if _DIGIT_SPACE_DIGIT.search(s):\n        return None\n", ""),
-    Mutant("inexact root rounded down", "thinkrl/verify_numbers.py",
+    Mutant("inexact root rounded down", "thinkrl/verify_closed.py",
            "return x if x**n == a else None", "return x"),
     Mutant("matrix row break removed as a thin space", "thinkrl/verify.py",
            's = _SPACING.sub(lambda m: m.group(1) or " ", s)', 's = _SPACING.sub(" ", s)'),

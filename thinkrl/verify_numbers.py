@@ -25,11 +25,10 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
+from thinkrl import verify_closed
+
 MAX_NUMBER_CHARS = 400  # longest digit string turned into a Fraction
 MAX_EXPONENT = 400  # largest |exponent| accepted in scientific notation ("1e400")
-MAX_CLOSED_FORM_BITS = 4096  # a closed form whose value needs more bits is not evaluated
-MAX_ROOT = 16  # largest root index (\sqrt[16]{...}, x^{1/16})
-MAX_DEPTH = 16  # nesting of braces, roots and fractions in a closed form
 
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
 _DECIMAL = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?$")
@@ -37,6 +36,7 @@ _LATEX_FRAC = re.compile(r"^([+-]?)\\frac\s*(?:\{([^{}]*)\}|(\d))\s*(?:\{([^{}]*
 _SPACED_GROUPS = re.compile(r"(?<![\d.,])\d{1,3}(?:\s\d{3})+(?![\d,])")  # "1 000 000"
 _DIGIT_SPACE_DIGIT = re.compile(r"[\d,]\s+\d")  # "12 34", and "32, 349" (a list, not 32349)
 _WHITESPACE = re.compile(r"\s+")
+_SIMPLE_FRAC = re.compile(r"\\frac\s*(\{[^{}]*\}|\d)\s*(\{[^{}]*\}|\d)")
 _CHAIN = ("=", "\\approx", "\u2248")  # "a = b = c", "x \approx 3.14": the value is after the last one
 _STATING_WORDS = {"is", "are", "was", "be", "equals"}  # "... is 18": the words before a stated value
 # Words that make what follows or precedes a number a clause about it, not a count of something:
@@ -152,126 +152,14 @@ def numbers_equal(p: tuple[Fraction, bool], g: tuple[Fraction, bool]) -> bool:
 
 
 def closed_form(s: str) -> tuple[Fraction, bool] | None:
-    """(value, had_percent_sign) of an exact closed form of a rational number, else None.
-
-    Grammar (no whitespace): [sign] power [/ power], power = atom [^ atom], atom = number | {closed} | (closed) |
-    \\sqrt{closed} | \\sqrt[n]{closed} | \\frac{closed}{closed}. A root or a fractional power that
-    is not rational ("\\sqrt{2}") is None: it cannot equal a plain-number reference.
-    """
+    """(value, had_percent_sign) of an exact closed form of a rational number ("2^{10}",
+    "\\sqrt{16}"; thinkrl.verify_closed has the grammar), else None."""
     s, percent = split_percent(s)
     squeezed = squeeze(s)
     if squeezed is None or len(squeezed) > MAX_NUMBER_CHARS:
         return None
-    text = squeezed.replace("**", "^").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    try:
-        value, end = _ClosedForm(text).expr(0, 0)
-    except _NotClosed:
-        return None
-    return (value, percent) if end == len(text) else None
-
-
-class _NotClosed(Exception):
-    """Internal: the text is not a closed form (caught in closed_form, never escapes)."""
-
-
-_SIMPLE_FRAC = re.compile(r"\\frac\s*(\{[^{}]*\}|\d)\s*(\{[^{}]*\}|\d)")
-_NUMBER_AT = re.compile(r"\d+(?:\.\d*)?|\.\d+")
-
-
-class _ClosedForm:
-    """A recursive-descent reader of closed forms; every method takes and returns a position."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def expr(self, i: int, depth: int) -> tuple[Fraction, int]:
-        sign = 1
-        if i < len(self.text) and self.text[i] in "+-":
-            sign, i = (-1 if self.text[i] == "-" else 1), i + 1
-        value, i = self.power(i, depth)
-        if i < len(self.text) and self.text[i] == "/":
-            den, i = self.power(i + 1, depth)
-            if den == 0:
-                raise _NotClosed
-            value /= den
-        return sign * value, i
-
-    def power(self, i: int, depth: int) -> tuple[Fraction, int]:
-        base, i = self.atom(i, depth)
-        if i < len(self.text) and self.text[i] == "^":
-            exponent, i = self.atom(i + 1, depth)
-            base = _power(base, exponent)
-        return base, i
-
-    def atom(self, i: int, depth: int) -> tuple[Fraction, int]:
-        if depth > MAX_DEPTH or i >= len(self.text):
-            raise _NotClosed
-        t = self.text
-        m = _NUMBER_AT.match(t, i)
-        if m:
-            value = plain_number(m.group())
-            if value is None:
-                raise _NotClosed
-            return value, m.end()
-        if t[i] in "{(":
-            value, j = self.expr(i + 1, depth + 1)
-            if j >= len(t) or t[j] != ("}" if t[i] == "{" else ")"):
-                raise _NotClosed
-            return value, j + 1
-        if t.startswith("\\sqrt", i):
-            i, index = i + 5, 2
-            if i < len(t) and t[i] == "[":
-                close = t.find("]", i)
-                index = int(t[i + 1 : close]) if close > 0 and t[i + 1 : close].isdigit() else 0
-                i = close + 1
-            radicand, i = self.atom(i, depth + 1)
-            return _root(radicand, index), i
-        if t.startswith("\\frac", i):
-            num, i = self.atom(i + 5, depth + 1)
-            den, i = self.atom(i, depth + 1)
-            if den == 0:
-                raise _NotClosed
-            return num / den, i
-        raise _NotClosed
-
-
-def _bits(x: Fraction) -> int:
-    return max(x.numerator.bit_length(), x.denominator.bit_length())
-
-
-def _iroot(a: int, n: int) -> int | None:
-    """The exact n-th root of a >= 0 if it is an integer, else None (integer Newton iteration)."""
-    if a < 2:
-        return a
-    x = 1 << (a.bit_length() // n + 1)
-    while True:
-        y = ((n - 1) * x + a // x ** (n - 1)) // n
-        if y >= x:
-            break
-        x = y
-    return x if x**n == a else None
-
-
-def _root(x: Fraction, n: int) -> Fraction:
-    if not 2 <= n <= MAX_ROOT or x < 0:
-        raise _NotClosed
-    num, den = _iroot(x.numerator, n), _iroot(x.denominator, n)
-    if num is None or den is None:
-        raise _NotClosed
-    return Fraction(num, den)
-
-
-def _power(base: Fraction, exponent: Fraction) -> Fraction:
-    """base ** exponent when it is rational and small enough; a fractional exponent p/q is a q-th root."""
-    if exponent.denominator != 1:
-        base = _root(base, exponent.denominator)
-        exponent = Fraction(exponent.numerator)
-    e = exponent.numerator
-    if base == 0 and e < 0:
-        raise _NotClosed
-    if base not in (0, 1, -1) and abs(e) * _bits(base) > MAX_CLOSED_FORM_BITS:
-        raise _NotClosed
-    return base ** e if base not in (1, -1) else base ** (e % 2)
+    value = verify_closed.evaluate(squeezed)
+    return None if value is None else (value, percent)
 
 
 # ----------------------------------------------------------------------------- sentences, chains
