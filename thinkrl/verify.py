@@ -8,6 +8,11 @@ the common case, never raise, and stay bounded on hostile model output:
   answers without sympy; only what it cannot decide goes to `math_verify` under a timer.
 - `canonical(answer)`: the key majority voting groups answers by.
 
+Reading numbers is `thinkrl.verify_numbers` (and `thinkrl.verify_closed` for "2^{10}"); the
+symbolic path is `thinkrl.verify_process`. `math_equal` and `canonical` never raise: an exception
+inside is answered False (or the raw text), counted in `caught_exceptions()` and logged, so the
+fuzz (benchmarks/fuzz_verifiers.py) can fail on one; `_math_equal` is the unguarded comparison.
+
 Choices (documented because graders differ):
 - Percent: "50%" equals both "50" and "0.5". GSM8K-style references drop the percent sign
   ("50" for "50%"), while a model may also convert it ("0.5"); either reading is accepted when
