@@ -163,7 +163,7 @@ def test_row_break_is_kept(pred, gold, expected):
 
 def test_normalise_keeps_the_row_break():
     assert r"1 \\ 2" in verify.normalise(COLUMN_12)
-    assert verify.normalise(r"1\,000 \\[2pt]") .startswith("1 000 \\\\")
+    assert verify.normalise(r"1\,000 \\[2pt]").startswith("1 000 \\\\")
 
 
 # ---------------------------------------------------------------- y = ... against an equation
