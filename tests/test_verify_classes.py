@@ -143,6 +143,10 @@ def test_text_between_numbers_is_not_a_unit(pred, gold, expected):
     check(pred, gold, expected)
 
 
+def test_text_between_numbers_keeps_its_words():
+    assert "and" in verify.normalise(r"3 \text{ and } 5") and "cm" not in verify.normalise(r"5 \text{ cm}")
+
+
 # ---------------------------------------------------------------- the \\ row break of a matrix
 
 COLUMN_12, COLUMN_21 = r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", r"\begin{pmatrix} 2 \\ 1 \end{pmatrix}"
