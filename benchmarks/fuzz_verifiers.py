@@ -12,8 +12,10 @@ are wrapped in `<answer>` tags or `\\boxed{}` so extraction hands the hostile pa
 math_equal runs with `timeout=--timeout`, from the main thread (signal timer) and from a worker
 thread (helper process); Task.score calls math_equal with its default timeout, which this script
 sets to --timeout too. The time limit for every call is --timeout + 0.5 s. Prints a table
-(verifier, inputs, exceptions, over-limit, max seconds, mean ms) and each verifier's slowest
-input; exits 1 if any call raised or went over the limit.
+(verifier, inputs, exceptions, exceptions caught inside math_equal/canonical, over-limit, max
+seconds, mean ms) and each verifier's slowest input; exits 1 if any call raised, any exception was
+caught inside (math_equal answers False on one: "0 exceptions" alone could not fail), or any call
+went over the limit. "math_equal inner" fuzzes the comparison without that guard.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from thinkrl.tasks.base import Problem
 from thinkrl.tasks.countdown import Countdown, check
 from thinkrl.tasks.gsm8k import GSM8K
 from thinkrl.tasks.knights_knaves import KnightsKnaves, MalformedAnswer, people_share
-from thinkrl.verify import extract_answer, math_equal
+from thinkrl.verify import canonical, caught_exceptions, extract_answer, math_equal
 
 MEGABYTE = 1 << 20
 TOKENS = [
@@ -45,7 +47,17 @@ KK_TOKENS = ["Alice", "Bob", "knight", "knave", "Knights", "not", ":", ",", " an
              "<answer>", "</answer>", "isn't", "truth-teller", "ALICE", "-", "'"]  # fmt: skip
 GOLDS = ["5", "-3", "0.25", "1/2", "72", "16", r"\frac{\sqrt{2}}{2}", "x+1", r"10^{10}", "120"]
 NEAR = ["16", "(3+5)*2", "2*(5+3)", "16.0", "\\frac{32}{2}", "x = 16", "$16$", "2^4", "4^2", "4!", "1/2",
-        "0.5", "\\sqrt{256}", "(5+3)*2 = 16", "3*5+2-1"]  # fmt: skip
+        "0.5", "\\sqrt{256}", "(5+3)*2 = 16", "3*5+2-1",
+        # the forms of issue 20 item 4: digit groups, text between numbers, matrices, equations,
+        # presentation, closed forms, braces, chains and negations
+        "1 6", "1 000 016", "1\\,6", "1,6", "1 \\text{ and } 6", "\\begin{pmatrix} 1 \\\\ 6 \\end{pmatrix}",
+        "\\begin{pmatrix} 6 \\\\ 1 \\end{pmatrix}", "y = 16 - x", "x + y = 16", "\\cfrac{32}{2}",
+        "\\left( 16 \\right)", "16\\textnormal{ cm}", "\\frac{49}{3} \\approx 16", "\u20ac16", "\u00a316", "\u00a516",
+        "\u20b916", "\\boxed{{16}}", "{{{16}}}", "2^{4}", "2^{4^{2^{2}}}", "\\sqrt[4]{65536}", "256^{1/2}",
+        "16^{10^{9}}", "\\sqrt[999]{16}", "4 * 4 = 2 * 8 = 16", "16 is wrong", "16 is not the answer",
+        "not 16", "16 or 17"]  # fmt: skip
+# Questions passed with the answers (an answer that restates one is not the number it evaluates to).
+QUESTIONS = ["What is 2^{4}?", "What is 54 * 8?", "Simplify $\\sqrt{256}$.", "How many are left?", ""]
 COUNTDOWN = Problem("countdown", "q", "16", {"numbers": [3, 5, 2], "target": 16})
 KNIGHTS = KnightsKnaves(people=3, num_train=0, num_eval=1).problems("eval")[0]
 KK_TOKENS += KNIGHTS.meta["names"] * 3 + ["knave"] * 3  # the puzzle's own names: answers the reader can complete
@@ -135,12 +147,20 @@ def generate(rng: random.Random) -> tuple[str, str]:
 # ----------------------------------------------------------------------------- verifiers
 
 
+def question(gold: str) -> str:
+    return QUESTIONS[len(gold) % len(QUESTIONS)]
+
+
 def verifiers(timeout: float) -> dict:
+    """Each verifier as fn(text, gold). "math_equal inner" is the comparison without math_equal's
+    exception guard (thinkrl.verify._math_equal), so an exception there is counted, not hidden."""
     arithmetic, gsm8k, countdown, knights = Arithmetic(), GSM8K(), Countdown(), KnightsKnaves()
     return {
         "extract_answer": lambda text, gold: extract_answer(text),
-        "math_equal (main thread)": lambda text, gold: math_equal(text, gold, timeout=timeout),
-        "math_equal (worker thread)": lambda text, gold: math_equal(text, gold, timeout=timeout),
+        "math_equal (main thread)": lambda text, gold: math_equal(text, gold, timeout=timeout, question=question(gold)),
+        "math_equal (worker thread)": lambda text, gold: math_equal(text, gold, timeout=timeout, question=question(gold)),
+        "math_equal inner (no guard)": lambda text, gold: thinkrl.verify._math_equal(text, gold, timeout, question(gold)),
+        "canonical": lambda text, gold: canonical(text),
         "countdown check": lambda text, gold: check(text, COUNTDOWN.meta["numbers"], COUNTDOWN.meta["target"]),
         "countdown score": lambda text, gold: countdown.score(text, COUNTDOWN),
         "arithmetic score": lambda text, gold: arithmetic.score(text, Problem("a", "q", gold)),
@@ -218,21 +238,25 @@ def main() -> int:
             continue
         start = time.perf_counter()
         runner = run_in_thread if "worker thread" in name else run_one
-        replaced = verify_process._pool.replaced
+        replaced, caught = verify_process._pool.replaced, sum(caught_exceptions().values())
         stats = runner(fn, args.n, args.seed, limit)
+        stats["caught"] = sum(caught_exceptions().values()) - caught
         rows.append((name, stats))
         killed = verify_process._pool.replaced - replaced
         print(f"  {name}: {time.perf_counter() - start:.0f} s, helper processes killed: {killed}", file=sys.stderr, flush=True)
 
     print()
-    print("| verifier | inputs | exceptions | over-limit | max s | mean ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| verifier | inputs | exceptions | caught inside | over-limit | max s | mean ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, s in rows:
-        print(f"| {name} | {args.n} | {s['exceptions']} | {s['over']} | {s['max']:.3f} | {1000 * s['total'] / args.n:.2f} |")
+        print(f"| {name} | {args.n} | {s['exceptions']} | {s['caught']} | {s['over']} | {s['max']:.3f} | "
+              f"{1000 * s['total'] / args.n:.2f} |")
     print("\nslowest input per verifier (and the first exception, if any):")
     for name, s in rows:
         print(f"  {name}: {s['max']:.3f} s on {s['worst']}" + (f"; raised {s['error']}" if s["error"] else ""))
-    return 1 if any(s["exceptions"] or s["over"] for _, s in rows) else 0
+    if caught_exceptions():
+        print(f"exceptions math_equal/canonical caught and answered: {caught_exceptions()}")
+    return 1 if any(s["exceptions"] or s["caught"] or s["over"] for _, s in rows) else 0
 
 
 if __name__ == "__main__":

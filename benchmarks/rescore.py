@@ -19,7 +19,7 @@ def rescore(path: Path) -> dict:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not rows:
         return {"file": str(path), "n": 0}
-    now = [r["extracted"] is not None and math_equal(r["extracted"], r["reference"]) for r in rows]
+    now = [r["extracted"] is not None and math_equal(r["extracted"], r["reference"], question=r.get("question")) for r in rows]
     lost = [r for r, ok in zip(rows, now) if r["correct"] and not ok]
     won = [r for r, ok in zip(rows, now) if ok and not r["correct"]]
     return {

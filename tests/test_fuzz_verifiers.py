@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 
 from bench_modules import load_benchmark
 
+import thinkrl.verify
 from thinkrl.tasks.arithmetic import Arithmetic
 from thinkrl.tasks.base import Problem
 from thinkrl.tasks.countdown import Countdown, check, evaluate_equation
 from thinkrl.tasks.gsm8k import GSM8K
 from thinkrl.tasks.knights_knaves import KnightsKnaves, MalformedAnswer, parse_roles, people_share
-from thinkrl.verify import canonical, extract_answer, math_equal
+from thinkrl.verify import canonical, caught_exceptions, extract_answer, math_equal
 
 FUZZ = FUZZ_MODULE = load_benchmark("fuzz_verifiers")
 TIMEOUT = 0.5  # math_equal's timeout in these tests
@@ -40,9 +41,11 @@ huge = st.builds(repeat_to, st.one_of(st.text(min_size=1, max_size=12), token_so
 texts = st.one_of(st.text(max_size=300), token_soup, huge)
 # Wrapped in answer tags or a box, so that the hostile part is what extraction hands on.
 completions = st.one_of(texts, texts.map(lambda t: f"<answer>{t}</answer>"), texts.map(lambda t: f"\\boxed{{{t}}}"))
-GOLDS = ["5", "-3", "0.25", "1/2", "72", r"\frac{\sqrt{2}}{2}", "x+1", r"10^{10}", "120"]
+GOLDS = ["5", "-3", "0.25", "1/2", "72", r"\frac{\sqrt{2}}{2}", "x+1", r"10^{10}", "120", "x + y = 5"]
+near = st.sampled_from(FUZZ.NEAR)
+questions = st.sampled_from(FUZZ.QUESTIONS)
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,7 +68,7 @@ def timed(fn, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-@FUZZ
+@SETTINGS
 @given(completions)
 def test_extract_answer(text):
     result, elapsed = timed(extract_answer, text)
@@ -73,16 +76,27 @@ def test_extract_answer(text):
     assert elapsed < TEXT_BOUND
 
 
-@FUZZ
-@given(texts, st.one_of(st.sampled_from(GOLDS), texts))
-def test_math_equal(pred, gold):
-    result, elapsed = timed(math_equal, pred, gold, timeout=TIMEOUT)
+@SETTINGS
+@given(st.one_of(texts, near), st.one_of(st.sampled_from(GOLDS), texts), questions)
+def test_math_equal(pred, gold, question):
+    caught = sum(caught_exceptions().values())
+    result, elapsed = timed(math_equal, pred, gold, timeout=TIMEOUT, question=question)
     assert isinstance(result, bool)
     assert elapsed < TIMEOUT + SLACK
     assert isinstance(canonical(pred), str)
+    assert sum(caught_exceptions().values()) == caught, caught_exceptions()  # "never raises" hid nothing
 
 
-@FUZZ
+@SETTINGS
+@given(st.one_of(texts, near), st.one_of(st.sampled_from(GOLDS), texts), questions)
+def test_math_equal_inner_comparison(pred, gold, question):
+    """The comparison without math_equal's exception guard: an exception fails here."""
+    result, elapsed = timed(thinkrl.verify._math_equal, pred, gold, TIMEOUT, question)
+    assert isinstance(result, bool)
+    assert elapsed < TIMEOUT + SLACK
+
+
+@SETTINGS
 @given(completions)
 def test_countdown_checker(text):
     task, problem = Countdown(), Problem("p", "q", "16", {"numbers": [3, 5, 2], "target": 16})
@@ -94,7 +108,7 @@ def test_countdown_checker(text):
     assert time.perf_counter() - start < TEXT_BOUND
 
 
-@FUZZ
+@SETTINGS
 @given(completions, st.sampled_from([(Arithmetic(), "432"), (GSM8K(), "18")]))
 def test_math_task_score(text, task_and_answer):
     task, answer = task_and_answer

@@ -152,8 +152,7 @@ NOT_EQUAL = [
     ("54*6", "324"),
     ("= 3 * 81", "243"),
     ("2+3", "5"),
-    ("2**10", "1024"),
-    (r"\sqrt{4}", "2"),
+    # closed forms ("2**10", "\sqrt{4}") count unless they restate the question: tests/test_verify_classes.py
     ("0</answer", "0"),  # "<answer>0</answer</answer>" extracts this
     ("5 or 7", "7"),
     ("minus 5", "5"),

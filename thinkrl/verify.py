@@ -8,6 +8,11 @@ the common case, never raise, and stay bounded on hostile model output:
   answers without sympy; only what it cannot decide goes to `math_verify` under a timer.
 - `canonical(answer)`: the key majority voting groups answers by.
 
+Reading numbers is `thinkrl.verify_numbers` (and `thinkrl.verify_closed` for "2^{10}"); the
+symbolic path is `thinkrl.verify_process`. `math_equal` and `canonical` never raise: an exception
+inside is answered False (or the raw text), counted in `caught_exceptions()` and logged, so the
+fuzz (benchmarks/fuzz_verifiers.py) can fail on one; `_math_equal` is the unguarded comparison.
+
 Choices (documented because graders differ):
 - Percent: "50%" equals both "50" and "0.5". GSM8K-style references drop the percent sign
   ("50" for "50%"), while a model may also convert it ("0.5"); either reading is accepted when
@@ -15,16 +20,24 @@ Choices (documented because graders differ):
   `canonical("50%")` is "50" (the percent sign dropped, as the references write it).
 - "1,234" is the number 1234 (thousands separators in groups of three); "1,2" is not a number.
 - Decimals are exact: "0.333" is not 1/3 (the fast path compares exact rationals).
-- "x = 5" and "5" are equal: an answer of the form `<variable> = <value>` is its value.
-- Unit words ("dollars", "cm", ...), `\\text{...}` after a number, currency signs and degree
-  signs are dropped: "$5", "5 dollars" and "5" are equal.
+- "1 000 000" is 1000000 (spaces between digit groups of three); "12 34" is not a number.
+- "x = 5" and "5" are equal: an answer of the form `<variable> = <value>` is its value, except
+  when the reference is itself an equation ("x + y = 5" takes "y = 5 - x" as it stands).
+- Unit words ("dollars", "cm", ...), `\\text{...}` / `\\textnormal{...}` after a number and no digit
+  after it, currency signs ($, €, £, ¥, ₹, ...) and degree signs are dropped: "$5", "€5",
+  "5 dollars" and "5" are equal; "3 \\text{ and } 5" is two numbers, not 35.
+- The row break `\\\\` of a matrix is kept (only spacing commands such as `\\,` and `\\ ` go).
+- `\\dfrac`, `\\tfrac` and `\\cfrac` are `\\frac`; `\\left( 5 \\right)` and `\\boxed{{5}}` are 5.
 - An empty `<answer></answer>` or `\\boxed{}` is no answer (None).
-- When the reference is a plain number, the answer must be one too; an expression is not
-  evaluated. "50 * 2" is not 100: on the arithmetic task, whose question is the expression, RL
+- When the reference is a plain number, the answer must be one too, or an exact closed form of
+  one (powers, roots, fractions: "2^{10}", "\\sqrt{16}", "\\frac{3}{4}") that does not restate an
+  expression of the question (`question=`, which Task.score passes). Other expressions are not
+  evaluated: "50 * 2" is not 100. On the arithmetic task, whose question is the expression, RL
   learned within 20 steps to copy the question into the answer (benchmarks/RESULTS.md). Around
-  the number, what is read is the value after the last "=" ("42 * 3 = 126" is 126) and the number
-  without words before or after it ("The answer is 18", "12 cookies"). "5 or 7", "2^{10}" and
-  "0</answer" are not numbers. Non-numeric references ("\\frac{\\sqrt{3}}{2}", "x+1") still go to
+  the number, what is read is the value after the last "=" or "\\approx" ("54 * 8 = 50 * 8 +
+  4 * 8 = 432" is 432) and the number without words before or after it ("The answer is 18", "12
+  cookies"); words that make a clause about it do not go ("18 is wrong", "18 is not the answer",
+  "5 or 7" are not numbers; thinkrl.verify_numbers). "0</answer" is not a number. Non-numeric references ("\\frac{\\sqrt{3}}{2}", "x+1") still go to
   math_verify, which does evaluate.
 
 Timeouts: every symbolic comparison runs under one deadline (`timeout` seconds, fractional, for
@@ -45,13 +58,14 @@ Answers longer than MAX_SYMBOLIC_CHARS never reach sympy at all.
 
 from __future__ import annotations
 
+import logging
 import re
-from fractions import Fraction
+from collections import Counter
+
+from thinkrl import verify_numbers as numbers
 
 MAX_SYMBOLIC_CHARS = 1000  # longer answers are never handed to sympy
 MAX_NORMALISE_CHARS = 10_000  # longer answers are compared as exact strings only
-MAX_NUMBER_CHARS = 400  # longest digit string the fast path turns into a Fraction
-MAX_EXPONENT = 400  # largest |exponent| accepted in scientific notation ("1e400")
 
 _ANSWER_OPEN, _ANSWER_CLOSE = "<answer>", "</answer>"
 # Tokens that matter for brace matching: a \boxed/\fbox opener, an escaped char, or a brace.
@@ -60,21 +74,33 @@ _BOX_TOKEN = re.compile(r"\\(?:boxed|fbox)\s*\{|\\.|[{}]", re.S)
 # Unit words dropped after a number. Single letters only after a space ("5 m", not "5m").
 _UNIT_WORDS = (
     "dollars|dollar|usd|euros|euro|cents|cent|pounds|pound|lbs|lb|ounces|ounce|oz|kg|grams|gram|mg|"
+    "rupees|rupee|yen|yuan|"
     "km|cm|mm|meters|meter|metres|metre|miles|mile|mph|feet|foot|ft|inches|inch|yards|yard|"
     "hours|hour|hrs|hr|minutes|minute|mins|min|seconds|second|secs|sec|days|day|weeks|week|"
     "months|month|years|year|degrees|degree|units|unit|liters|liter|litres|litre|ml|"
     "square|sq|cubic|each"
 )
 _TRAILING_UNIT = re.compile(rf"(?:(?<=[\d\s])(?:{_UNIT_WORDS})|\s[mgsl])\.?\s*$", re.I)
-_TEXT_CMD = re.compile(r"\\(?:text|textbf|textrm|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+# \text{...}-like commands; group 2: a square or cube after one ("\text{ cm}^2" is a unit)
+_TEXT_CMD = re.compile(
+    r"\\(?:text|textbf|textrm|textit|textnormal|textup|textsf|texttt|mathrm|mathbf|mathit|mathsf|mathnormal|"
+    r"mbox|hbox|operatorname)\s*\{([^{}]*)\}(\s*\^\s*(?:\{\s*[23]\s*\}|[23]))?"
+)
 _WORDY_TEXT = re.compile(r"^[A-Za-z][A-Za-z\s.]*$")
-_SPACING = re.compile(r"\\[,;:! ]|\\q?quad\b|\\(?:left|right)(?![A-Za-z])|\\displaystyle|~")
+# Spacing commands become a space; group 1, the row break "\\\\" of a matrix, stays (it is no
+# thin space "\ ": removing it would let entries in another order compare equal).
+_SPACING = re.compile(r"(\\\\)|\\[,;:! ]|\\q?quad\b|\\(?:left|right)(?![A-Za-z])|\\displaystyle|~")
+_DELIMITERS = re.compile(r"(\\\\)|\\[\(\)\[\]]")  # \( \) \[ \], again not the row break
 _DEGREES = re.compile(r"\^\s*(?:\{\s*\\circ\s*\}|\\circ)|\\circ|\\degree|°")
+_CURRENCY = re.compile(
+    r"\\?\$|[\u20ac\u00a3\u00a5\u20b9\u20a9\u20bd\u00a2]"  # $ € £ ¥ ₹ ₩ ₽ ¢
+    r"|\\(?:euro|pounds|yen|textsterling|texteuro|textyen|textdollar|rupee)(?![A-Za-z])"
+)
+_FRACTIONS = re.compile(r"\\[dtc]frac(?![A-Za-z])")  # \dfrac, \tfrac, \cfrac: all \frac
+_THOUSANDS_COMMA = re.compile(r"\{,\}|,\\!\s*")
 _ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w{1,8}\}?)?\s*=\s*([^=]+)$")
-_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
-_DECIMAL = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?$")
-_STATING_WORDS = {"is", "are", "was", "be", "equals"}  # "... is 18": the words before a stated value
-_LATEX_FRAC = re.compile(r"^([+-]?)\\[dt]?frac\s*(?:\{([^{}]*)\}|(\d))\s*(?:\{([^{}]*)\}|(\d))$")
+_caught: Counter = Counter()  # exceptions math_equal/canonical turned into an answer (caught_exceptions)
+_log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -133,44 +159,66 @@ def extract_answer(text: str) -> str | None:
 # ----------------------------------------------------------------------------- normalisation
 
 
-def _text_replacement(m: re.Match) -> str:
-    """`\\text{cm}` after a value is a unit: drop it. Otherwise keep the text, unwrapped."""
-    inner = m.group(1)
-    has_value_before = bool(m.string[: m.start()].strip())
-    if has_value_before and _WORDY_TEXT.match(inner.strip() or "x"):
-        return " "
-    return inner
-
-
 def _drop_text_commands(s: str) -> str:
-    """Unwrap `\\text{...}`-like commands, dropping the ones that are units (see above)."""
+    """Unwrap `\\text{...}`-like commands; drop the ones that are units.
+
+    A wordy `\\text{cm}` (or `\\text{ cm}^2`) is a unit when a value comes before it and no digit
+    after it: `3 \\text{ and } 5` keeps its "and" (two numbers, not 35). One pass per round.
+    """
     for _ in range(4):  # a few rounds handle \text{...} nested inside \mathrm{...}
-        new = _TEXT_CMD.sub(_text_replacement, s)
+        first_value = len(s) - len(s.lstrip())
+        last_digit = max(s.rfind(d) for d in "0123456789")
+
+        def replace(m: re.Match) -> str:
+            inner = m.group(1)
+            is_unit = m.start() > first_value and last_digit < m.end() and _WORDY_TEXT.match(inner.strip() or "x")
+            return " " if is_unit else inner + (m.group(2) or "")
+
+        new = _TEXT_CMD.sub(replace, s)
         if new == s:
             break
         s = new
     return s
 
 
-def normalise(answer: str) -> str:
+def _unwrap_braces(s: str) -> str:
+    """"{5}" -> "5", "{{5}}" -> "5": braces around the whole answer (as in `\\boxed{{5}}`) are no
+    structure. A few rounds at most; "{1}{2}" is left alone (its first brace closes early)."""
+    for _ in range(8):
+        if len(s) < 2 or s[0] != "{" or s[-1] != "}":
+            break
+        depth = 0
+        for i, c in enumerate(s):
+            depth += (c == "{") - (c == "}")
+            if depth == 0:
+                break
+        if depth or i != len(s) - 1 or s[i - 1] == "\\":  # closes before the end, or an escaped "\\}"
+            break
+        s = s[1:-1].strip()
+    return s
+
+
+def normalise(answer: str, assignment: bool = True) -> str:
     """The answer with presentation removed: math delimiters, currency, units, spacing, `x =`.
 
     Keeps mathematical content untouched (no case folding, no reordering); percent signs stay
-    (they change the value, `_parse_number` reads them).
+    (they change the value, the number reader reads them). `assignment=False` keeps a leading
+    `x = ` (math_equal does so when the reference is itself an equation).
     """
     s = answer.strip()
     if len(s) > MAX_NORMALISE_CHARS:
         return s
     if "\\boxed" in s or "\\fbox" in s:
         s = _last_boxed(s) or s
-    s = s.replace("\u2212", "-").replace("\\$", "").replace("$", "").replace("{,}", ",")
-    s = re.sub(r"\\[\(\)\[\]]", "", s)
-    s = _SPACING.sub(" ", s)
+    s = _THOUSANDS_COMMA.sub(",", s.replace("\u2212", "-"))  # "49{,}479" and "49,\\! 479" are 49,479
+    s = _CURRENCY.sub("", s)
+    s = _DELIMITERS.sub(lambda m: m.group(1) or "", s)
+    s = _SPACING.sub(lambda m: m.group(1) or " ", s)
     s = _DEGREES.sub("", s)
     s = _drop_text_commands(s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = s.strip().rstrip(".").strip()
-    m = _ASSIGNMENT.match(s)
+    s = _FRACTIONS.sub(r"\\frac", s)
+    s = _unwrap_braces(s.strip().rstrip(".").strip())
+    m = _ASSIGNMENT.match(s) if assignment else None
     if m:
         s = m.group(1).strip()
     return _drop_trailing_units(s).rstrip(".").strip()
@@ -187,78 +235,6 @@ def _drop_trailing_units(s: str) -> str:
             break
         s = s[: m.start()].rstrip()
     return s
-
-
-def _split_percent(s: str) -> tuple[str, bool]:
-    """("50", True) for "50%", "50\\%" or "50 percent"; (s, False) otherwise. No regex: linear."""
-    t = s.rstrip()
-    for suffix in ("\\%", "%"):
-        if t.endswith(suffix):
-            return t[: -len(suffix)], True
-    if t.lower().endswith("percent") and (len(t) == 7 or not t[-8].isalpha()):
-        return t[:-7], True
-    return s, False
-
-
-def _plain_number(s: str) -> Fraction | None:
-    """An integer, decimal or scientific-notation literal as an exact Fraction, else None."""
-    if len(s) > MAX_NUMBER_CHARS:
-        return None
-    if _THOUSANDS.match(s):
-        s = s.replace(",", "")
-    m = _DECIMAL.match(s)
-    if not m or not (m.group(2) or m.group(3)):
-        return None
-    sign, whole, frac, exp = m.groups()
-    value = Fraction(int((whole or "0") + (frac or "")), 10 ** len(frac or ""))
-    if exp:
-        e = int(exp)
-        if abs(e) > MAX_EXPONENT:
-            return None
-        value *= Fraction(10) ** e
-    return -value if sign == "-" else value
-
-
-def _parse_number(s: str) -> tuple[Fraction, bool] | None:
-    """(value, had_percent_sign) when the normalised answer is a plain number, else None.
-
-    Numbers: integers, "1,234", decimals, "1e3", "a/b", "\\frac{a}{b}", "\\frac12", with signs.
-    """
-    s, percent = _split_percent(s)
-    s = re.sub(r"\s+", "", s)
-    if s.startswith("+"):
-        s = s[1:]
-    value = _plain_number(s)
-    if value is None:
-        value = _fraction(s)
-    return None if value is None else (value, percent)
-
-
-def _fraction(s: str) -> Fraction | None:
-    """`a/b` or `\\frac{a}{b}` with plain-number parts, exactly; None otherwise or if b is 0."""
-    m = _LATEX_FRAC.match(s)
-    if m:
-        sign, num, den = m.group(1), m.group(2) or m.group(3), m.group(4) or m.group(5)
-    elif s.count("/") == 1:
-        sign, (num, den) = "", s.split("/")
-    else:
-        return None
-    a, b = _plain_number(num.strip()), _plain_number(den.strip())
-    if a is None or b is None or b == 0:
-        return None
-    return -(a / b) if sign == "-" else a / b
-
-
-def _numbers_equal(p: tuple[Fraction, bool], g: tuple[Fraction, bool]) -> bool:
-    """Exact comparison; with a percent sign on one side, both readings of it are accepted."""
-    (pv, pp), (gv, gp) = p, g
-    if pv == gv:
-        return True
-    if pp != gp:
-        percent_value = pv if pp else gv
-        other = gv if pp else pv
-        return percent_value / 100 == other
-    return False
 
 
 # ----------------------------------------------------------------------------- symbolic path
@@ -281,73 +257,82 @@ def _symbolic_equal_bounded(pred: str, gold: str, timeout: float) -> bool:
 # ----------------------------------------------------------------------------- public API
 
 
-def math_equal(pred: str, gold: str, timeout: float = 2.0) -> bool:
+def math_equal(pred: str, gold: str, timeout: float = 2.0, *, question: str | None = None) -> bool:
     """True if `pred` is mathematically equal to the reference `gold`. Never raises.
 
-    Fast path: normalise both; equal strings are equal; two plain numbers are compared exactly
-    (and decided: no sympy). Everything else goes to math_verify under a `timeout`-second timer.
+    Fast path: normalise both; equal strings are equal; against a numeric reference the answer
+    must state a number (plain, or an exact closed form such as "2^{10}" that does not restate
+    an expression of `question`), compared exactly, no sympy. Everything else goes to math_verify
+    under a `timeout`-second timer. An exception inside is counted (`caught_exceptions`), logged
+    and answered False.
     """
     try:
-        return _math_equal(pred, gold, timeout)
-    except Exception:  # noqa: BLE001 - the verifier must never take a run down
+        return _math_equal(pred, gold, timeout, question)
+    except Exception as e:  # noqa: BLE001 - the verifier must never take a run down
+        _record(e, "math_equal", pred, gold)
         return False
 
 
-def _math_equal(pred: str, gold: str, timeout: float) -> bool:
+def caught_exceptions() -> dict[str, int]:
+    """How many exceptions math_equal and canonical caught in this process, by type ("where: Type").
+    Should stay empty: benchmarks/fuzz_verifiers.py and tests/test_fuzz_verifiers.py check it."""
+    return dict(_caught)
+
+
+def _record(e: Exception, where: str, *args) -> None:
+    key = f"{where}: {type(e).__name__}"
+    _caught[key] += 1
+    if _caught[key] <= 3:  # the first few of each kind, not a flood in a long run
+        _log.warning("%s caught %s: %s on %s", where, type(e).__name__, e, ", ".join(repr(a)[:200] for a in args))
+
+
+def _math_equal(pred: str, gold: str, timeout: float, question: str | None = None) -> bool:
+    """math_equal without its exception guard (the fuzz calls it directly, so nothing hides)."""
     if not isinstance(pred, str) or not isinstance(gold, str):
         return False
     if len(pred) > MAX_NORMALISE_CHARS or len(gold) > MAX_NORMALISE_CHARS:
         return pred.strip() == gold.strip() != ""
-    p, g = normalise(pred), normalise(gold)
+    g = normalise(gold)  # "y = 5" is the number 5
+    gold_number = numbers.parse_number(g)
+    # A reference that is itself an equation ("x + y = 5", "y = 2x + 1") stays one, and so does the answer.
+    equation = gold_number is None and "=" in normalise(gold, assignment=False)
+    if equation:
+        g = normalise(gold, assignment=False)
+    p = normalise(pred, assignment=not equation)  # "y = 5 - x" is an answer to "x + y = 5" as it stands
     if not p or not g:
         return False
     if p == g:
         return True
-    gn = _parse_number(g)
-    if gn is not None:  # a number is answered by a number, never by an expression (module docstring)
-        pn = _stated_number(p)
-        return pn is not None and _numbers_equal(pn, gn)
+    if gold_number is not None:  # a number is answered by a number, never by an expression (module docstring)
+        for found in (numbers.stated(p), numbers.approximated(p)):  # "1/3 \approx 0.333": either value
+            if found is None:
+                continue
+            text, value = found
+            if question and not numbers.is_plain(text) and numbers.restates(text, question):
+                continue  # "2^{10}" for "What is 2^{10}?" is the question copied, not an answer
+            if numbers.numbers_equal(value, gold_number):
+                return True
+        return False
     return _symbolic_equal_bounded(p, g, timeout)
-
-
-def _stated_number(s: str) -> tuple[Fraction, bool] | None:
-    """The number a normalised answer states: itself, else read out of a sentence or an equation.
-    One reading for both the verdict (math_equal) and the vote (canonical)."""
-    number = _parse_number(s)
-    return number if number is not None else _parse_number(_number_in_words(s))
-
-
-def _number_in_words(s: str) -> str:
-    """The value a sentence states: after the last "=", without the words around it.
-
-    "42 * 3 = 126" -> "126", "The answer is 18" and "Answer: 18" -> "18", "12 cookies" -> "12".
-    Words before the number go only when the last of them states it ("is", "equals", ...) or ends
-    in ":" ("minus 5" and "not 5" stay as they are); "5 or 7" stays as it is. str.split only:
-    linear on any input.
-    """
-    tokens = s.rsplit("=", 1)[-1].split()
-    lead = 0
-    while lead < len(tokens) and tokens[lead].rstrip(":,.").isalpha():
-        lead += 1
-    if lead and (tokens[lead - 1].endswith(":") or tokens[lead - 1].lower() in _STATING_WORDS):
-        tokens = tokens[lead:]
-    while tokens and tokens[-1].rstrip(":,.").isalpha():
-        tokens.pop()
-    return " ".join(tokens)
 
 
 def canonical(answer: str) -> str:
     """Majority-vote key: a number as its reduced fraction ("1/2", "-3"), else the normalised text.
 
     "0.5", "1/2", "\\frac{1}{2}" and "$0.50" share a key, and so do "18", "The answer is 18" and
-    "3 * 6 = 18" (read as math_equal reads them); "50%" votes with "50". Whitespace is
-    removed from non-numeric keys so "x + 1" and "x+1" vote together.
+    "3 * 6 = 18" (read as math_equal reads them); "50%" votes with "50". A closed form ("2^{10}")
+    keeps its own key: whether it answers depends on the question, which a vote does not see.
+    Whitespace is removed from non-numeric keys so "x + 1" and "x+1" vote together.
     """
     try:
         s = normalise(answer)
-        number = _stated_number(s)  # "The answer is 18" votes with "18", as math_equal reads it
-        if number is not None:
-            return str(number[0])
+        if len(s) > MAX_NORMALISE_CHARS:  # not an answer anyone votes on: its text, in linear time
+            return s
+        for text in (s, numbers.number_in_words(s)):  # "The answer is 18" votes with "18"
+            number = numbers.parse_number(text)
+            if number is not None:
+                return str(number[0])
         return re.sub(r"\s+", "", s)
-    except Exception:  # noqa: BLE001 - a key must always exist
+    except Exception as e:  # noqa: BLE001 - a key must always exist
+        _record(e, "canonical", answer)
         return str(answer)

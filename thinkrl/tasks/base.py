@@ -47,9 +47,12 @@ class Task:
         return verify.extract_answer(completion)
 
     def score(self, completion: str, problem: Problem) -> float:
-        """1.0 if the completion's final answer is correct, else 0.0. The verifier."""
+        """1.0 if the completion's final answer is correct, else 0.0. The verifier.
+
+        The question goes with it: an answer that restates an expression of the question ("2^{10}"
+        for "What is 2^{10}?") is not taken for the number it evaluates to (thinkrl.verify)."""
         pred = self.extract(completion)
-        return float(pred is not None and verify.math_equal(pred, problem.answer))
+        return float(pred is not None and verify.math_equal(pred, problem.answer, question=problem.question))
 
     def score_batch(self, completions: list[str], problems: list[Problem]) -> list[float]:
         """`score` of each completion on its problem. A task whose verifier is costly (code runs in

@@ -179,7 +179,7 @@ class JsonlTask(Task):
         refs = problem.meta.get("aliases") or [problem.answer]
         if self.answer_type == "text":
             return float(normalise_answer(pred) in {normalise_answer(r) for r in refs})
-        return float(any(verify.math_equal(pred, r) for r in refs))
+        return float(any(verify.math_equal(pred, r, question=problem.question) for r in refs))
 
     def vote_key(self, answer: str) -> str:
         return normalise_answer(answer) if self.answer_type == "text" else super().vote_key(answer)
