@@ -23,7 +23,7 @@ from thinkrl.tasks.gsm8k import GSM8K
 from thinkrl.tasks.knights_knaves import KnightsKnaves, MalformedAnswer, parse_roles, people_share
 from thinkrl.verify import canonical, caught_exceptions, extract_answer, math_equal
 
-FUZZ = FUZZ_MODULE = load_benchmark("fuzz_verifiers")
+FUZZ = FUZZ_MODULE = load_benchmark("fuzz_verifiers")  # the benchmark module
 TIMEOUT = 0.5  # math_equal's timeout in these tests
 SLACK = 1.0  # seconds on top of a bound: a loaded 2-core CI box
 TEXT_BOUND = 1.0  # extraction and the Countdown checker are linear: 1 MB takes milliseconds
@@ -122,7 +122,7 @@ role_soup = st.lists(st.sampled_from(FUZZ_MODULE.KK_TOKENS + TOKENS[:20]), max_s
 role_answers = st.one_of(completions, role_soup.map(lambda t: f"<answer>{t}</answer>"))
 
 
-@FUZZ
+@SETTINGS
 @given(role_answers)
 def test_knights_knaves_verifier(text):
     """Score, vote key and the share reward: a verdict or a MalformedAnswer, never anything else."""

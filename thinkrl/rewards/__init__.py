@@ -145,7 +145,8 @@ def verify_first(completions: list[str], infos: list[dict], stats: dict[str, flo
     here (not the user's) is only reported: the rewards then meet it themselves, and count it."""
     by_task: dict[int, tuple[object, list[int]]] = {}
     for i, info in enumerate(infos):
-        by_task.setdefault(id(info["task"]), (info["task"], []))[1].append(i)
+        if info.get("task") is not None:  # a caller scoring rewards without a task has no verifier to run first
+            by_task.setdefault(id(info["task"]), (info["task"], []))[1].append(i)
     for task, rows in by_task.values():
         try:
             verdicts = task.outcomes([completions[i] for i in rows], [infos[i]["problem"] for i in rows])
