@@ -159,6 +159,16 @@ def run_merge(cfg: C.MergeConfig, args) -> int:
     return 0
 
 
+def run_report(cfg: C.ReportConfig, args) -> int:
+    from thinkrl.report import finish
+
+    run_dir = args.run_dir or cfg.run_dir
+    if not run_dir:
+        raise UserError("name the run folder: thinkrl report RUN_DIR")
+    finish(Path(run_dir), cfg.stage or None)
+    return 0
+
+
 def run_bench(cfg: C.BenchConfig, args) -> int:
     from thinkrl.bench import run
 
@@ -285,6 +295,13 @@ COMMANDS: dict[str, Command] = {
             "--think-budget": ("think_budget", "ask an L1-trained model to think for N tokens"),
         },
         extra=lambda p: p.add_argument("prompt", nargs="*", help="the prompt ('-' or none reads stdin)"),
+    ),
+    "report": Command(
+        help="(re)build a finished run's summary and report.html from its files (metrics, samples, config)",
+        config=C.ReportConfig,
+        run=run_report,
+        flags={"--stage": ("stage", "rl | sft | rm | dpo | distill | pipeline (default: as the run recorded it)")},
+        extra=lambda p: p.add_argument("run_dir", nargs="?", default="", metavar="RUN_DIR", help="the run folder"),
     ),
     "bench": Command(
         help="speed of a GRPO step (rollout tokens/s, update tokens/s, MFU, peak memory) or of decoding, "

@@ -1,7 +1,8 @@
 """Held-out evaluation during and after training: `thinkrl eval`'s metrics on the task's eval problems.
 
 `evaluate_heldout` runs inside a training loop (rl, sft) on the engine it already holds and logs
-eval/* metrics; `heldout_eval` loads a saved model and returns its metrics (distill, pipeline
+eval/* metrics (eval/n: the number of problems) with four of its completions, question and reference
+included (the run summary shows one of them before and after training); `heldout_eval` loads a saved model and returns its metrics (distill, pipeline
 compare models with it). Both sample with the recipe's `eval` section and seed.
 """
 
@@ -40,9 +41,11 @@ def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], s
     keys = ("pass@1", f"maj@{cfg.eval.samples}", "format_rate", "mean_response_tokens", "truncated_rate", "seconds")
     keys += tuple(k for k in metrics if k.startswith(("budget/", "tools/")))
     out = {f"eval/{k}": metrics[k] for k in keys}
+    out["eval/n"] = metrics["n"]  # problems: the run summary's interval is over them (thinkrl.run_summary)
     logger.log(step, out)
-    logger.samples(step, [{"eval": True, "id": s.problem.id, "text": s.completion.text, "correct": s.correct}
-                          for s in scored[:4]])
+    logger.samples(step, [{"eval": True, "id": s.problem.id, "question": s.problem.question,
+                           "reference": s.problem.answer, "answer": s.answer, "text": s.completion.text,
+                           "correct": s.correct, "formatted": s.formatted} for s in scored[:4]])
     return out
 
 

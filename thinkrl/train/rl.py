@@ -42,7 +42,7 @@ from thinkrl.errors import UserError
 from thinkrl.evaluate import encode_problems
 from thinkrl.model.lora import disabled
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
-from thinkrl.report import plot_run
+from thinkrl.report import finish, plot_run
 from thinkrl.tasks import get_task
 from thinkrl.tasks.base import Problem
 from thinkrl.train.adapters import add_adapters, load_trained, summary, trainable, with_adapter
@@ -156,6 +156,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
 
     from thinkrl import dist
 
+    started = time.perf_counter()
     run_dir = Path(cfg.out_dir)
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
     group, device = dist.init(device)  # one process: Group.single(), and nothing below changes
@@ -289,6 +290,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
             save_pretrained(critic.model, tokenizer, run_dir / "critic", extra=with_adapter(critic.model))
         logger.close()
         plot_run(run_dir)
+        finish(run_dir, "rl", time.perf_counter() - started)  # the summary, and report.html
     group.barrier()
     dist.close(group)
     return final
