@@ -162,11 +162,7 @@ def run_merge(cfg: C.MergeConfig, args) -> int:
 def run_report(cfg: C.ReportConfig, args) -> int:
     from thinkrl.report import finish
 
-    run_dir = args.run_dir or cfg.run_dir
-    if not run_dir:
-        raise UserError("name the run folder: thinkrl report RUN_DIR")
-    finish(Path(run_dir), cfg.stage or None)
-    return 0
+    return finish(Path(args.run_dir), cfg.stage or None) and 0
 
 
 def run_bench(cfg: C.BenchConfig, args) -> int:
@@ -296,13 +292,9 @@ COMMANDS: dict[str, Command] = {
         },
         extra=lambda p: p.add_argument("prompt", nargs="*", help="the prompt ('-' or none reads stdin)"),
     ),
-    "report": Command(
-        help="(re)build a finished run's summary and report.html from its files (metrics, samples, config)",
-        config=C.ReportConfig,
-        run=run_report,
-        flags={"--stage": ("stage", "rl | sft | rm | dpo | distill | pipeline (default: as the run recorded it)")},
-        extra=lambda p: p.add_argument("run_dir", nargs="?", default="", metavar="RUN_DIR", help="the run folder"),
-    ),
+    "report": Command("(re)build a finished run's summary and report.html from its files", C.ReportConfig, run_report,
+                      {"--stage": ("stage", "rl | sft | rm | dpo | distill | pipeline (default: as the run recorded it)")},
+                      extra=lambda p: p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")),
     "bench": Command(
         help="speed of a GRPO step (rollout tokens/s, update tokens/s, MFU, peak memory) or of decoding, "
              "on the TRL anchor's settings; --vs-trl runs TRL's GRPOTrainer beside it",

@@ -12,7 +12,7 @@ import json
 from html import escape
 from pathlib import Path
 
-from thinkrl.run_summary import read_samples, wilson
+from thinkrl.run_summary import read_samples, verdict_of, wilson
 from thinkrl.train.logger import read_metrics
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
@@ -32,8 +32,10 @@ word-break:break-word;font-size:12px}.charts{display:flex;flex-wrap:wrap;gap:8px
 border:1px solid #e0b000;padding:6px 10px;margin:4px 0}.ok{color:#197a19}.bad{color:#b00}"""
 
 
-def _ticks(lo: float, hi: float) -> list[float]:
-    return [lo, (lo + hi) / 2, hi]
+def _ticks(lo: float, hi: float, whole: bool = False) -> list[float]:
+    """Three ticks: the ends and the middle (rounded down to a whole number for steps)."""
+    mid = (lo + hi) / 2
+    return [lo, float(int(mid)) if whole and int(mid) > lo else mid, hi]
 
 
 def svg_chart(title: str, series: dict[str, list[tuple[float, float]]], width: int = 440, height: int = 230) -> str:
@@ -57,7 +59,7 @@ def svg_chart(title: str, series: dict[str, list[tuple[float, float]]], width: i
     for y in _ticks(y0, y1):
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{fy(y):.1f}" y2="{fy(y):.1f}" stroke="#eee"/>'
                    f'<text x="{left - 4}" y="{fy(y) + 4:.1f}" text-anchor="end" font-size="10">{y:.3g}</text>')
-    for x in _ticks(x0, x1):
+    for x in _ticks(x0, x1, whole=all(float(v).is_integer() for v in xs)):
         out.append(f'<text x="{fx(x):.1f}" y="{height - 8}" text-anchor="middle" font-size="10">{x:.3g}</text>')
     out.append(f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#888"/>'
                f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#888"/>')
@@ -113,7 +115,7 @@ def sample_block(s: dict, verdict_key: str = "correct") -> str:
     if s.get("reference") is not None:
         facts.append(f"reference {s['reference']}")
     if verdict_key in s:
-        facts.append("right" if s[verdict_key] else "wrong")
+        facts.append(verdict_of(s))
     facts += [f"{k} {v:.3g}" for k, v in s.items() if k.startswith("reward") and isinstance(v, (int, float))]
     question = f"<pre>{escape(s['question'])}</pre>" if s.get("question") else ""
     return f"<p>{escape(', '.join(facts))}</p>{question}<pre>{escape(str(s.get('text', '')))}</pre>"

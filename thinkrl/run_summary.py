@@ -124,6 +124,15 @@ def _one_line(text: str | None, width: int = 110) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def verdict_of(sample: dict) -> str:
+    """right, wrong (with the answer read), or no answer: why a held-out completion scored as it did."""
+    if sample.get("correct"):
+        return "right"
+    if "answer" in sample and sample["answer"] is None:
+        return "wrong: no answer found"
+    return f"wrong: answered {sample['answer']}" if sample.get("answer") is not None else "wrong"
+
+
 def summary_lines(s: dict) -> list[str]:
     """The printed summary: a handful of short lines."""
     out = [f"== {s['stage']} summary: {s['run_dir']} =="]
@@ -153,7 +162,7 @@ def summary_lines(s: dict) -> list[str]:
         out.append(f"held-out problem {ex['id']}: {_one_line(ex['question'], 90)} (reference {ex['reference']})")
         for when in ("before", "after"):
             smp = ex[when]
-            verdict = "right" if smp["correct"] else "wrong"
+            verdict = verdict_of(smp)
             out.append(f"  {when:6} ({verdict}): {_one_line(smp['text'])}")
     return out
 

@@ -98,9 +98,9 @@ class BenchConfig:
 
 @dataclass
 class ReportConfig:
-    """`thinkrl report RUN_DIR`: (re)build a finished run's summary and report.html from its files."""
+    """`thinkrl report RUN_DIR`: (re)build a finished run's summary and report.html from its files
+    (RUN_DIR: the out_dir of rl, sft, rm, dpo, distill or pipeline)."""
 
-    run_dir: str = ""  # the run folder (out_dir of rl, sft, rm, dpo, distill or pipeline)
     stage: str = ""  # the stage that wrote it; "" = as the run recorded it (run_summary.json), else guessed
 
     def __post_init__(self):

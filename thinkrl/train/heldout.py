@@ -1,7 +1,7 @@
 """Held-out evaluation during and after training: `thinkrl eval`'s metrics on the task's eval problems.
 
 `evaluate_heldout` runs inside a training loop (rl, sft) on the engine it already holds and logs
-eval/* metrics (eval/n: the number of problems) with four of its completions, question and reference
+eval/* metrics (eval/n: the number of problems) with eight of its completions, question and reference
 included (the run summary shows one of them before and after training); `heldout_eval` loads a saved model and returns its metrics (distill, pipeline
 compare models with it). Both sample with the recipe's `eval` section and seed.
 """
@@ -28,7 +28,7 @@ def _run(engine: Engine, task: Task, problems: list[Problem], task_cfg: TaskConf
 
 def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], step: int, logger: RunLogger,
                      tools=None, group: Group = Group()) -> dict:
-    """eval/* metrics of the training model at `step`, logged with four of its completions;
+    """eval/* metrics of the training model at `step`, logged with eight of its completions;
     `cfg` is a stage config with task, eval and seed (RLConfig, SFTConfig); `tools` as in its rollouts.
     Data-parallel (`group`): each rank evaluates its share of the problems; the results are gathered."""
     mine = group.share(len(problems))
@@ -45,7 +45,7 @@ def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], s
     logger.log(step, out)
     logger.samples(step, [{"eval": True, "id": s.problem.id, "question": s.problem.question,
                            "reference": s.problem.answer, "answer": s.answer, "text": s.completion.text,
-                           "correct": s.correct, "formatted": s.formatted} for s in scored[:4]])
+                           "correct": s.correct, "formatted": s.formatted} for s in scored[:8]])
     return out
 
 
