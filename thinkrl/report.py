@@ -77,6 +77,7 @@ def finish(run_dir: Path, stage: str | None = None, wall_seconds: float | None =
     from thinkrl.errors import UserError
     from thinkrl.report_html import run_page
     from thinkrl.run_summary import summarize, summary_lines
+    from thinkrl.train.learning_warnings import given
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -88,8 +89,10 @@ def finish(run_dir: Path, stage: str | None = None, wall_seconds: float | None =
         raise UserError(f"{run_dir} holds no run: no metrics.jsonl nor report.json in it")
     facts = summarize(run_dir, stage, wall_seconds)
     path = run_dir / "report.html"
-    lines = summary_lines(facts) + [f"report: {path}"]
-    path.write_text(run_page(facts, lines), encoding="utf-8")
+    warnings = given(read_metrics(run_dir))  # thinkrl rl's "nothing is learning" warnings
+    lines = summary_lines(facts) + [f"warning: {title} (why, and what to turn: report.html)" for title, _ in warnings]
+    lines.append(f"report: {path}")
+    path.write_text(run_page(facts, lines, warnings), encoding="utf-8")
     (run_dir / SUMMARY_FILE).write_text(json.dumps({"stage": stage, "wall_seconds": wall_seconds}) + "\n", encoding="utf-8")
     if not quiet:
         print("\n".join(lines), flush=True)

@@ -142,12 +142,13 @@ def _config_text(path: Path) -> str:
     return path.read_text(encoding="utf-8") if path.is_file() else "(no config file found)"
 
 
-def run_page(s: dict, lines: list[str], warnings: list[str] = ()) -> str:
+def run_page(s: dict, lines: list[str], warnings: list[tuple[str, str]] = ()) -> str:
     """report.html of a run folder, from thinkrl.run_summary.summarize's facts and printed lines."""
     run_dir = Path(s["run_dir"])
     sections = [("Summary", f"<pre>{escape(chr(10).join(lines))}</pre>")]
     if warnings:
-        sections.append(("Warnings", "".join(f'<div class="warn">{escape(w)}</div>' for w in warnings)))
+        sections.append(("Warnings: is anything learning?", "".join(
+            f'<div class="warn"><b>{escape(title)}</b>: {escape(text)}</div>' for title, text in warnings)))
     rows = read_metrics(run_dir)
     if rows:
         sections.append(("Curves", charts(rows)))

@@ -119,6 +119,10 @@ def _rate(e: dict, key: str) -> str:
     return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
 def _one_line(text: str | None, width: int = 110) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= width else text[: width - 3] + "..."
@@ -173,7 +177,7 @@ def sample_lines(out: Path, stats: dict, wall_seconds: float | None = None) -> l
     e = {"accuracy": m["pass@1"], "n": stats["prompts"]}
     lines = [f"== sample summary: {out} ==",
              f"sampled accuracy: {_rate(e, 'accuracy')}; 95% Wilson interval over {stats['prompts']} prompts",
-             f"format rate: {m['format_rate']:.3f}", f"mean response tokens: {m['mean_response_tokens']:.1f}",
+             f"format rate: {_rate(m, 'format_rate')}", f"mean response tokens: {_num(m.get('mean_response_tokens'))}",
              f"kept {stats['kept']} of {stats['samples']} samples: " + ", ".join(f"{k} {v}" for k, v in stats["verdicts"].items())]
     seconds = wall_seconds if wall_seconds is not None else stats.get("seconds")
     if seconds:

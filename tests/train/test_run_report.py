@@ -125,9 +125,9 @@ def test_report_html_is_complete_and_self_contained(tiny_run):
 def test_report_rebuilds_and_escapes_model_text(tiny_run, capsys):
     out, _ = tiny_run
     hostile = '<script>alert("x")</script><img src="http://example.com/a.png"> & </pre>'
-    rows = [{"step": 0, "eval": True, "id": "evil", "question": hostile, "reference": "<b>1</b>", "text": "no",
+    rows = [{"step": 0, "eval": True, "id": "evil", "question": hostile, "reference": "<u>1</u>", "text": "no",
              "correct": False},
-            {"step": 4, "eval": True, "id": "evil", "question": hostile, "reference": "<b>1</b>", "text": hostile,
+            {"step": 4, "eval": True, "id": "evil", "question": hostile, "reference": "<u>1</u>", "text": hostile,
              "correct": True},  # turned right: the example shown before and after
             {"step": 4, "id": "evil", "reference": "1", "text": hostile, "reward": 0.5}]  # the first sample shown
     path = out / "samples.jsonl"
@@ -139,7 +139,7 @@ def test_report_rebuilds_and_escapes_model_text(tiny_run, capsys):
     page = Page((out / "report.html").read_text(encoding="utf-8"))
     check_self_contained(page)
     assert page.text.count(hostile) >= 4  # shown as text, whole: question and answer of the example, the sample
-    assert "<b>1</b>" in page.text and "b" not in page.tags
+    assert "<u>1</u>" in page.text and "u" not in page.tags
 
 
 def test_report_of_a_pipeline_and_bad_folders(tmp_path, capsys):

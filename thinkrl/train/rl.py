@@ -52,6 +52,8 @@ from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint, save
 from thinkrl.train.critic import load_critic, load_critic_weights, save_critic_weights, value_head
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.heldout import evaluate_heldout
+from thinkrl.train.learning_warnings import Watch
+from thinkrl.train.logger import read_metrics
 from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
 from thinkrl.train.ppo_update import Critic, ppo_advantages, update_critic
 from thinkrl.train.resume import resume_run
@@ -199,6 +201,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
               "critic": SkipGuard(cfg.optim.max_skipped_updates, "the critic")}
     saved, logger = resume_run(cfg, ckpt, optimizer, scheduler, group, model)
     state = {"step": saved["step"], "position": saved.get("position", 0)}
+    watch = Watch({"group_size": cfg.group_size, "max_new_tokens": cfg.sampling.max_new_tokens,  # "nothing learns"
+                   "temperature": cfg.sampling.temperature}, read_metrics(run_dir) if ckpt and group.main else [])
     if ckpt and critic is not None:
         load_critic_weights(critic.model, ckpt)
         critic.optimizer.load_state_dict(saved["critic_optimizer"])
@@ -264,6 +268,9 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
                         "tokens_per_second/generate": gen_tokens / max(t_gen, 1e-9),
                         "tokens_per_second/update": sum(len(r.completion.token_ids) for r in rollouts) * cfg.algo.epochs / max(t_update, 1e-9)})
         logger.log(state["step"], metrics)
+        for name, text in watch.see(metrics):  # once each, with its likely cause and knob; report.html shows it too
+            logger.log(state["step"], {f"warning/{name}": text})
+            group.main and bar.write(f"warning: {text}")
         if cfg.sample_every and state["step"] % cfg.sample_every == 0:
             logger.samples(state["step"], [{"id": r.problem.id, "reference": r.problem.answer, "text": r.completion.text,
                                             "reward": r.reward, **{f"reward/{k}": v for k, v in r.rewards.items()}}
