@@ -182,3 +182,28 @@ def test_summarize_reads_a_run_without_samples(tmp_path):
     assert s["before"][1] == {"step": 0, "accuracy": 0.5, "n": 40} and s["after"][1]["accuracy"] == 0.75
     assert s["wall_seconds"] == 2.0 and s["steps"] == 1
     assert "held-out pairwise accuracy" in summary_lines(s)[1] and "over 40 pairs" in summary_lines(s)[1]
+
+
+def test_report_of_distill_and_sample(tmp_path, capsys):
+    from thinkrl.report import finish_sample
+
+    ev = lambda p: {"n": 40, "pass@1": p, "format_rate": 1.0, "mean_response_tokens": 20.0, "truncated_rate": 0.0}  # noqa: E731
+    (tmp_path / "report.json").write_text(json.dumps({"teacher": "t", "teacher_eval": ev(0.9), "student_before_eval": ev(0.2),
+                                                      "student_after_eval": ev(0.5)}))
+    page = Page(finish(tmp_path, "distill").read_text(encoding="utf-8"))
+    acc = capsys.readouterr().out.splitlines()[1]
+    assert "0.200 [" in acc and "(student_before) -> 0.500 [" in acc and "over 40 problems" in acc
+    assert page.rows == 4 and "teacher" in page.text  # the teacher in the table, not in the headline
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "What is <1>?"},
+                                             {"role": "assistant", "content": "<answer>1</answer>"}], "id": "p1",
+                                "reference": "1"}) + "\n")
+    (tmp_path / "d.config.toml").write_text("samples = 4\n")
+    stats = {"prompts": 10, "samples": 40, "kept": 1, "verdicts": {"accepted": 1, "wrong": 39}, "seconds": 12.0,
+             "sampled": {"pass@1": 0.025, "format_rate": 0.5, "mean_response_tokens": None}}
+    path = finish_sample(data, stats)
+    lines = capsys.readouterr().out.splitlines()
+    assert path.name == "d.report.html" and "sampled accuracy: 0.025 [" in lines[1] and "mean response tokens: -" in lines
+    page = Page(path.read_text(encoding="utf-8"))
+    check_self_contained(page)
+    assert "What is <1>?" in page.text and "<answer>1</answer>" in page.text and "samples = 4" in page.text
