@@ -71,13 +71,26 @@ def guess_stage(run_dir: Path) -> str:
     return "dpo" if "eval/logratio" in keys else "rm"
 
 
+def _knobs(run_dir: Path) -> dict:
+    """The settings a warning quotes, from the run's config.toml (empty if it has none)."""
+    import tomllib
+
+    try:
+        cfg = tomllib.loads((Path(run_dir) / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    sampling = cfg.get("sampling", {})
+    return {"group_size": cfg.get("group_size"), "max_new_tokens": sampling.get("max_new_tokens"),
+            "temperature": sampling.get("temperature")}
+
+
 def finish(run_dir: Path, stage: str | None = None, wall_seconds: float | None = None, quiet: bool = False) -> Path:
     """Print the run's summary (thinkrl.run_summary) and write its report.html; returns the page's path.
     Without `stage` and `wall_seconds` (`thinkrl report RUN_DIR`) they come from the run's SUMMARY_FILE."""
     from thinkrl.errors import UserError
     from thinkrl.report_html import run_page
     from thinkrl.run_summary import summarize, summary_lines
-    from thinkrl.train.learning_warnings import given
+    from thinkrl.train.learning_warnings import given, replay
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -90,6 +103,8 @@ def finish(run_dir: Path, stage: str | None = None, wall_seconds: float | None =
     facts = summarize(run_dir, stage, wall_seconds)
     path = run_dir / "report.html"
     warnings = given(read_metrics(run_dir))  # thinkrl rl's "nothing is learning" warnings
+    if stage == "rl" and not warnings:  # a run from before the checks: the same checks over its log
+        warnings = replay(read_metrics(run_dir), _knobs(run_dir))
     lines = summary_lines(facts) + [f"warning: {title} (why, and what to turn: report.html)" for title, _ in warnings]
     lines.append(f"report: {path}")
     path.write_text(run_page(facts, lines, warnings), encoding="utf-8")

@@ -46,6 +46,8 @@ def svg_chart(title: str, series: dict[str, list[tuple[float, float]]], width: i
     y0, y1 = min(ys), max(ys)
     if 0 <= y0 and y1 <= 1 and y1 - y0 > 0.05:  # a rate: the whole [0, 1]
         y0, y1 = 0.0, 1.0
+    elif 0 < y0 < 0.2 * y1:  # nearly from 0 (a KL of 1e-13, a gradient norm of 1e-5): from 0
+        y0 = 0.0
     if x1 == x0:
         x1 = x0 + 1
     if y1 == y0:
@@ -149,6 +151,10 @@ def run_page(s: dict, lines: list[str], warnings: list[tuple[str, str]] = ()) ->
     if warnings:
         sections.append(("Warnings: is anything learning?", "".join(
             f'<div class="warn"><b>{escape(title)}</b>: {escape(text)}</div>' for title, text in warnings)))
+    elif s["stage"] == "rl":
+        sections.append(("Warnings: is anything learning?", '<p class="ok">None of the checks fired: gradients '
+                         "flowed, groups had different rewards, completions finished, the entropy stayed above its "
+                         "floor, the format appeared.</p>"))
     rows = read_metrics(run_dir)
     if rows:
         sections.append(("Curves", charts(rows)))

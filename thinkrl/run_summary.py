@@ -89,6 +89,18 @@ def from_results(run_dir: Path, stage: str) -> list[tuple[str, dict]]:
     return []
 
 
+def eval_limit(run_dir: Path) -> int | None:
+    """The held-out problems a run's config asks for (eval.limit), for a log without eval/n."""
+    import tomllib
+
+    path = Path(run_dir) / "config.toml"
+    try:
+        limit = tomllib.loads(path.read_text(encoding="utf-8")).get("eval", {}).get("limit")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return limit if isinstance(limit, int) and limit > 0 else None
+
+
 def summarize(run_dir: Path, stage: str, wall_seconds: float | None = None) -> dict:
     """The facts of the summary and the report, from the files of a run folder."""
     run_dir = Path(run_dir)
@@ -100,6 +112,10 @@ def summarize(run_dir: Path, stage: str, wall_seconds: float | None = None) -> d
         pairs = json.loads((run_dir / "results.json").read_text(encoding="utf-8")).get("eval_pairs")
         for _, e in evals:
             e.setdefault("n", pairs)
+    limit = eval_limit(run_dir)
+    for _, e in evals:  # a run from before eval/n was logged: its eval.limit problems
+        if e.get("n") is None and limit and "accuracy" in e:
+            e["n"] = limit
     steps = max((r["step"] for r in rows), default=0)
     logged = sum((r.get("time/step") or 0.0) + (r.get("eval/seconds") or 0.0) for r in rows)
     example = None
@@ -163,7 +179,8 @@ def summary_lines(s: dict) -> list[str]:
         out.append(f"time: {s['wall_seconds'] / 60:.1f} min ({s['wall_from']}{steps})")
     ex = s["example"]
     if ex:
-        out.append(f"held-out problem {ex['id']}: {_one_line(ex['question'], 90)} (reference {ex['reference']})")
+        said = f": {_one_line(ex['question'], 90)} (reference {ex['reference']})" if ex.get("question") else ""
+        out.append(f"held-out problem {ex['id']}{said}")
         for when in ("before", "after"):
             smp = ex[when]
             verdict = verdict_of(smp)

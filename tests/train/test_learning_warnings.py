@@ -12,7 +12,8 @@ import torch
 
 from thinkrl import config as C
 from thinkrl.models import save_pretrained, tiny_model
-from thinkrl.train.learning_warnings import CHECKS, WINDOW, Watch, check, given
+from thinkrl.report import finish
+from thinkrl.train.learning_warnings import CHECKS, TITLES, WINDOW, Watch, check, given
 from thinkrl.train.logger import read_metrics
 
 KNOBS = {"group_size": 8, "max_new_tokens": 48, "temperature": 1.0}
@@ -130,3 +131,13 @@ def test_a_tiny_run_that_learns_nothing_says_so(tmp_path):
     page = Text()
     page.feed((tmp_path / "run" / "report.html").read_text(encoding="utf-8"))
     assert "Warnings: is anything learning?" in page.data and "algo.dynamic_sampling = true" in page.data
+    assert "group of 2 completions" in page.data  # the run's own group_size
+
+    # a run logged before the checks existed: `thinkrl report` runs them over its log
+    path = tmp_path / "run" / "metrics.jsonl"
+    path.write_text("".join(x + "\n" for x in path.read_text().splitlines() if "warning/" not in x))
+    with contextlib.redirect_stdout(io.StringIO()):
+        finish(tmp_path / "run")
+    again = Text()
+    again.feed((tmp_path / "run" / "report.html").read_text(encoding="utf-8"))
+    assert all(t in again.data for t in TITLES.values()) and "group of 2 completions" in again.data

@@ -120,6 +120,7 @@ def test_report_html_is_complete_and_self_contained(tiny_run):
         assert heading in page.text
     assert "group_size = 4" in page.text and "[eval.sampling]" in page.text  # the resolved config
     assert "reward/format_soft" in page.text  # the samples' rewards
+    assert "None of the checks fired" in page.text  # 4 steps: too few for any "nothing is learning" warning
 
 
 def test_report_rebuilds_and_escapes_model_text(tiny_run, capsys):

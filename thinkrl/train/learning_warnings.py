@@ -126,6 +126,13 @@ class Watch:
         return found
 
 
+def replay(rows: list[dict], knobs: dict) -> list[tuple[str, str]]:
+    """(title, message) of the warnings a run's rows give, step by step as `thinkrl rl` checks them:
+    the warnings of a run logged before the checks existed."""
+    watch = Watch(knobs)
+    return [(TITLES[name], text) for r in rows if "reward/mean" in r for name, text in watch.see(r)]
+
+
 def given(rows: list[dict]) -> list[tuple[str, str]]:
     """(title, message) of the warnings a run logged (metrics.jsonl rows with warning/<name> keys), in order."""
     return [(TITLES.get(k[len("warning/"):], k), v) for r in rows for k, v in r.items()
