@@ -61,6 +61,12 @@ def test_a_real_collapse_is_seen():
     fired = [i for i in range(1, len(rows) + 1) if check(rows[:i], KNOBS)]
     assert fired and fired[0] == 9  # step 37: the first window with a mean below the floor
     assert [n for n, _ in check(rows, KNOBS)] == ["entropy_collapsed"]
+    assert "learning stalls" in check(rows, KNOBS)[0][1]
+    # that run's training accuracy over those steps: 0.94-1.0, it had solved its task
+    accs = [1.0, 0.938, 0.969, 0.938, 0.938, 1.0, 0.969, 0.969, 1.0, 1.0, 1.0, 1.0]
+    solved = [row(entropy=h, equal=e, acc=a) for (h, e), a in zip(late, accs)]
+    text = dict(check(solved[:9], KNOBS))["entropy_collapsed"]
+    assert "training accuracy of 0.98: it has converged" in text and "a harder task" in text
 
 
 def test_messages_name_the_run_settings_and_the_cause():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 WINDOW = 5  # steps a condition must hold before its warning; no warning comes before this many steps
 ENTROPY_FLOOR = 0.03  # nats a token, mean over the window: below it the policy samples one completion
+CONVERGED = 0.9  # training accuracy over the window at which a collapse means "solved", not "stuck"
 
 
 def recent(rows: list[dict], key: str, n: int = WINDOW) -> list[float] | None:
@@ -86,8 +87,14 @@ def message(name: str, rows: list[dict], knobs: dict) -> str:
                 "finishes, so none reaches an answer to reward. Turn: raise sampling.max_new_tokens, stop at the "
                 "answer (sampling.stop = [\"</answer>\"]), or ask for shorter reasoning (task.template, a worked example).")
     if name == "entropy_collapsed":
+        acc = _mean(rows, "reward/accuracy/mean")
+        if acc >= CONVERGED:  # the collapse of a policy that solves its training problems
+            return (f"the policy's entropy fell to {_mean(rows, 'entropy'):.4f} nats a token (mean of {w} steps) with a "
+                    f"training accuracy of {acc:.2f}: it has converged, and little is left to learn at this difficulty. "
+                    "Likely cause: the task is solved. Turn: a harder task (task.digits, task.ops), or stop here.")
         return (f"the policy's entropy fell to {_mean(rows, 'entropy'):.4f} nats a token (mean of {w} steps): it samples "
-                "nearly the same completion every time, groups stop differing and learning stalls. Turn: a higher "
+                "nearly the same completion every time, groups stop differing and learning stalls. Likely cause: "
+                "updates too large or too one-sided for the reward's spread. Turn: a higher "
                 f"sampling.temperature (now {knobs.get('temperature')}), algo.clip_high (clip-higher, 0.28), an entropy "
                 "bonus (algo.entropy_coef), or a lower optim.lr.")
     if name == "format_never":
