@@ -28,7 +28,7 @@ CHARTS = (  # (title, metric keys drawn together); a chart with none of its keys
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
 th{background:#eee}td.l,th.l{text-align:left}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap;
-word-break:break-word;font-size:12px}.charts{display:flex;flex-wrap:wrap;gap:8px}.warn{background:#fff3cd;
+overflow-wrap:anywhere;font-size:12px}.charts{display:flex;flex-wrap:wrap;gap:8px}.warn{background:#fff3cd;
 border:1px solid #e0b000;padding:6px 10px;margin:4px 0}.ok{color:#197a19}.bad{color:#b00}"""
 
 
@@ -101,14 +101,15 @@ def table(header: list[str], rows: list[list], left: int = 1) -> str:
 
 
 def eval_table(evals: list[tuple[str, dict]]) -> str:
-    """One row per evaluation: accuracy with its 95% interval, then every other measure it has."""
+    """One column per evaluation, one row per measure: accuracy with its 95% interval, n, then every
+    other measure any of them has (tools/*, budget/*: a long list reads down, not across)."""
     keys = [k for k in dict.fromkeys(k for _, e in evals for k in e) if k not in ("accuracy", "step", "n")]
-    rows = []
-    for label, e in evals:
-        ci = wilson(e.get("accuracy"), e.get("n"))
-        rows.append([label, e.get("accuracy"), f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else None, e.get("n"),
-                     *[e.get(k) for k in keys]])
-    return table(["", "accuracy", "95% interval", "n", *keys], rows)
+    cis = [wilson(e.get("accuracy"), e.get("n")) for _, e in evals]
+    rows = [["accuracy", *[e.get("accuracy") for _, e in evals]],
+            ["95% interval", *[f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else None for ci in cis]],
+            ["n", *[e.get("n") for _, e in evals]]]
+    rows += [[k, *[e.get(k) for _, e in evals]] for k in keys]
+    return f'<div style="overflow-x:auto">{table(["", *[label for label, _ in evals]], rows)}</div>'
 
 
 def sample_block(s: dict, verdict_key: str = "correct") -> str:

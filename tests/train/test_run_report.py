@@ -115,7 +115,8 @@ def test_report_html_is_complete_and_self_contained(tiny_run):
     assert page.title == f"thinkrl rl: {out.name}"
     check_self_contained(page)
     assert page.tags.count("svg") >= 3  # reward, held-out, length curves at least
-    assert page.rows >= 1 + 3  # the evaluation table: a header and steps 0, 2, 4
+    assert page.rows >= 1 + 3  # the evaluation table: steps 0, 2, 4 across; accuracy, interval, n, ... down
+    assert all(f"step {s}" in page.text for s in (0, 2, 4)) and "95% interval" in page.text
     for heading in ("Summary", "Curves", "Evaluations", "Sampled training completions", "Config"):
         assert heading in page.text
     assert "group_size = 4" in page.text and "[eval.sampling]" in page.text  # the resolved config
@@ -158,7 +159,7 @@ def test_report_of_a_pipeline_and_bad_folders(tmp_path, capsys):
     assert "time: 1.5 min (wall clock)" in lines
     page = Page(path.read_text(encoding="utf-8"))
     check_self_contained(page)
-    assert ("href", "3-reasoning_rl/report.html") in page.attrs and page.rows == 3
+    assert ("href", "3-reasoning_rl/report.html") in page.attrs and page.rows == 1 + 6  # accuracy, interval, n, format, length, truncated
     assert main(["report", str(tmp_path / "absent")]) == 2
     assert "absent not found" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "3-reasoning_rl")]) == 2
@@ -194,7 +195,7 @@ def test_report_of_distill_and_sample(tmp_path, capsys):
     page = Page(finish(tmp_path, "distill").read_text(encoding="utf-8"))
     acc = capsys.readouterr().out.splitlines()[1]
     assert "0.200 [" in acc and "(student_before) -> 0.500 [" in acc and "over 40 problems" in acc
-    assert page.rows == 4 and "teacher" in page.text  # the teacher in the table, not in the headline
+    assert page.rows == 1 + 6 and "teacher" in page.text  # the teacher in the table, not in the headline
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "What is <1>?"},
                                              {"role": "assistant", "content": "<answer>1</answer>"}], "id": "p1",
