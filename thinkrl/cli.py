@@ -162,6 +162,12 @@ def run_merge(cfg: C.MergeConfig, args) -> int:
     return 0
 
 
+def run_report(cfg: C.ReportConfig, args) -> int:
+    from thinkrl.report import finish
+
+    return finish(Path(args.run_dir), cfg.stage or None) and 0
+
+
 def run_bench(cfg: C.BenchConfig, args) -> int:
     from thinkrl.bench import run
 
@@ -297,6 +303,9 @@ COMMANDS: dict[str, Command] = {
         },
         extra=lambda p: p.add_argument("prompt", nargs="*", help="the prompt ('-' or none reads stdin)"),
     ),
+    "report": Command("(re)build a finished run's summary and report.html from its files", C.ReportConfig, run_report,
+                      {"--stage": ("stage", "rl | sft | rm | dpo | distill | pipeline (default: as the run recorded it)")},
+                      extra=lambda p: p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")),
     "bench": Command(
         help="speed of a GRPO step (rollout tokens/s, update tokens/s, MFU, peak memory) or of decoding, "
              "on the TRL anchor's settings; --vs-trl runs TRL's GRPOTrainer beside it",

@@ -24,7 +24,7 @@ from thinkrl.config.stages import (
     PIPELINE_STAGES, DistillConfig, DPOConfig, MergeConfig, PipelineConfig, RLConfig, RMConfig, SampleConfig,
     SFTConfig,
 )
-from thinkrl.config.tools import BENCH_MODES, BenchConfig, CompareConfig, EvalConfig, GenerateConfig
+from thinkrl.config.tools import BENCH_MODES, BenchConfig, CompareConfig, EvalConfig, GenerateConfig, ReportConfig
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.rewards.config import RewardConfig
 from thinkrl.tasks import TaskConfig
@@ -33,7 +33,7 @@ from thinkrl.tools.config import SearchToolConfig, ToolConfig
 __all__ = [
     "ALGORITHMS", "BENCH_MODES", "PIPELINE_STAGES", "AlgoConfig", "BenchConfig", "CompareConfig", "DPOConfig", "DistillConfig",
     "EvalConfig", "GenerateConfig", "LoraConfig", "MergeConfig", "ModelConfig", "OptimConfig", "PipelineConfig", "RLConfig",
-    "RLEvalConfig", "RMConfig", "RewardConfig", "SFTConfig", "SampleConfig", "SamplingParams", "SearchToolConfig",
+    "RLEvalConfig", "RMConfig", "ReportConfig", "RewardConfig", "SFTConfig", "SampleConfig", "SamplingParams", "SearchToolConfig",
     "TaskConfig", "ToolConfig",
     "load", "save", "to_toml",
 ]

@@ -115,3 +115,15 @@ class BenchConfig:
         if self.algo.algorithm != "grpo" or self.algo.kl_coef:
             raise UserError("bench measures the anchor's GRPO step without a reference model: "
                             "keep algo.algorithm = 'grpo' and algo.kl_coef = 0")
+
+
+@dataclass
+class ReportConfig:
+    """`thinkrl report RUN_DIR`: (re)build a finished run's summary and report.html from its files
+    (RUN_DIR: the out_dir of rl, sft, rm, dpo, distill or pipeline)."""
+
+    stage: str = ""  # the stage that wrote it; "" = as the run recorded it (run_summary.json), else guessed
+
+    def __post_init__(self):
+        if self.stage:
+            _choice("stage", self.stage, ("rl", "sft", "rm", "dpo", "distill", "pipeline"))

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 from thinkrl.config import DistillConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.model import keep_layers
 from thinkrl.models import load_model, save_pretrained
+from thinkrl.report import finish
 from thinkrl.train.heldout import heldout_eval
 
 
@@ -40,6 +42,7 @@ def distill(cfg: DistillConfig) -> tuple[Path, dict]:
     from thinkrl.train.sft import train as sft_train
     from thinkrl.train.sample import sample
 
+    started = time.perf_counter()
     out = Path(cfg.out_dir)
     # checked before anything is written: an earlier run's data, student and report stay as they are
     if out.is_dir() and any(out.iterdir()):
@@ -71,4 +74,5 @@ def distill(cfg: DistillConfig) -> tuple[Path, dict]:
         report[name + "_eval"] = heldout_eval(path, cfg.student, cfg.sample.task, cfg.eval, cfg.seed)
         print(f"{name}: held-out accuracy {report[name + '_eval']['pass@1']:.3f}", flush=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    finish(out, "distill", time.perf_counter() - started)  # the summary, and report.html
     return final, report

@@ -25,6 +25,7 @@ from thinkrl.data.chat import Example, tokenize
 from thinkrl.data.pairs import load_pairs, split_pairs
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, load_model, save_pretrained
+from thinkrl.report import finish
 from thinkrl.train.adapters import add_adapters, summary, trainable, with_adapter
 from thinkrl.train.assistant import assistant_logprobs
 from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
@@ -54,6 +55,7 @@ def train(cfg: DPOConfig, show_progress: bool = True) -> Path:
 
     if not cfg.data:
         raise UserError("no preference data: set data = \"pairs.jsonl\" (or --data)")
+    started = time.perf_counter()
     run_dir = Path(cfg.out_dir)
     if (run_dir / "metrics.jsonl").exists():
         raise UserError(f"out_dir {run_dir} already holds a run: set out_dir elsewhere")
@@ -124,4 +126,5 @@ def train(cfg: DPOConfig, show_progress: bool = True) -> Path:
     (run_dir / "results.json").write_text(json.dumps({**results, "train_pairs": len(train_rows),
                                                       "eval_pairs": len(held_rows), "final": str(final)}, indent=2) + "\n")
     logger.close()
+    finish(run_dir, "dpo", time.perf_counter() - started)  # the summary, and report.html
     return final

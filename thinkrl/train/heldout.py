@@ -1,11 +1,13 @@
 """Held-out evaluation during and after training: `thinkrl eval`'s metrics on the task's eval problems.
 
 `evaluate_heldout` runs inside a training loop (rl, sft) on the engine it already holds, logs
-eval/* metrics (each rate with its standard error and 95% interval over problems, and the
-reflection/* metrics) and writes RUN/eval/step_NNNN.json in `thinkrl eval`'s format, per-problem
-outcomes included, so `thinkrl compare RUN/eval/step_0000.json RUN/eval/step_0040.json` gives the
-run's gain with its paired interval. `heldout_eval` loads a saved model and returns its metrics
-(distill, pipeline compare models with it). Both sample with the recipe's `eval` section and seed.
+eval/* metrics (eval/n: the number of problems; each rate with its standard error and 95% interval
+over problems, and the reflection/* metrics) with eight of its completions, question and reference
+included (the run summary shows one of them before and after training), and writes
+RUN/eval/step_NNNN.json in `thinkrl eval`'s format, per-problem outcomes included, so `thinkrl
+compare RUN/eval/step_0000.json RUN/eval/step_0040.json` gives the run's gain with its paired
+interval. `heldout_eval` loads a saved model and returns its metrics (distill, pipeline compare
+models with it). Both sample with the recipe's `eval` section and seed.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def results_file(out_dir: str | Path, step: int) -> Path:
 
 def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], step: int, logger: RunLogger,
                      tools=None, group: Group = Group()) -> dict:
-    """eval/* metrics of the training model at `step`, logged with four of its completions and written
+    """eval/* metrics of the training model at `step`, logged with eight of its completions and written
     whole to RUN/eval/step_NNNN.json (results_file);
     `cfg` is a stage config with task, eval and seed (RLConfig, SFTConfig); `tools` as in its rollouts.
     Data-parallel (`group`): each rank evaluates its share of the problems; the results are gathered."""
@@ -58,6 +60,7 @@ def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], s
     keys += ("mean_response_tokens", "truncated_rate", "seconds")
     keys += tuple(k for k in metrics if k.startswith(("budget/", "tools/", "code/", "reflection/")))
     out = {f"eval/{k}": metrics[k] for k in keys}
+    out["eval/n"] = metrics["n"]  # problems: the run summary's interval is over them (thinkrl.run_summary)
     logger.log(step, out)
     if group.main:
         header = {"model": cfg.model.name, "step": step, "task": cfg.task.name, "split": "eval",
@@ -65,8 +68,9 @@ def evaluate_heldout(cfg, engine: Engine, task: Task, problems: list[Problem], s
         path = results_file(cfg.out_dir, step)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, header, metrics, scored, [cfg.seed])
-    logger.samples(step, [{"eval": True, "id": s.problem.id, "text": s.completion.text, "correct": s.correct}
-                          for s in scored[:4]])
+    logger.samples(step, [{"eval": True, "id": s.problem.id, "question": s.problem.question,
+                           "reference": s.problem.answer, "answer": s.answer, "text": s.completion.text,
+                           "correct": s.correct, "formatted": s.formatted} for s in scored[:8]])
     return out
 
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from pathlib import Path
 
 from thinkrl.config import PIPELINE_STAGES, PipelineConfig, save as save_config
 from thinkrl.errors import UserError
 from thinkrl.models import EMBEDDED
+from thinkrl.report import finish
 from thinkrl.train.checkpoint import latest_checkpoint
 from thinkrl.train.heldout import heldout_eval
 
@@ -93,6 +95,7 @@ def _prepare_resume(stage_cfg, here: Path, resume: bool):
 
 
 def run(cfg: PipelineConfig, show_progress: bool = True) -> dict:
+    started = time.perf_counter()
     out = Path(cfg.out_dir)
     if out.exists() and any(out.iterdir()) and not cfg.resume:
         raise UserError(f"out_dir {out} already holds a pipeline: pass --resume to continue it, or set out_dir elsewhere")
@@ -116,7 +119,9 @@ def run(cfg: PipelineConfig, show_progress: bool = True) -> dict:
             done.write_text(json.dumps({"output": outputs[stage]}) + "\n")
         if not stage.endswith("_data"):
             models.append((stage, outputs[stage]))
-    return report(cfg, models + [(f"compare-{i + 1}", m) for i, m in enumerate(cfg.compare)])
+    result = report(cfg, models + [(f"compare-{i + 1}", m) for i, m in enumerate(cfg.compare)])
+    finish(out, "pipeline", time.perf_counter() - started)  # the summary, and report.html (this invocation's time)
+    return result
 
 
 def report(cfg: PipelineConfig, models: list[tuple[str, str]]) -> dict:

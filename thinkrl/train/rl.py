@@ -42,7 +42,7 @@ from thinkrl.errors import UserError
 from thinkrl.evaluate import encode_problems
 from thinkrl.model.lora import disabled
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
-from thinkrl.report import plot_run
+from thinkrl.report import finish, plot_run
 from thinkrl.tasks import get_task
 from thinkrl.tasks.base import Problem
 from thinkrl.train.adapters import add_adapters, load_trained, summary, trainable, with_adapter
@@ -53,6 +53,8 @@ from thinkrl.train.checkpoint import (checkpoint_to_resume, load_sharded_state, 
 from thinkrl.train.critic import load_critic, load_critic_weights, save_critic_weights, value_head
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.heldout import evaluate_heldout, heldout_line, results_file
+from thinkrl.train.learning_warnings import Watch
+from thinkrl.train.logger import read_metrics
 from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
 from thinkrl.train.ppo_update import Critic, ppo_advantages, update_critic
 from thinkrl.train.resume import resume_run
@@ -154,6 +156,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
 
     from thinkrl import dist
 
+    started = time.perf_counter()
     run_dir = Path(cfg.out_dir)
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
     group, device = dist.init(device)  # one process: Group.single(), and nothing below changes
@@ -199,6 +202,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     if ckpt:  # data-parallel: the engine's copy from the exact fp32 weights the ranks just read
         dist.refresh(sampler, model)
     state = {"step": saved["step"], "position": saved.get("position", 0)}
+    watch = Watch({"group_size": cfg.group_size, "max_new_tokens": cfg.sampling.max_new_tokens,  # "nothing learns"
+                   "temperature": cfg.sampling.temperature}, read_metrics(run_dir) if ckpt and group.main else [])
     if ckpt and critic is not None:
         if group.active:
             load_sharded_state(critic.model, critic.optimizer, ckpt, saved["critic_optimizer"], "critic_optimizer")
@@ -274,6 +279,9 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
                         "tokens_per_second/generate": gen_tokens / max(t_gen, 1e-9),
                         "tokens_per_second/update": sum(len(r.completion.token_ids) for r in rollouts) * cfg.algo.epochs / max(t_update, 1e-9)})
         logger.log(state["step"], metrics)
+        for name, text in watch.see(metrics):  # once each, with its likely cause and knob; report.html shows it too
+            logger.log(state["step"], {f"warning/{name}": text})
+            group.main and bar.write(f"warning: {text}")
         if cfg.sample_every and state["step"] % cfg.sample_every == 0:
             logger.samples(state["step"], [{"id": r.problem.id, "reference": r.problem.answer, "text": r.completion.text,
                                             "reward": r.reward, **{f"reward/{k}": v for k, v in r.rewards.items()}}
@@ -304,6 +312,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
             save_pretrained(saved_critic, tokenizer, run_dir / "critic", extra=with_adapter(saved_critic))
         logger.close()
         plot_run(run_dir)
+        finish(run_dir, "rl", time.perf_counter() - started)  # the summary, and report.html
     group.barrier()
     dist.close(group)
     return final

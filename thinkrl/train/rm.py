@@ -39,6 +39,7 @@ from thinkrl.data.chat import encode_conversation
 from thinkrl.data.pairs import Pair, load_pairs, pairs_from_eval, split_pairs
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, save_pretrained
+from thinkrl.report import finish
 from thinkrl.rewards.model import load_reward_model, sequence_scores
 from thinkrl.train.adapters import add_adapters, summary, trainable, with_adapter
 from thinkrl.train.checkpoint import checkpoint_to_resume, save_checkpoint
@@ -79,6 +80,7 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
 
     if not cfg.data:
         raise UserError("no preference data: set data = \"path/to/pairs.jsonl\" (or --data)")
+    started = time.perf_counter()
     run_dir = Path(cfg.out_dir)
     ckpt = checkpoint_to_resume(run_dir, cfg.resume)
     train_pairs, held_out = split_pairs(load_pairs(cfg.data), cfg.eval_fraction, cfg.seed)
@@ -163,6 +165,7 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
                     "eval_accuracy_start": results.get("start", {}).get("eval/accuracy")})
     results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     logger.close()
+    finish(run_dir, "rm", time.perf_counter() - started)  # the summary, and report.html
     return final
 
 

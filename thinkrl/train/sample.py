@@ -28,6 +28,7 @@ from thinkrl.errors import UserError
 from thinkrl.engine.engine import Completion
 from thinkrl.evaluate import Scored, load_engine, run_eval, score_completions
 from thinkrl.models import load_tokenizer
+from thinkrl.report import finish_sample
 from thinkrl.prompts import build_messages, write_response
 from thinkrl.rewards.language import language_share, reasoning_part
 from thinkrl.tasks import get_task
@@ -96,6 +97,7 @@ def written_solutions(task, problems, cfg: SampleConfig) -> tuple[dict, list[Sco
 
 def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
     """Run the sampling and write the data and its statistics; returns (data path, stats)."""
+    started = time.perf_counter()
     if cfg.min_language:
         language_share("", cfg.language_target)  # an unknown language fails before any sampling
     task = get_task(cfg.task)
@@ -155,4 +157,5 @@ def sample(cfg: SampleConfig, engine=None, on_batch=None) -> tuple[Path, dict]:
         stats["relabeled"] = {str(b): relabeled[b] for b in budgets}
     out.with_name(out.stem + ".stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     save_config(cfg, out.with_name(out.stem + ".config.toml"))
+    finish_sample(out, stats, time.perf_counter() - started)  # the summary, and <stem>.report.html
     return out, stats

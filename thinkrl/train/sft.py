@@ -29,7 +29,7 @@ from thinkrl.dist import Group
 from thinkrl.engine import Engine
 from thinkrl.errors import UserError
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
-from thinkrl.report import plot_run
+from thinkrl.report import finish, plot_run
 from thinkrl.tasks import get_task
 from thinkrl.train.adapters import load_trained, summary, trainable, with_adapter
 from thinkrl.train.assistant import assistant_logprobs
@@ -119,6 +119,7 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
         raise UserError("kl_coef > 0 needs a teacher model: set teacher = \"path/to/model\"")
     from thinkrl import dist
 
+    started = time.perf_counter()
     run_dir = Path(cfg.out_dir)
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
     group, device = dist.init(device)  # one process: Group.single(), and nothing below changes
@@ -238,6 +239,7 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
         final = save_pretrained(weights, tokenizer, final, extra=with_adapter(weights))  # merged (+ adapter/)
         logger.close()
         plot_run(run_dir)
+        finish(run_dir, "sft", time.perf_counter() - started)  # the summary, and report.html
     group.barrier()
     dist.close(group)
     return final
