@@ -377,6 +377,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resolve(command: str, recipe: str | None, overrides: list[str], show: Callable[[str], None] | None = None):
+    """A command's config: defaults <- recipe <- --set; for generate, chat and eval, the model
+    folder's prompt set-up (thinkrl_prompt.json, thinkrl.prompt_setup) in place of the defaults,
+    announced through `show`."""
+    cmd = COMMANDS[command]
+    cfg = load(cmd.config, recipe, overrides)
+    if hasattr(cfg, "prompt_setup"):
+        from thinkrl import prompt_setup
+
+        cfg = prompt_setup.apply(cmd.config, cfg, recipe, overrides, command, show)
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:
@@ -393,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             if key.startswith("switch_") and value:
                 overrides.append(f"{key[7:].replace('__', '.')}=true")
         recipe = getattr(args, "recipe_arg", None) or args.recipe
-        cfg = load(cmd.config, recipe, overrides)
+        cfg = resolve(args.command, recipe, overrides, show=lambda line: print(line, file=sys.stderr))
         if args.print_config:
             print(to_toml(cfg), end="")
             return 0

@@ -27,6 +27,9 @@ class EvalConfig:
     seed: int = 0  # request seeds derive from it: same seed, same completions
     out: str = ""  # results JSON; default runs/eval-<task>-<time>/results.json
     tools: ToolConfig = field(default_factory=ToolConfig)  # tools the model may call (as in training)
+    # the model folder's thinkrl_prompt.json (the task, prompt and sampling it was trained with) as
+    # the defaults below the recipe and flags: auto (if the folder has one) | none | PATH to such a file
+    prompt_setup: str = "auto"
 
     def __post_init__(self):
         if self.samples < 1:
@@ -45,6 +48,10 @@ class GenerateConfig:
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95, max_new_tokens=512))
     template: str = "r1_zero"  # r1_zero (system prompt asking for <think>/<answer>) | raw
     system: str = ""  # a system prompt of your own; replaces the template's
+    shots: int = 0  # worked example turns before the question, from the model's prompt set-up (thinkrl_prompt.json)
+    # the model folder's thinkrl_prompt.json (template, example turns, sampling it was trained with) as
+    # the defaults below the recipe and flags: auto (if the folder has one) | none | PATH to such a file
+    prompt_setup: str = "auto"
     think_budget: int = 0  # generate: append "Think for N tokens." (for a model trained with task.think_budgets)
     seed: int = 0
     tools: ToolConfig = field(default_factory=ToolConfig)  # tools the model may call; calls shown apart
@@ -52,6 +59,8 @@ class GenerateConfig:
     def __post_init__(self):
         if self.think_budget < 0:
             raise UserError(f"think_budget must be >= 0 (0 = none), got {self.think_budget}")
+        if self.shots < 0:
+            raise UserError(f"shots must be >= 0, got {self.shots}")
 
 
 BENCH_MODES = ("train", "decode")  # bench.mode

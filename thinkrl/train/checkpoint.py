@@ -1,7 +1,8 @@
 """Checkpoints of a training run: HF folders plus the trainer state, written atomically.
 
 <run>/checkpoints/step-000040/ holds the model (safetensors, config, tokenizer) and
-trainer_state.pt (optimizer, scheduler, RNG states, step, data position). A model with LoRA
+trainer_state.pt (optimizer, scheduler, RNG states, step, data position), and the prompt set-up the
+stage trained with (thinkrl_prompt.json, thinkrl.prompt_setup). A model with LoRA
 adapters (thinkrl.model.lora) is kept as its adapter instead (adapter_config.json and
 adapter_model.safetensors, peft's format): the base is the run's model.name, unchanged. A folder appears only
 when complete (temp folder, fsync, rename: thinkrl.models.save_pretrained), so the newest
@@ -25,6 +26,7 @@ from typing import Callable
 
 import torch
 
+from thinkrl import prompt_setup
 from thinkrl.errors import UserError
 from thinkrl.model.lora import has_lora, save_adapter
 from thinkrl.models import fsync_dir, save_pretrained
@@ -76,12 +78,14 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, keep: int,
-                    extra: Callable[[Path], None] | None = None) -> Path:
-    """`extra(tmp_folder)` adds files (a critic's weights) that land atomically with the model and state."""
+                    extra: Callable[[Path], None] | None = None, prompt: dict | None = None) -> Path:
+    """`extra(tmp_folder)` adds files (a critic's weights) that land atomically with the model and state;
+    `prompt`: the stage's prompt set-up, written as thinkrl_prompt.json (thinkrl.prompt_setup)."""
     path = Path(run_dir) / "checkpoints" / f"step-{step:06d}"
     state = {**trainer_state, "rng": rng_state()}
 
     adapter = has_lora(model)
+    extra = prompt_setup.writer(prompt, extra)
 
     def write_state(tmp: Path) -> None:
         if adapter:
@@ -104,7 +108,7 @@ SHARDED = "sharded"  # trainer_state["optimizer"] of a data-parallel checkpoint:
 
 
 def save_sharded_checkpoint(run_dir: Path, step: int, group, model, optimizer, weights, tokenizer, trainer_state: dict,
-                            keep: int) -> None:
+                            keep: int, prompt: dict | None = None) -> None:
     """A data-parallel checkpoint, called on every rank: the optimizer state written by every rank,
     its own shard, with torch.distributed.checkpoint (no rank holds it whole), then moved by rank 0
     into the checkpoint folder (`optimizer/`) that save_checkpoint writes with the full weights
@@ -122,7 +126,7 @@ def save_sharded_checkpoint(run_dir: Path, step: int, group, model, optimizer, w
     group.barrier()
     if group.main:
         save_checkpoint(run_dir, step, weights, tokenizer, {**trainer_state, "optimizer": SHARDED}, keep,
-                        extra=lambda tmp: side.rename(Path(tmp) / "optimizer"))
+                        extra=lambda tmp: side.rename(Path(tmp) / "optimizer"), prompt=prompt)
     group.barrier()
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from thinkrl import rewards as rewards_mod
+from thinkrl import prompt_setup, rewards as rewards_mod
 from thinkrl.algos import group_advantages, policy_loss
 from thinkrl.config import RLConfig
 from thinkrl.dist import Group
@@ -165,6 +165,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     eval_problems = task.problems("eval")[: cfg.eval.limit] if cfg.eval.limit else []
     if not train_problems:
         raise UserError(f"task '{cfg.task.name}' has no train problems")
+    prompt = prompt_setup.from_task("rl", cfg.task, task, cfg.eval.sampling, cfg.sampling)  # beside every checkpoint
     rewards = rewards_mod.build(cfg.rewards, device, dtype)  # a reward model sits beside the policy
     tools = build_toolbox(cfg.tools, task)  # None without a [tools] section: single-turn rollouts
 
@@ -216,15 +217,15 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
                          "world_size": group.world}
         if group.active:  # the full weights (the engine's copy), the optimizer state sharded
             save_sharded_checkpoint(run_dir, step, group, model, optimizer, sampler, tokenizer, trainer_state,
-                                    cfg.keep_checkpoints)
+                                    cfg.keep_checkpoints, prompt=prompt)
             return
         trainer_state["optimizer"] = optimizer.state_dict()
         if critic is None:
-            save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints)
+            save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints, prompt=prompt)
             return
         trainer_state.update(critic_optimizer=critic.optimizer.state_dict(), critic_scheduler=critic.scheduler.state_dict())
         save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints,
-                        extra=functools.partial(save_critic_weights, critic.model))
+                        extra=functools.partial(save_critic_weights, critic.model), prompt=prompt)
 
     if state["step"] == 0 and eval_problems:
         ev = evaluate_heldout(cfg, engine, task, eval_problems, 0, logger, tools, group)
@@ -284,7 +285,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
         if final_ev is not None:  # a run resumed after the last checkpoint does not show it again
             print(f"step {cfg.steps} held-out: accuracy {final_ev['eval/pass@1']:.3f}, "
                   f"format {final_ev['eval/format_rate']:.3f}", flush=True)
-        final = save_pretrained(sampler, tokenizer, final, extra=with_adapter(sampler))  # merged (+ adapter/)
+        final = save_pretrained(sampler, tokenizer, final,  # merged (+ adapter/), and the prompt set-up
+                                extra=with_adapter(sampler, prompt_setup.writer(prompt)))
         if critic is not None:  # an HF token-classification folder: AutoModelForTokenClassification reads it
             save_pretrained(critic.model, tokenizer, run_dir / "critic", extra=with_adapter(critic.model))
         logger.close()
