@@ -1,4 +1,4 @@
-"""What `thinkrl eval` writes: where its results go, the results JSON (the metrics of
+"""`thinkrl eval` (run_command) and what it writes: where its results go, the results JSON (the metrics of
 thinkrl.evaluate, with the model, task, split and how completions were drawn), one JSONL line
 per scored completion beside it, and the table it prints.
 
@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from thinkrl.config import EvalConfig
+from thinkrl.config.loader import save
+from thinkrl.errors import UserError
 
 
 def results_path(cfg: EvalConfig) -> Path:
@@ -55,3 +57,47 @@ def print_table(result: dict) -> None:
     width = max(len(k) for k in result)
     for k, v in result.items():
         print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+
+
+def run_command(cfg: EvalConfig, args=None) -> int:
+    """`thinkrl eval`: check everything that can be wrong before sampling, then sample with a
+    progress bar, write the results and print their table."""
+    from tqdm import tqdm
+
+    from thinkrl.evaluate import encode_problems, load_engine, run_eval as evaluate
+    from thinkrl.tasks import get_task
+    from thinkrl.tools import build_toolbox
+
+    task = get_task(cfg.task)
+    problems = task.problems(cfg.split)
+    if cfg.limit:
+        problems = problems[: cfg.limit]
+    if not problems:
+        raise UserError(f"task '{cfg.task.name}' split '{cfg.split}' has no problems")
+    engine = load_engine(cfg.model, cfg.batch_size)  # a bad model fails here, before anything is written
+    prompts = encode_problems(engine.tokenizer, task, problems, cfg.task.template, cfg.task.shots,
+                              cfg.sampling.max_new_tokens, engine.context)  # so does a prompt too long for it
+    tools = build_toolbox(cfg.tools, task)  # and a missing or bad search corpus
+    out = results_path(cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save(cfg, out.with_name(out.stem + ".config.toml"))
+    bar = tqdm(total=len(problems) * cfg.samples, desc=f"eval {cfg.task.name}", unit="sample", dynamic_ncols=True)
+    seen = {"n": 0, "correct": 0, "tokens": 0}
+
+    def on_batch(batch):
+        seen["n"] += len(batch)
+        seen["correct"] += sum(s.correct for s in batch)
+        seen["tokens"] += sum(len(s.completion.token_ids) for s in batch)
+        bar.set_postfix(acc=f"{seen['correct'] / seen['n']:.3f}", tok=f"{seen['tokens'] / seen['n']:.0f}")
+        bar.update(len(batch))
+
+    metrics, scored = evaluate(
+        engine, task, problems, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
+        samples=cfg.samples, batch_size=cfg.batch_size, seed=cfg.seed, on_batch=on_batch, prompts=prompts,
+        tools=tools,
+    )
+    bar.close()
+    result = write_results(out, cfg, metrics, scored)
+    print_table(result)
+    print(f"wrote {out}")
+    return 0
