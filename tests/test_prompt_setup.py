@@ -139,3 +139,16 @@ def test_sft_and_merge_keep_the_setup(base_dir, tmp_path):
     merged = merge_mod.merge(C.MergeConfig(models=[str(final), str(final)], out=str(tmp_path / "merged")))
     assert prompt_setup.read(merged / prompt_setup.FILE)["examples"] == ex
     assert merge_mod.shared_prompt([str(final), str(base_dir)]) is None
+
+
+def test_a_tool_run_records_its_tools_for_generate_and_eval():
+    from thinkrl.config.loader import build
+    from thinkrl.tools.config import ToolConfig
+
+    task_cfg = C.load(C.RLConfig, None, [f"{k}={v}" for k, v in TASK.items()]).task
+    setup = prompt_setup.from_task("rl", task_cfg, get_task(task_cfg), C.RLConfig().eval.sampling, tools=ToolConfig(python=True))
+    assert setup["tools"]["python"] is True
+    for command, cls in (("generate", C.GenerateConfig), ("eval", C.EvalConfig)):
+        assert build(cls, prompt_setup.defaults(command, setup)).tools.python
+    assert "tools" not in prompt_setup.from_task("rl", task_cfg, get_task(task_cfg), C.RLConfig().eval.sampling,
+                                                 tools=ToolConfig())

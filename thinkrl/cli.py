@@ -374,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
             if key.startswith("switch_") and value:
                 overrides.append(f"{key[7:].replace('__', '.')}=true")
         recipe = getattr(args, "recipe_arg", None) or args.recipe
-        cfg = resolve(args.command, recipe, overrides, show=lambda line: print(line, file=sys.stderr))
+        announce = lambda line: is_main_process() and print(line, file=sys.stderr)  # noqa: E731 (the prompt set-up used)
+        cfg = resolve(args.command, recipe, overrides, show=announce)
         if args.print_config:
             print(to_toml(cfg), end="")
             return 0

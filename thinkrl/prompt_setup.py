@@ -9,7 +9,7 @@ final/, the set-up it trained with (plain transformers ignores the file):
      "system": "<the system turn, or empty>", "examples": [<user/assistant turns before the question>],
      "think_budgets": [16, 32], "sampling": {<the held-out evaluation's: temperature, top_p, top_k,
      max_new_tokens, stop>}, "rollout_sampling": {<rl: the training rollouts'>},
-     "task_config": {<the whole [task] section>}}
+     "task_config": {<the whole [task] section>}, "tools": {<rl with [tools]: that section>}}
 
 `thinkrl generate`, `chat` and `eval` take it as their defaults when they load such a folder
 (`defaults`: it sits below the recipe and the flags, which override it) and say so in one line;
@@ -36,9 +36,10 @@ def _sampling(params) -> dict:
     return {k: getattr(params, k) for k in ("temperature", "top_p", "top_k", "max_new_tokens", "stop")}
 
 
-def from_task(stage: str, task_cfg, task, sampling, rollout_sampling=None) -> dict:
+def from_task(stage: str, task_cfg, task, sampling, rollout_sampling=None, tools=None) -> dict:
     """The set-up of a stage that prompts a task's problems itself (rl): the system turn and the
-    example turns exactly as thinkrl.prompts.build_messages puts them before every question."""
+    example turns exactly as thinkrl.prompts.build_messages puts them before every question, and
+    the `[tools]` it may call (a task's own search corpus named by its path, for generate)."""
     from thinkrl.prompts import build_messages
     from thinkrl.tasks.base import Problem
 
@@ -57,6 +58,12 @@ def from_task(stage: str, task_cfg, task, sampling, rollout_sampling=None) -> di
     }
     if rollout_sampling is not None:
         setup["rollout_sampling"] = _sampling(rollout_sampling)
+    if tools is not None and tools.enabled:
+        from thinkrl.tools import task_corpus
+
+        setup["tools"] = dataclasses.asdict(tools)
+        if tools.search.corpus == "task":
+            setup["tools"]["search"]["corpus"] = task_corpus(task)
     return setup
 
 
@@ -168,6 +175,8 @@ def defaults(command: str, setup: dict) -> dict[str, Any]:
             out["system"] = setup["system"]  # a system turn of the data's own, not the template's
     if sampling:
         out["sampling"] = sampling
+    if setup.get("tools"):
+        out["tools"] = setup["tools"]
     return out
 
 

@@ -165,7 +165,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     eval_problems = task.problems("eval")[: cfg.eval.limit] if cfg.eval.limit else []
     if not train_problems:
         raise UserError(f"task '{cfg.task.name}' has no train problems")
-    prompt = prompt_setup.from_task("rl", cfg.task, task, cfg.eval.sampling, cfg.sampling)  # beside every checkpoint
+    prompt = prompt_setup.from_task("rl", cfg.task, task, cfg.eval.sampling, cfg.sampling, cfg.tools)  # in checkpoints
     rewards = rewards_mod.build(cfg.rewards, device, dtype)  # a reward model sits beside the policy
     tools = build_toolbox(cfg.tools, task)  # None without a [tools] section: single-turn rollouts
 
