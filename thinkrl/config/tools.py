@@ -46,7 +46,7 @@ class GenerateConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95, max_new_tokens=512))
-    template: str = "r1_zero"  # r1_zero (system prompt asking for <think>/<answer>) | raw
+    template: str = "r1_zero"  # r1_zero (system prompt asking for <think>/<answer>) | boxed | raw
     system: str = ""  # a system prompt of your own; replaces the template's
     shots: int = 0  # worked example turns before the question, from the model's prompt set-up (thinkrl_prompt.json)
     # the model folder's thinkrl_prompt.json (template, example turns, sampling it was trained with) as

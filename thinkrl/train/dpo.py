@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
+from thinkrl import prompt_setup
 from thinkrl.algos.preference import dpo_loss
 from thinkrl.config import DPOConfig
 from thinkrl.data.chat import Example, tokenize
 from thinkrl.data.pairs import load_pairs, split_pairs
 from thinkrl.errors import UserError
-from thinkrl import prompt_setup
 from thinkrl.models import device_and_dtype, load_model, save_pretrained
 from thinkrl.train.adapters import add_adapters, summary, trainable, with_adapter
 from thinkrl.train.assistant import assistant_logprobs

@@ -33,12 +33,12 @@ from pathlib import Path
 
 import torch
 
+from thinkrl import prompt_setup
 from thinkrl.algos.preference import bradley_terry_loss
 from thinkrl.config import RMConfig
 from thinkrl.data.chat import encode_conversation
 from thinkrl.data.pairs import Pair, load_pairs, pairs_from_eval, split_pairs
 from thinkrl.errors import UserError
-from thinkrl import prompt_setup
 from thinkrl.models import device_and_dtype, save_pretrained
 from thinkrl.rewards.model import load_reward_model, sequence_scores
 from thinkrl.train.adapters import add_adapters, summary, trainable, with_adapter

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
+from thinkrl import prompt_setup
 from thinkrl.algos.sft import distill_kl, sft_loss
 from thinkrl.config import SFTConfig
 from thinkrl.data.chat import Example, read_chat_jsonl, tokenize
 from thinkrl.dist import Group
 from thinkrl.engine import Engine
 from thinkrl.errors import UserError
-from thinkrl import prompt_setup
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
 from thinkrl.report import plot_run
 from thinkrl.tasks import get_task
