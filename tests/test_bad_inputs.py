@@ -58,6 +58,7 @@ PAIR = '{"prompt": "q", "chosen": "a", "rejected": "b"}\n'
 FILES: dict[str, bytes] = {
     "data/good.jsonl": b'{"question": "1+1?", "answer": "2"}\n{"question": "2+2?", "answer": "4"}\n',
     "data/empty.jsonl": b"",
+    "data/bad_prompt.json": b'{"template": "r1_zero", "examples": ',  # a model's thinkrl_prompt.json, cut short
     "data/bad_json.jsonl": b'{"question": "1+1?", "answer": "2"}\n{"question": "2+2?"\n',
     "data/latin1.jsonl": '{"question": "1+1?", "answer": "2"}\n{"question": "caf\xe9?", "answer": "2"}\n'.encode("latin-1"),
     "data/binary.jsonl": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
@@ -212,6 +213,10 @@ CASES = [
     case("out_dir already holds a run (distill)", "distill --teacher {w}/model --student {w}/model --out-dir {w}/runs/distill_done",
          "<tmp>/runs/distill_done"),
     case("merge onto an existing model", "merge --models {w}/model,{w}/model --out {w}/model", "<tmp>/model", "already exists"),
+    case("prompt set-up file not JSON", f"generate {M} --set prompt_setup={{w}}/data/bad_prompt.json hi",
+         "<tmp>/data/bad_prompt.json", "prompt_setup"),
+    case("prompt set-up file missing", f"eval {M} --set prompt_setup={{w}}/data/absent_prompt.json",
+         "<tmp>/data/absent_prompt.json", "prompt_setup"),
 ]
 
 

@@ -90,3 +90,38 @@ def test_version_and_plain_metavars(capsys):
     usage = capsys.readouterr().out
     assert "--model MODEL" in usage and "--task TASK" in usage and "--steps N" in usage and "--out-dir DIR" in usage
     assert "FLAG_" not in usage
+
+
+def test_every_command_help_reads_plainly(capsys):
+    """Every flag's placeholder is a plain word (MODEL, TASK, N, X, DIR, PATH, ...) or a list of one
+    (N,N,...), never an argparse dest such as FLAG_MODEL__NAME; the top level names COMMAND."""
+    import re
+
+    from thinkrl.cli import COMMANDS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "usage: thinkrl [-h] [--version] COMMAND ..." in top and "{rl," not in top
+    for name in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        usage = capsys.readouterr().out
+        placeholders = re.findall(r"\[--[a-z-]+ ([^\]]+)\]", usage.split("\n\n")[0])
+        assert placeholders, name
+        for p in placeholders:
+            assert re.fullmatch(r"[A-Z]+(=[A-Z]+)?|([A-Z]+),\2,\.\.\.", p), (name, p)
+    with pytest.raises(SystemExit):
+        main(["merge", "--help"])
+    assert "--models MODEL,MODEL,..." in capsys.readouterr().out
+
+
+def test_the_version_is_the_packages():
+    import tomllib
+    from pathlib import Path
+
+    import thinkrl
+
+    project = tomllib.loads((Path(thinkrl.__file__).parents[1] / "pyproject.toml").read_text())
+    assert "version" in project["project"]["dynamic"]  # the wheel's version is thinkrl.__version__
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "thinkrl.__version__"}

@@ -66,6 +66,9 @@ def test_the_wheel_carries_the_recipes_and_their_data(installed, tmp_path):
     assert Path(where).resolve().is_relative_to((bin_.parent / "lib").resolve())  # the wheel's copy, not the checkout
     assert names == sorted(p.stem for p in (CHECKOUT / "recipes").glob("*.toml"))
     assert n_train == 28  # recipes/data/brindle_questions.jsonl, read from the package
+    assert _run([bin_ / "thinkrl", "--version"], tmp_path, env).stdout.strip() == f"thinkrl {thinkrl.__version__}"
+    meta = _run([bin_ / "python", "-c", "import importlib.metadata as m; print(m.version('thinkrl'))"], tmp_path, env)
+    assert meta.stdout.strip() == thinkrl.__version__  # the wheel's version is the package's (pyproject: dynamic)
     assert not list(tmp_path.iterdir())
 
 

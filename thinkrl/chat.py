@@ -10,13 +10,27 @@ from thinkrl.config import GenerateConfig
 from thinkrl.errors import UserError
 
 
-def _messages(cfg: GenerateConfig, history: list[dict]) -> list[dict]:
-    from thinkrl.prompts import R1_ZERO_SYSTEM
+def prompt_messages(cfg: GenerateConfig, history: list[dict]) -> list[dict]:
+    """What generate and chat ask the model: the system turn, the first `cfg.shots` worked example
+    turns of the model's prompt set-up (thinkrl.prompt_setup), then the conversation. For a problem's
+    question this is the prompt training and eval built (thinkrl.prompts.build_messages)."""
+    from thinkrl.prompt_setup import example_turns, locate, read
+    from thinkrl.prompts import R1_ZERO_SYSTEM, TEMPLATES
 
-    if cfg.template not in ("r1_zero", "raw"):
-        raise UserError(f"template must be r1_zero or raw for generate/chat, got '{cfg.template}'")
+    if cfg.template not in TEMPLATES:
+        raise UserError(f"unknown template '{cfg.template}' for generate/chat: choose one of {', '.join(TEMPLATES)}")
+    path = locate(cfg.model.name, cfg.prompt_setup) if cfg.shots else None
+    examples = example_turns(read(path) if path else None, cfg.shots)
     system = cfg.system or (R1_ZERO_SYSTEM if cfg.template == "r1_zero" else "")
-    return ([{"role": "system", "content": system}] if system else []) + history
+    return ([{"role": "system", "content": system}] if system else []) + examples + history
+
+
+def user_message(cfg: GenerateConfig, text: str, budget: int = 0) -> dict:
+    """One user turn as the template words it (boxed: its instruction after the question; an L1
+    thinking budget: "Think for N tokens.")."""
+    from thinkrl.prompts import user_turn
+
+    return {"role": "user", "content": user_turn(text.strip(), cfg.template, budget)}
 
 
 def _answer(engine, cfg: GenerateConfig, history: list[dict], seed: int):
@@ -24,7 +38,7 @@ def _answer(engine, cfg: GenerateConfig, history: list[dict], seed: int):
 
     from thinkrl.tools import build_toolbox
 
-    ids = encode_prompt(engine.tokenizer, _messages(cfg, history))
+    ids = encode_prompt(engine.tokenizer, prompt_messages(cfg, history))
     return engine.generate([ids], cfg.sampling, n=1, seeds=[seed], tools=build_toolbox(cfg.tools))[0]
 
 
@@ -50,12 +64,10 @@ def run_generate(cfg: GenerateConfig, args) -> int:
     if not prompt.strip():
         raise UserError("generate needs a prompt: thinkrl generate \"What is 17 + 25?\" (or '-' to read stdin)")
     from thinkrl.evaluate import load_engine
-    from thinkrl.prompts import BUDGET_INSTRUCTION
 
-    if cfg.think_budget:  # the instruction an L1-trained model learned (task.think_budgets)
-        prompt = f"{prompt.strip()}\n{BUDGET_INSTRUCTION.format(n=cfg.think_budget)}"
     engine = load_engine(cfg.model, 1)
-    _show(_answer(engine, cfg, [{"role": "user", "content": prompt.strip()}], cfg.seed))
+    # think_budget: the instruction an L1-trained model learned (task.think_budgets)
+    _show(_answer(engine, cfg, [user_message(cfg, prompt, cfg.think_budget)], cfg.seed))
     return 0
 
 
@@ -80,7 +92,7 @@ def run_chat(cfg: GenerateConfig, args) -> int:
             continue
         if not line.strip():
             continue
-        history.append({"role": "user", "content": line.strip()})
+        history.append(user_message(cfg, line))
         completion = _answer(engine, cfg, history, cfg.seed + turn)
         _show(completion)
         # keep only the answer in the history, as R1 does across turns: earlier thinking is not fed back

@@ -14,13 +14,14 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, get_type_hints
+from typing import Callable, get_args, get_origin, get_type_hints
 
 from thinkrl import config as C
 from thinkrl.chat import run_chat, run_generate
 from thinkrl.compare import run as run_compare
+from thinkrl.eval_results import run_command as run_eval
 from thinkrl.dist.launch import DISTRIBUTED, data_parallel, is_main_process
-from thinkrl.config.loader import load, save, to_toml
+from thinkrl.config.loader import load, to_toml
 from thinkrl.errors import UserError
 
 
@@ -33,54 +34,6 @@ class Command:
     default_recipe: str | None = None
     extra: Callable[[argparse.ArgumentParser], None] | None = None  # positional args beyond the recipe
     switches: dict[str, tuple[str, str]] | None = None  # --flag -> (boolean key set to true, help)
-
-
-# ---------------------------------------------------------------- eval
-
-
-def run_eval(cfg: C.EvalConfig, args) -> int:
-    from tqdm import tqdm
-
-    from thinkrl.eval_results import print_table, results_path, write_results
-    from thinkrl.evaluate import encode_problems, load_engine, run_seeds
-    from thinkrl.tasks import get_task
-    from thinkrl.tools import build_toolbox
-
-    task = get_task(cfg.task)
-    problems = task.problems(cfg.split)
-    if cfg.limit:
-        problems = problems[: cfg.limit]
-    if not problems:
-        raise UserError(f"task '{cfg.task.name}' split '{cfg.split}' has no problems")
-    engine = load_engine(cfg.model, cfg.batch_size)  # a bad model fails here, before anything is written
-    tools = build_toolbox(cfg.tools, task)  # a missing or bad search corpus fails here
-    prompts = encode_problems(engine.tokenizer, task, problems, cfg.task.template, cfg.task.shots,
-                              cfg.sampling.max_new_tokens, engine.context,
-                              tools.prompt_tools(engine.tokenizer) if tools else None)  # so does a prompt too long
-    out = results_path(cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save(cfg, out.with_name(out.stem + ".config.toml"))
-    bar = tqdm(total=len(problems) * cfg.samples * cfg.seeds, desc=f"eval {cfg.task.name}", unit="sample", dynamic_ncols=True)
-    seen = {"n": 0, "correct": 0, "tokens": 0}
-
-    def on_batch(batch):
-        seen["n"] += len(batch)
-        seen["correct"] += sum(s.correct for s in batch)
-        seen["tokens"] += sum(len(s.completion.token_ids) for s in batch)
-        bar.set_postfix(acc=f"{seen['correct'] / seen['n']:.3f}", tok=f"{seen['tokens'] / seen['n']:.0f}")
-        bar.update(len(batch))
-
-    seeds = [cfg.seed + i for i in range(cfg.seeds)]
-    metrics, scored = run_seeds(
-        engine, task, problems, seeds, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
-        samples=cfg.samples, batch_size=cfg.batch_size, on_batch=on_batch, prompts=prompts, tools=tools,
-        reflection_phrases=cfg.reflection_phrases,
-    )
-    bar.close()
-    result = write_results(out, cfg, metrics, scored, seeds)
-    print_table(result)
-    print(f"wrote {out}")
-    return 0
 
 
 def run_rl(cfg: C.RLConfig, args) -> int:
@@ -272,8 +225,9 @@ COMMANDS: dict[str, Command] = {
         config=C.EvalConfig,
         run=run_eval,
         flags={
-            "--model": ("model.name", "local HF folder or embedded name (smollm2-135m-instruct)"),
-            "--task": ("task.name", "gsm8k | aime2025 | arithmetic | countdown | code | humaneval | jsonl:PATH"),
+            "--model": ("model.name", "local HF folder or embedded name (smollm2-135m-instruct); a trained "
+                        "folder's thinkrl_prompt.json sets the task, prompt and sampling (--set prompt_setup=none ignores it)"),
+            "--task": ("task.name", "gsm8k | aime2025 | arithmetic | countdown | knights_knaves | code | humaneval | jsonl:PATH"),
             "--limit": ("limit", "first N problems of the split"),
             "--samples": ("samples", "completions per problem (K)"),
             "--out": ("out", "results JSON path"),
@@ -295,9 +249,11 @@ COMMANDS: dict[str, Command] = {
         config=C.GenerateConfig,
         run=run_generate,
         flags={
-            "--model": ("model.name", "local HF folder or embedded name"),
+            "--model": ("model.name", "local HF folder or embedded name; a trained folder's thinkrl_prompt.json "
+                        "sets the prompt and sampling (--set prompt_setup=none ignores it)"),
             "--temperature": ("sampling.temperature", "0 = greedy"),
             "--max-new-tokens": ("sampling.max_new_tokens", "token budget of the answer"),
+            "--shots": ("shots", "worked example turns before the prompt, from the model's thinkrl_prompt.json"),
             "--seed": ("seed", "sampling seed"),
             "--think-budget": ("think_budget", "ask an L1-trained model to think for N tokens"),
         },
@@ -328,9 +284,11 @@ COMMANDS: dict[str, Command] = {
         config=C.GenerateConfig,
         run=run_chat,
         flags={
-            "--model": ("model.name", "local HF folder or embedded name"),
+            "--model": ("model.name", "local HF folder or embedded name; a trained folder's thinkrl_prompt.json "
+                        "sets the prompt and sampling (--set prompt_setup=none ignores it)"),
             "--temperature": ("sampling.temperature", "0 = greedy"),
             "--max-new-tokens": ("sampling.max_new_tokens", "token budget of each answer"),
+            "--shots": ("shots", "worked example turns before the conversation, from the model's thinkrl_prompt.json"),
         },
     ),
 }
@@ -356,7 +314,8 @@ def _unknown_flags(command: str, unknown: list[str]) -> int:
 
 
 def metavar(config: type, key: str) -> str:
-    """A flag's placeholder in --help: MODEL, TASK, DIR, PATH, N or X for a number, else the key's name."""
+    """A flag's placeholder in --help: MODEL, TASK, DIR, PATH, N or X for a number, else the key's
+    name; a list reads N,N,... (X,X,... for numbers, MODEL,MODEL,... for models)."""
     name = key.rsplit(".", 1)[-1]
     if name == "name":  # task.name -> TASK; model.name, teacher.name, student.name -> MODEL
         return "TASK" if key.startswith("task.") else "MODEL"
@@ -365,15 +324,22 @@ def metavar(config: type, key: str) -> str:
     for part in key.split(".")[:-1]:  # the field's type decides the rest
         config = get_type_hints(config)[part]
     kind = get_type_hints(config).get(name)
+    item = getattr(config, "LIST_STRINGS", {}).get(name) or (get_args(kind)[0] if get_origin(kind) is list else None)
+    if item is not None:  # a comma-separated list: models = a,b; weights = 0.5,0.5; think_budgets = 16,32
+        one = {int: "N", float: "X"}.get(item, "MODEL" if name == "models" else "NAME")
+        return f"{one},{one},..."
     return {int: "N", float: "X"}.get(kind, "PATH" if name in ("data", "out", "teacher", "student") else name.upper())
 
 
 def build_parser() -> argparse.ArgumentParser:
     from thinkrl import __version__
 
-    parser = _Parser(prog="thinkrl", description="RL from verifiable rewards for reasoning LMs")
-    parser.add_argument("--version", action="version", version=f"thinkrl {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="thinkrl", description="RL from verifiable rewards for reasoning LMs",
+                     epilog="thinkrl COMMAND --help lists a command's options. First steps: thinkrl rl (the default "
+                            "recipe, R1-Zero on the embedded model), then thinkrl generate --model runs/r1_zero/final "
+                            "\"What is 47 * 8?\"")
+    parser.add_argument("--version", action="version", version=f"thinkrl {__version__}", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
         p.add_argument("--recipe", "-r", default=cmd.default_recipe,
@@ -397,6 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resolve(command: str, recipe: str | None, overrides: list[str], show: Callable[[str], None] | None = None):
+    """A command's config: defaults <- recipe <- --set; for generate, chat and eval, the model
+    folder's prompt set-up (thinkrl_prompt.json, thinkrl.prompt_setup) in place of the defaults,
+    announced through `show`."""
+    cmd = COMMANDS[command]
+    cfg = load(cmd.config, recipe, overrides)
+    if hasattr(cfg, "prompt_setup"):
+        from thinkrl import prompt_setup
+
+        cfg = prompt_setup.apply(cmd.config, cfg, recipe, overrides, command, show)
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:
@@ -413,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
             if key.startswith("switch_") and value:
                 overrides.append(f"{key[7:].replace('__', '.')}=true")
         recipe = getattr(args, "recipe_arg", None) or args.recipe
-        cfg = load(cmd.config, recipe, overrides)
+        announce = lambda line: is_main_process() and print(line, file=sys.stderr)  # noqa: E731 (the prompt set-up used)
+        cfg = resolve(args.command, recipe, overrides, show=announce)
         if args.print_config:
             print(to_toml(cfg), end="")
             return 0

@@ -1,8 +1,8 @@
-"""What `thinkrl eval` writes: where its results go, the results JSON (the metrics of
-thinkrl.evaluate, with the model, task, split and how completions were drawn, and each problem's
-outcome under "problems", which `thinkrl compare` pairs), one JSONL line per scored completion
-beside it, and the table it prints. Training runs write their held-out evaluations in the same
-format (thinkrl.train.heldout: RUN/eval/step_NNNN.json).
+"""`thinkrl eval` (run_command) and what it writes: where its results go, the results JSON (the
+metrics of thinkrl.evaluate, with the model, task, split and how completions were drawn, and each
+problem's outcome under "problems", which `thinkrl compare` pairs), one JSONL line per scored
+completion beside it, and the table it prints. Training runs write their held-out evaluations in
+the same format (thinkrl.train.heldout: RUN/eval/step_NNNN.json).
 
 Files of a run at OUT (default runs/eval-<task>-<time>/results.json): OUT itself,
 OUT's stem + `.config.toml` (the resolved config, written before sampling starts) and
@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 from thinkrl.config import EvalConfig
+from thinkrl.config.loader import save
+from thinkrl.errors import UserError
 
 
 def results_path(cfg: EvalConfig) -> Path:
@@ -90,3 +92,50 @@ def print_table(result: dict) -> None:
         print(line)
     for row in result.get("per_seed", []):
         print(f"  seed {row['seed']}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "seed"))
+
+
+def run_command(cfg: EvalConfig, args=None) -> int:
+    """`thinkrl eval`: check everything that can be wrong before sampling, then sample with a
+    progress bar, write the results and print their table."""
+    from tqdm import tqdm
+
+    from thinkrl.evaluate import encode_problems, load_engine, run_seeds
+    from thinkrl.tasks import get_task
+    from thinkrl.tools import build_toolbox
+
+    task = get_task(cfg.task)
+    problems = task.problems(cfg.split)
+    if cfg.limit:
+        problems = problems[: cfg.limit]
+    if not problems:
+        raise UserError(f"task '{cfg.task.name}' split '{cfg.split}' has no problems")
+    engine = load_engine(cfg.model, cfg.batch_size)  # a bad model fails here, before anything is written
+    tools = build_toolbox(cfg.tools, task)  # a missing or bad search corpus fails here
+    prompts = encode_problems(engine.tokenizer, task, problems, cfg.task.template, cfg.task.shots,
+                              cfg.sampling.max_new_tokens, engine.context,
+                              tools.prompt_tools(engine.tokenizer) if tools else None)  # so does a prompt too long
+    out = results_path(cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save(cfg, out.with_name(out.stem + ".config.toml"))
+    bar = tqdm(total=len(problems) * cfg.samples * cfg.seeds, desc=f"eval {cfg.task.name}", unit="sample", dynamic_ncols=True)
+    seen = {"n": 0, "correct": 0, "tokens": 0}
+
+    def on_batch(batch):
+        seen["n"] += len(batch)
+        seen["correct"] += sum(s.correct for s in batch)
+        seen["tokens"] += sum(len(s.completion.token_ids) for s in batch)
+        bar.set_postfix(acc=f"{seen['correct'] / seen['n']:.3f}", tok=f"{seen['tokens'] / seen['n']:.0f}")
+        bar.update(len(batch))
+
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    metrics, scored = run_seeds(
+        engine, task, problems, seeds, template=cfg.task.template, shots=cfg.task.shots, params=cfg.sampling,
+        samples=cfg.samples, batch_size=cfg.batch_size, on_batch=on_batch, prompts=prompts, tools=tools,
+        reflection_phrases=cfg.reflection_phrases,
+    )
+    bar.close()
+    result = write_results(out, cfg, metrics, scored, seeds)
+    print_table(result)
+    print(f"wrote {out}")
+    return 0
+

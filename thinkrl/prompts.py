@@ -31,7 +31,7 @@ BOXED_SUFFIX = "\nPlease reason step by step, and put your final answer within \
 TEMPLATES = ("r1_zero", "boxed", "raw")
 
 
-def _user_turn(question: str, template: str, budget: int = 0) -> str:
+def user_turn(question: str, template: str, budget: int = 0) -> str:
     """The question, the template's instruction, and an L1 thinking budget ("Think for N tokens.")."""
     text = question + BOXED_SUFFIX if template == "boxed" else question
     return f"{text}\n{BUDGET_INSTRUCTION.format(n=budget)}" if budget else text
@@ -48,9 +48,9 @@ def build_messages(problem: Problem, task: Task, template: str = "r1_zero", shot
     if shots and len(examples) < shots:
         raise UserError(f"task '{task.name}' has {len(examples)} worked examples, task.shots asks for {shots}")
     for question, response in examples:
-        messages.append({"role": "user", "content": _user_turn(question, template)})
+        messages.append({"role": "user", "content": user_turn(question, template)})
         messages.append({"role": "assistant", "content": response})
-    messages.append({"role": "user", "content": _user_turn(problem.question, template, problem.meta.get("think_budget", 0))})
+    messages.append({"role": "user", "content": user_turn(problem.question, template, problem.meta.get("think_budget", 0))})
     return messages
 
 

@@ -193,9 +193,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise UserError(f"recipe {path}: not valid TOML ({e})") from None
 
 
-def load(cls, recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()):
+def load(cls, recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base=None):
     """The config for an entry point: defaults <- recipe TOML <- `--set` overrides (in that order).
-    `recipe`: a TOML file's path, or the name of a recipe shipped in the package (thinkrl.data.packaged)."""
+    `recipe`: a TOML file's path, or the name of a recipe shipped in the package (thinkrl.data.packaged).
+    `base`: a config of `cls` in place of the defaults (a model's prompt set-up, thinkrl.prompt_setup)."""
     from thinkrl.data.packaged import find_recipe
 
     data: dict[str, Any] = {}
@@ -203,7 +204,7 @@ def load(cls, recipe: str | Path | None = None, overrides: list[str] | tuple[str
         path = find_recipe(recipe)  # a path, or a packaged recipe's name ("r1_zero")
         data = _read_toml(path)
         where = f"recipe {path}: "
-        build(cls, data, where=where)  # report recipe errors against the file before applying overrides
+        build(cls, data, where=where, base=base)  # report recipe errors against the file before applying overrides
     for text in overrides:
         parts, value = parse_override(text)
         node, tp_cls = data, cls
@@ -224,7 +225,7 @@ def load(cls, recipe: str | Path | None = None, overrides: list[str] | tuple[str
                 node = node.setdefault(part, {})
                 tp_cls = tp
     _inherit_sections(cls, data)
-    return build(cls, data)
+    return build(cls, data, base=base)
 
 
 def _inherit_sections(cls, data: dict) -> None:

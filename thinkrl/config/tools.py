@@ -31,6 +31,9 @@ class EvalConfig:
     seeds: int = 1  # sampling seeds (seed, seed + 1, ...): rates are their mean, with the spread across them
     # self-verification phrases the reflection/* metrics count (thinkrl.reflection); [] = off
     reflection_phrases: list[str] = field(default_factory=lambda: list(REFLECTION_PHRASES))
+    # the model folder's thinkrl_prompt.json (the task, prompt and sampling it was trained with) as
+    # the defaults below the recipe and flags: auto (if the folder has one) | none | PATH to such a file
+    prompt_setup: str = "auto"
 
     def __post_init__(self):
         if self.samples < 1:
@@ -64,8 +67,12 @@ class GenerateConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95, max_new_tokens=512))
-    template: str = "r1_zero"  # r1_zero (system prompt asking for <think>/<answer>) | raw
+    template: str = "r1_zero"  # r1_zero (system prompt asking for <think>/<answer>) | boxed | raw
     system: str = ""  # a system prompt of your own; replaces the template's
+    shots: int = 0  # worked example turns before the question, from the model's prompt set-up (thinkrl_prompt.json)
+    # the model folder's thinkrl_prompt.json (template, example turns, sampling it was trained with) as
+    # the defaults below the recipe and flags: auto (if the folder has one) | none | PATH to such a file
+    prompt_setup: str = "auto"
     think_budget: int = 0  # generate: append "Think for N tokens." (for a model trained with task.think_budgets)
     seed: int = 0
     tools: ToolConfig = field(default_factory=ToolConfig)  # tools the model may call; calls shown apart
@@ -73,6 +80,8 @@ class GenerateConfig:
     def __post_init__(self):
         if self.think_budget < 0:
             raise UserError(f"think_budget must be >= 0 (0 = none), got {self.think_budget}")
+        if self.shots < 0:
+            raise UserError(f"shots must be >= 0, got {self.shots}")
 
 
 BENCH_MODES = ("train", "decode")  # bench.mode

@@ -163,6 +163,17 @@ def call_metrics(completions) -> dict[str, float]:
     }
 
 
+def task_corpus(task) -> str:
+    """The path of the corpus a task brings (`tools.search.corpus = "task"`: the lookup task's)."""
+    while task is not None and not hasattr(task, "corpus_path"):  # through wrappers (task.rewards, budgets)
+        task = getattr(task, "task", None)
+    if task is None:
+        from thinkrl.errors import UserError  # noqa: PLC0415
+
+        raise UserError("tools.search.corpus = 'task' needs a task with a corpus (lookup)")
+    return str(task.corpus_path())
+
+
 def build_toolbox(cfg: ToolConfig, task=None) -> Toolbox | None:
     """The tools a `[tools]` section asks for, or None when it asks for none. `task` supplies its own
     corpus for `search.corpus = "task"` (the lookup task)."""
@@ -177,14 +188,6 @@ def build_toolbox(cfg: ToolConfig, task=None) -> Toolbox | None:
     if cfg.search.corpus:
         from thinkrl.tools.search import make_search_tool  # noqa: PLC0415 - bm25s only when asked for
 
-        corpus = cfg.search.corpus
-        if corpus == "task":
-            while task is not None and not hasattr(task, "corpus_path"):  # through wrappers (task.rewards, budgets)
-                task = getattr(task, "task", None)
-            corpus = str(task.corpus_path()) if task is not None else ""
-            if not corpus:
-                from thinkrl.errors import UserError  # noqa: PLC0415
-
-                raise UserError("tools.search.corpus = 'task' needs a task with a corpus (lookup)")
+        corpus = task_corpus(task) if cfg.search.corpus == "task" else cfg.search.corpus
         tools["search"] = make_search_tool(corpus, k=cfg.search.k, max_chars=cfg.search.max_chars)
     return Toolbox(tools, cfg.max_calls, cfg.result_max_tokens, cfg.call_timeout_s, cfg.result_tag, cfg.format)

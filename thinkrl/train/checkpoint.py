@@ -1,7 +1,8 @@
 """Checkpoints of a training run: HF folders plus the trainer state, written atomically.
 
 <run>/checkpoints/step-000040/ holds the model (safetensors, config, tokenizer) and
-trainer_state.pt (optimizer, scheduler, RNG states, step, data position). A model with LoRA
+trainer_state.pt (optimizer, scheduler, RNG states, step, data position), and the prompt set-up the
+stage trained with (thinkrl_prompt.json, thinkrl.prompt_setup). A model with LoRA
 adapters (thinkrl.model.lora) is kept as its adapter instead (adapter_config.json and
 adapter_model.safetensors, peft's format): the base is the run's model.name, unchanged. A folder appears only
 when complete (temp folder, fsync, rename: thinkrl.models.save_pretrained), so the newest
@@ -26,6 +27,7 @@ from typing import Callable
 
 import torch
 
+from thinkrl import prompt_setup
 from thinkrl.errors import UserError
 from thinkrl.model.lora import has_lora, save_adapter
 from thinkrl.models import fsync_dir, save_pretrained
@@ -77,12 +79,14 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, keep: int,
-                    extra: Callable[[Path], None] | None = None) -> Path:
-    """`extra(tmp_folder)` adds files (a critic's weights) that land atomically with the model and state."""
+                    extra: Callable[[Path], None] | None = None, prompt: dict | None = None) -> Path:
+    """`extra(tmp_folder)` adds files (a critic's weights) that land atomically with the model and state;
+    `prompt`: the stage's prompt set-up, written as thinkrl_prompt.json (thinkrl.prompt_setup)."""
     path = Path(run_dir) / "checkpoints" / f"step-{step:06d}"
     state = {**trainer_state, "rng": rng_state()}
 
     adapter = has_lora(model)
+    extra = prompt_setup.writer(prompt, extra)
 
     def write_state(tmp: Path) -> None:
         if adapter:
@@ -116,7 +120,8 @@ def _sharded_state(model, optimizer) -> dict:
 
 
 def save_sharded_checkpoint(run_dir: Path, step: int, group, model, optimizer, weights, tokenizer, trainer_state: dict,
-                            keep: int, more: dict | None = None, extra: Callable[[Path], None] | None = None) -> None:
+                            keep: int, more: dict | None = None, extra: Callable[[Path], None] | None = None,
+                            prompt: dict | None = None) -> None:
     """A data-parallel checkpoint, called on every rank. Every rank writes its own shard of the
     trained weights (fp32, the exact master copy) and of the optimizer state with
     torch.distributed.checkpoint (no rank holds them whole); rank 0 moves those files into the
@@ -124,7 +129,7 @@ def save_sharded_checkpoint(run_dir: Path, step: int, group, model, optimizer, w
     dtype (`weights`, the engine's unsharded copy: a plain HF folder to evaluate or merge) and the
     trainer state, atomically as always. `more` = {key: (model, optimizer)}: further trained models
     (PPO's critic) in the same folder under their key, the trainer state marking each key SHARDED;
-    `extra(tmp)` adds files as in save_checkpoint (rank 0 only)."""
+    `extra(tmp)` and `prompt` as in save_checkpoint (rank 0 only)."""
     import torch.distributed.checkpoint as dcp
 
     root = Path(run_dir) / "checkpoints"
@@ -143,7 +148,8 @@ def save_sharded_checkpoint(run_dir: Path, step: int, group, model, optimizer, w
                 extra(tmp)
 
         marks = {key: SHARDED for key in states}
-        save_checkpoint(run_dir, step, weights, tokenizer, {**trainer_state, **marks}, keep, extra=write)
+        save_checkpoint(run_dir, step, weights, tokenizer, {**trainer_state, **marks}, keep, extra=write,
+                        prompt=prompt)
     group.barrier()
 
 

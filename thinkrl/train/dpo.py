@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from thinkrl import prompt_setup
 from thinkrl.algos.preference import dpo_loss
 from thinkrl.config import DPOConfig
 from thinkrl.data.chat import Example, tokenize
@@ -60,6 +61,7 @@ def train(cfg: DPOConfig, show_progress: bool = True) -> Path:
     if (run_dir / "metrics.jsonl").exists():
         raise UserError(f"out_dir {run_dir} already holds a run: set out_dir elsewhere")
     train_pairs, held_pairs = split_pairs(load_pairs(cfg.data), cfg.eval_fraction, cfg.seed)
+    prompt = prompt_setup.from_conversation("dpo", train_pairs[0].chosen) if train_pairs else None  # kept in final/
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
     model, tokenizer = load_model(cfg.model.name, device=device, dtype=dtype)
     model = add_adapters(model, cfg.lora, cfg.model.name, cfg.seed)  # [lora]: B = 0, so still the reference
@@ -122,7 +124,8 @@ def train(cfg: DPOConfig, show_progress: bool = True) -> Path:
         bar.set_postfix(loss=f"{sums['loss']:.3f}")
     bar.close()
     results["end"] = evaluate(total)
-    final = save_pretrained(model, tokenizer, run_dir / "final", extra=with_adapter(model))  # merged (+ adapter/)
+    final = save_pretrained(model, tokenizer, run_dir / "final",  # merged (+ adapter/), and the prompt set-up
+                            extra=with_adapter(model, prompt_setup.writer(prompt)))
     (run_dir / "results.json").write_text(json.dumps({**results, "train_pairs": len(train_rows),
                                                       "eval_pairs": len(held_rows), "final": str(final)}, indent=2) + "\n")
     logger.close()

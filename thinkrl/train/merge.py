@@ -3,7 +3,8 @@
 Kimi k1.5's simplest long2short route: average a long-reasoning model with a short one and the
 result answers at a length between the two. Weights are checked to sum to 1, and every model
 must have the same parameter names and shapes (same architecture, same size); the average is
-taken in fp32 and saved in `dtype` as a plain HF folder with the first model's tokenizer.
+taken in fp32 and saved in `dtype` as a plain HF folder with the first model's tokenizer, and
+with the models' prompt set-up (thinkrl_prompt.json) when they were all trained with the same one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from thinkrl import prompt_setup
 from thinkrl.config import MergeConfig
 from thinkrl.errors import UserError
 from thinkrl.models import load_model, save_pretrained
@@ -43,4 +45,13 @@ def merge(cfg: MergeConfig) -> Path:
     model, tokenizer = loaded[0]
     model.load_state_dict(merged)
     model.to(getattr(torch, cfg.dtype))
-    return save_pretrained(model, tokenizer, cfg.out)
+    return save_pretrained(model, tokenizer, cfg.out, extra=prompt_setup.writer(shared_prompt(cfg.models)))
+
+
+def shared_prompt(models: list[str]) -> dict | None:
+    """The prompt set-up every model was trained with (template, system and example turns agree), or None."""
+    setups = [prompt_setup.read(p) if (p := prompt_setup.locate(name)) else None for name in models]
+    if any(s is None for s in setups):
+        return None
+    same = lambda s: (s.get("template"), s.get("system"), s.get("examples"))  # noqa: E731
+    return {**setups[0], "stage": "merge"} if all(same(s) == same(setups[0]) for s in setups) else None

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from thinkrl import rewards as rewards_mod
+from thinkrl import prompt_setup, rewards as rewards_mod
 from thinkrl.algos import group_advantages, policy_loss
 from thinkrl.config import RLConfig
 from thinkrl.dist import Group
@@ -166,6 +166,7 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
     eval_problems = task.problems("eval")[: cfg.eval.limit] if cfg.eval.limit else []
     if not train_problems:
         raise UserError(f"task '{cfg.task.name}' has no train problems")
+    prompt = prompt_setup.from_task("rl", cfg.task, task, cfg.eval.sampling, cfg.sampling, cfg.tools)  # in checkpoints
     rewards = rewards_mod.build(cfg.rewards, device, dtype)  # a reward model sits beside the policy
     tools = build_toolbox(cfg.tools, task)  # None without a [tools] section: single-turn rollouts
 
@@ -232,15 +233,15 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
                 more = {"critic_optimizer": (critic.model, critic.optimizer)}
                 extra = functools.partial(save_critic_weights, critic_host)
             save_sharded_checkpoint(run_dir, step, group, model, optimizer, sampler, tokenizer, trainer_state,
-                                    cfg.keep_checkpoints, more, extra)
+                                    cfg.keep_checkpoints, more, extra, prompt=prompt)
             return
         trainer_state["optimizer"] = optimizer.state_dict()
         if critic is None:
-            save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints)
+            save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints, prompt=prompt)
             return
         trainer_state["critic_optimizer"] = critic.optimizer.state_dict()
         save_checkpoint(run_dir, step, model, tokenizer, trainer_state, keep=cfg.keep_checkpoints,
-                        extra=functools.partial(save_critic_weights, critic.model))
+                        extra=functools.partial(save_critic_weights, critic.model), prompt=prompt)
 
     if state["step"] == 0 and eval_problems:
         ev = evaluate_heldout(cfg, engine, task, eval_problems, 0, logger, tools, group)
@@ -306,7 +307,8 @@ def train(cfg: RLConfig, show_progress: bool = True) -> Path:
             start = results_file(run_dir, 0)
             hint = f"\nthe gain with its interval: thinkrl compare {start} {results_file(run_dir, cfg.steps)}" if start.is_file() else ""
             print(f"step {cfg.steps} held-out: {heldout_line(final_ev)}{hint}", flush=True)
-        final = save_pretrained(sampler, tokenizer, final, extra=with_adapter(sampler))  # merged (+ adapter/)
+        final = save_pretrained(sampler, tokenizer, final,  # merged (+ adapter/), and the prompt set-up
+                                extra=with_adapter(sampler, prompt_setup.writer(prompt)))
         if critic is not None:  # an HF token-classification folder: AutoModelForTokenClassification reads it
             saved_critic = critic.model if critic_host is None else critic_host
             save_pretrained(saved_critic, tokenizer, run_dir / "critic", extra=with_adapter(saved_critic))

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from thinkrl import prompt_setup
 from thinkrl.algos.preference import bradley_terry_loss
 from thinkrl.config import RMConfig
 from thinkrl.data.chat import encode_conversation
@@ -84,6 +85,7 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
     run_dir = Path(cfg.out_dir)
     ckpt = checkpoint_to_resume(run_dir, cfg.resume)
     train_pairs, held_out = split_pairs(load_pairs(cfg.data), cfg.eval_fraction, cfg.seed)
+    prompt = prompt_setup.from_conversation("rm", train_pairs[0].chosen) if train_pairs else None  # how pairs are asked
 
     device, dtype = device_and_dtype(cfg.model.device, cfg.model.dtype)
     torch.manual_seed(cfg.seed)  # the new score head's random init: a function of the seed, as every other draw
@@ -154,11 +156,12 @@ def train(cfg: RMConfig, show_progress: bool = True) -> Path:
         if ((cfg.save_every and done % cfg.save_every == 0) or done == total) and guard.may_checkpoint(f"step {done}"):
             save_checkpoint(run_dir, done, model, tokenizer, {"optimizer": optimizer.state_dict(),
                                                               "scheduler": scheduler.state_dict(), "step": done},
-                            keep=cfg.keep_checkpoints)
+                            keep=cfg.keep_checkpoints, prompt=prompt)
     bar.close()
     if "end" not in results:  # no steps to run (or a results file from an older run): evaluate here
         results["end"] = evaluate(total)
-    final = save_pretrained(model, tokenizer, run_dir / "final", extra=with_adapter(model))  # merged (+ adapter/)
+    final = save_pretrained(model, tokenizer, run_dir / "final",  # merged (+ adapter/), and the prompt set-up
+                            extra=with_adapter(model, prompt_setup.writer(prompt)))
     results.update({"model": cfg.model.name, "data": cfg.data, "train_pairs": len(train_rows), "eval_pairs": len(eval_rows),
                     "steps": total, "final": str(final),
                     "eval_accuracy": results["end"].get("eval/accuracy"),

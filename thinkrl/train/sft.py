@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from thinkrl import prompt_setup
 from thinkrl.algos.sft import distill_kl, sft_loss
 from thinkrl.config import SFTConfig
 from thinkrl.data.chat import Example, read_chat_jsonl, tokenize
@@ -127,6 +128,9 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
     conversations = read_chat_jsonl(cfg.data)
     task = get_task(cfg.task) if cfg.eval.limit else None
     eval_problems = task.problems("eval")[: cfg.eval.limit] if task else []
+    # beside every checkpoint: how the data asks (its first conversation), and the held-out task's sampling
+    prompt = prompt_setup.from_conversation("sft", conversations[0], cfg.task if task else None,
+                                            cfg.eval.sampling if task else None) if conversations else None
 
     model, tokenizer = load_trained(cfg.model, cfg.lora, ckpt, cfg.seed, device,  # [lora]: base + adapters
                                     torch.float32 if group.active else dtype)  # sharded: fp32 params (thinkrl.dist.fsdp)
@@ -228,15 +232,16 @@ def train(cfg: SFTConfig, show_progress: bool = True) -> Path:
             trainer_state = {"scheduler": scheduler.state_dict(), "step": done, "world_size": group.world}
             if group.active:  # the full weights (the engine's copy), the optimizer state sharded
                 save_sharded_checkpoint(run_dir, done, group, model, optimizer, full_weights(), tokenizer,
-                                        trainer_state, cfg.keep_checkpoints)
+                                        trainer_state, cfg.keep_checkpoints, prompt=prompt)
             else:
                 save_checkpoint(run_dir, done, model, tokenizer, {**trainer_state, "optimizer": optimizer.state_dict()},
-                                keep=cfg.keep_checkpoints)
+                                keep=cfg.keep_checkpoints, prompt=prompt)
     bar.close()
     weights = full_weights()
     final = run_dir / "final"
     if group.main:
-        final = save_pretrained(weights, tokenizer, final, extra=with_adapter(weights))  # merged (+ adapter/)
+        final = save_pretrained(weights, tokenizer, final,  # merged (+ adapter/), and the prompt set-up
+                                extra=with_adapter(weights, prompt_setup.writer(prompt)))
         logger.close()
         plot_run(run_dir)
         finish(run_dir, "sft", time.perf_counter() - started)  # the summary, and report.html
