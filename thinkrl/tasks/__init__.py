@@ -18,7 +18,7 @@ from thinkrl.errors import UserError
 from thinkrl.tasks.arithmetic import SOLUTION_STYLES, style_cycle
 from thinkrl.tasks.base import SPLITS, Problem, Task, check_split
 from thinkrl.tasks.budget import Budgeted, parse_budgets
-from thinkrl.tasks.lookup import parse_hops
+from thinkrl.tasks.lookup import PASSAGE_STYLES, parse_hops
 
 NAMES = ("gsm8k", "aime2025", "arithmetic", "countdown", "lookup", "guess", "knights_knaves", "code", "humaneval",
          "jsonl:PATH", "mix:A+B")
@@ -59,6 +59,7 @@ class TaskConfig:
     # lookup (its corpus: Lookup.corpus_path(), for [tools] search.corpus = "task")
     lookup_entities: int = 1000  # people in the generated world (organisations and cities: a tenth each)
     hops: str = "1,2"  # lookup questions to ask: 1 (single-hop), 2 (two-hop through a bridge entity), or both
+    lookup_passages: str = "cards"  # lookup corpus: cards (one passage per entity) | facts (one per fact, worded like its question)
     # knights_knaves (thinkrl/tasks/knights_knaves.py)
     people: int = 2  # inhabitants per puzzle, 2 to 8 (all-correct chance level: 1 / 2^people)
     statement_kinds: str = "is,both,either,same,diff,if"  # what inhabitants may say (the module docstring shows each)
@@ -138,6 +139,7 @@ def _check_values(cfg: TaskConfig) -> None:
         ("code_workers", 1 <= cfg.code_workers <= 64, "must be between 1 and 64"),
         ("lookup_entities", 10 <= cfg.lookup_entities <= 1_000_000, "must be between 10 and 1000000"),
         ("hops", parse_hops(cfg.hops) is not None, "must be 1, 2 or '1,2' (single-hop, two-hop, both)"),
+        ("lookup_passages", cfg.lookup_passages in PASSAGE_STYLES, f"choose one of {', '.join(PASSAGE_STYLES)}"),
         ("people", 2 <= cfg.people <= 8, "must be between 2 and 8"),
         ("statement_kinds", _valid_kinds(cfg.statement_kinds), "must be comma-separated kinds from is,both,either,same,diff,if"),
         ("prompt_field", bool(cfg.prompt_field.strip()), "must name a JSON field"),
@@ -223,7 +225,7 @@ def _build(cfg: TaskConfig) -> Task:
                            max_guesses=cfg.max_guesses)
     if cfg.name == "lookup":
         return lookup.Lookup(seed=cfg.seed, entities=cfg.lookup_entities, hops=cfg.hops,
-                             num_train=cfg.num_train, num_eval=cfg.num_eval)  # fmt: skip
+                             num_train=cfg.num_train, num_eval=cfg.num_eval, style=cfg.lookup_passages)  # fmt: skip
     if cfg.name == "knights_knaves":
         return knights_knaves.KnightsKnaves(seed=cfg.seed, num_train=cfg.num_train, num_eval=cfg.num_eval,
                                             people=cfg.people, kinds=cfg.statement_kinds)  # fmt: skip

@@ -18,7 +18,17 @@ Splits never leak: a seeded EVAL_SHARE of each kind of entity is held out, and a
 to the split of the entity it names; so every eval question is about an entity no train question
 names (its card, and the bridge card of a two-hop question, may be shared: the world is one).
 The corpus is the whole world, written once to `corpus_path()` (a JSONL file under the cache,
-named by seed, size and GENERATOR_VERSION) for the search tool: `[tools] search.corpus = "task"`.
+named by seed, size, passage style and GENERATOR_VERSION) for the search tool: `[tools]
+search.corpus = "task"`.
+
+Two passage styles (`task.lookup_passages`): "cards", one passage per entity as above (the model
+must pick the field the question asks for out of the card), and "facts", one passage per fact,
+worded with the question's own words so that a search with the question puts that fact first
+("Talomir Vesk was born in the city of Dorvale."; measured with k = 1 over a 1,000-person world:
+the right fact first for every question but 5% of the employer ones, whose long organisation
+names lose on BM25's length normalisation). With facts, reading is easy and what is left to
+learn is the search itself: a two-hop question needs a second search, for the bridge entity's
+own single-hop question ("In which city is the headquarters of Vornak Institute?").
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ NUM_EXAMPLES = 4  # example turns for task.shots
 GENERATOR_VERSION = "v1"  # bump when the world or its wording changes: a new corpus file name
 EVAL_SHARE = 0.2  # of each kind of entity, held out for eval questions
 HOPS = (1, 2)
+PASSAGE_STYLES = ("cards", "facts")
 
 ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "th", "sh", "dr", "tr", "br", "kr", "qu", "h")
 VOWELS = ("a", "e", "i", "o", "u", "ai", "ou")
@@ -126,16 +137,51 @@ def passages(world: World) -> list[dict]:
     return out
 
 
-def _q(kind: str, i: int, relation: str, hops: int, question: str, answer: object, gold: list[str]) -> dict:
+def fact_passages(world: World) -> list[dict]:
+    """The corpus in the "facts" style: one {"id", "title", "text"} passage per fact, id
+    "<card id>-<relation>" (the relation of the single-hop question it answers), title the
+    entity's name, the text worded like that question ("born in the city of", "founded in the year")."""
+    w, out = world, []
+    city, org, country = (lambda i: w.cities[i]["name"]), (lambda i: w.orgs[i]["name"]), (lambda i: w.countries[i]["name"])
+
+    def add(card: str, relation: str, title: str, text: str) -> None:
+        out.append({"id": f"{card}-{relation}", "title": title, "text": text})
+
+    for i, p in enumerate(w.people):
+        n = p["name"]
+        add(f"person-{i}", "birth_city", n, f"{n} was born in the city of {city(p['city'])}.")
+        add(f"person-{i}", "birth_year", n, f"{n} was born in the year {p['year']}.")
+        add(f"person-{i}", "employer", n, f"{n} works for the organisation {org(p['org'])}.")
+    for i, o in enumerate(w.orgs):
+        n = o["name"]
+        add(f"org-{i}", "headquarters", n, f"The headquarters of {n} are in the city of {city(o['city'])}.")
+        add(f"org-{i}", "founded", n, f"{n} was founded in the year {o['year']}.")
+        add(f"org-{i}", "members", n, f"{n} has {o['members']} members.")
+    for i, c in enumerate(w.cities):
+        add(f"city-{i}", "country", c["name"], f"The city of {c['name']} is in the country of {country(c['country'])}.")
+    for i, k in enumerate(w.countries):
+        add(f"country-{i}", "capital", k["name"], f"The capital of {k['name']} is the city of {city(k['capital'])}.")
+    return out
+
+
+def _q(kind: str, i: int, relation: str, hops: int, question: str, answer: object, gold: list[str],
+       facts: list[str] | None = None, then: str = "") -> dict:
+    """One question. gold: the cards to read in order; facts: the fact passages to read in order
+    (a single-hop question: its own relation's fact); then: a two-hop question's second search,
+    the bridge entity's own single-hop question."""
     return {"kind": kind, "index": i, "relation": relation, "hops": hops, "question": question,
-            "answer": str(answer), "gold": gold}  # fmt: skip
+            "answer": str(answer), "gold": gold, "facts": facts or [f"{gold[0]}-{relation}"], "then": then}  # fmt: skip
 
 
 def questions(world: World) -> list[dict]:
     """Every question the world asks, each with the entity it names (kind, index), its hops, its
-    answer and its gold passage ids in reading order (a two-hop question: the card it names, then
-    the bridge card)."""
+    answer, its gold passage ids in reading order as cards (`gold`: a two-hop question's card it
+    names, then the bridge card) and as facts (`facts`), and a two-hop question's second search
+    (`then`: the bridge's own single-hop question)."""
     w, out = world, []
+    hq = lambda o: f"In which city is the headquarters of {w.orgs[o]['name']}?"  # noqa: E731 - the bridges' own questions
+    founded = lambda o: f"In which year was {w.orgs[o]['name']} founded?"  # noqa: E731
+    in_country = lambda c: f"In which country is the city of {w.cities[c]['name']}?"  # noqa: E731
     for i, p in enumerate(w.people):
         name, city, org = p["name"], w.cities[p["city"]], w.orgs[p["org"]]
         me, org_id, city_id = f"person-{i}", f"org-{p['org']}", f"city-{p['city']}"
@@ -144,21 +190,24 @@ def questions(world: World) -> list[dict]:
             _q("person", i, "birth_year", 1, f"In which year was {name} born?", p["year"], [me]),
             _q("person", i, "employer", 1, f"Which organisation does {name} work for?", org["name"], [me]),
             _q("person", i, "employer_city", 2, f"In which city is the headquarters of the organisation that {name} works for?",
-               w.cities[org["city"]]["name"], [me, org_id]),
-            _q("person", i, "employer_year", 2, f"In which year was the organisation that {name} works for founded?", org["year"], [me, org_id]),
-            _q("person", i, "birth_country", 2, f"In which country was {name} born?", w.countries[city["country"]]["name"], [me, city_id]),
+               w.cities[org["city"]]["name"], [me, org_id], [f"{me}-employer", f"{org_id}-headquarters"], hq(p["org"])),
+            _q("person", i, "employer_year", 2, f"In which year was the organisation that {name} works for founded?", org["year"],
+               [me, org_id], [f"{me}-employer", f"{org_id}-founded"], founded(p["org"])),
+            _q("person", i, "birth_country", 2, f"In which country was {name} born?", w.countries[city["country"]]["name"],
+               [me, city_id], [f"{me}-birth_city", f"{city_id}-country"], in_country(p["city"])),
         ]  # fmt: skip
     for i, o in enumerate(w.orgs):
         me, city = f"org-{i}", w.cities[o["city"]]
         out += [
-            _q("org", i, "headquarters", 1, f"In which city is the headquarters of {o['name']}?", city["name"], [me]),
-            _q("org", i, "founded", 1, f"In which year was {o['name']} founded?", o["year"], [me]),
+            _q("org", i, "headquarters", 1, hq(i), city["name"], [me]),
+            _q("org", i, "founded", 1, founded(i), o["year"], [me]),
             _q("org", i, "members", 1, f"How many members does {o['name']} have?", o["members"], [me]),
             _q("org", i, "headquarters_country", 2, f"In which country is the headquarters of {o['name']}?",
-               w.countries[city["country"]]["name"], [me, f"city-{o['city']}"]),
+               w.countries[city["country"]]["name"], [me, f"city-{o['city']}"], [f"{me}-headquarters", f"city-{o['city']}-country"],
+               in_country(o["city"])),
         ]  # fmt: skip
     for i, c in enumerate(w.cities):
-        out.append(_q("city", i, "country", 1, f"In which country is the city of {c['name']}?", w.countries[c["country"]]["name"], [f"city-{i}"]))
+        out.append(_q("city", i, "country", 1, in_country(i), w.countries[c["country"]]["name"], [f"city-{i}"]))
     for i, k in enumerate(w.countries):
         out.append(_q("country", i, "capital", 1, f"What is the capital of {k['name']}?", w.cities[k["capital"]]["name"], [f"country-{i}"]))
     return out
@@ -210,8 +259,11 @@ class Lookup(Task):
     name = "lookup"
 
     def __init__(self, seed: int = 0, entities: int = 1000, hops: str = "1,2", num_train: int = 10_000,
-                 num_eval: int = 500, cache_root: str | Path | None = None):  # fmt: skip
+                 num_eval: int = 500, cache_root: str | Path | None = None, style: str = "cards"):  # fmt: skip
         self.seed, self.entities, self.num_train, self.num_eval = seed, entities, num_train, num_eval
+        if style not in PASSAGE_STYLES:
+            raise ValueError(f"passages must be one of {PASSAGE_STYLES}, got {style!r}")
+        self.style = style
         self.hops = parse_hops(hops)
         if self.hops is None:
             raise ValueError(f"hops must be a comma list of {HOPS}, got {hops!r}")
@@ -221,17 +273,23 @@ class Lookup(Task):
 
     def corpus_path(self) -> str:
         """The world's corpus as a JSONL file (written on first call; the same file for every task
-        of this seed and size): `<cache>/lookup/world-s<seed>-n<entities>-<version>.jsonl`."""
+        of this seed, size and style): `<cache>/lookup/world-s<seed>-n<entities>-<version>.jsonl`,
+        `...-facts-<version>.jsonl` for the facts style."""
         if self.cache_root is not None:
             root = self.cache_root
         else:
             from thinkrl.models import cache_dir  # noqa: PLC0415 - models pulls in transformers
 
             root = cache_dir() / "lookup"
-        path = root / f"world-s{self.seed}-n{self.entities}-{GENERATOR_VERSION}.jsonl"
+        style = "-facts" if self.style == "facts" else ""
+        path = root / f"world-s{self.seed}-n{self.entities}{style}-{GENERATOR_VERSION}.jsonl"
         if not path.is_file():
-            write_jsonl_atomic(path, passages(self.world))
+            write_jsonl_atomic(path, self.passages())
         return str(path)
+
+    def passages(self) -> list[dict]:
+        """The corpus rows of this task's passage style."""
+        return fact_passages(self.world) if self.style == "facts" else passages(self.world)
 
     def _split(self) -> dict[str, list[Problem]]:
         held = held_out(self.world, self.seed)
@@ -240,7 +298,9 @@ class Lookup(Task):
             if q["hops"] not in self.hops:
                 continue
             split = "eval" if (q["kind"], q["index"]) in held else "train"
-            meta = {k: q[k] for k in ("hops", "relation", "gold")} | {"entity": f"{q['kind']}-{q['index']}"}
+            gold = q["facts"] if self.style == "facts" else q["gold"]
+            meta = {"hops": q["hops"], "relation": q["relation"], "gold": gold, "then": q["then"],
+                    "entity": f"{q['kind']}-{q['index']}"}  # fmt: skip
             pid = f"lookup-{q['kind']}-{q['index']}-{q['relation']}"
             sides[split].append(Problem(id=pid, question=q["question"], answer=q["answer"], meta=meta))
         rng = random.Random(f"{self.seed}-lookup-order")
@@ -261,15 +321,24 @@ class Lookup(Task):
         engine would insert (the search tool over this corpus with `k` and `max_chars`: a recipe
         priming with these sets [tools.search] k = 1, max_chars = 300, as recipes/search_r1.toml
         does), for a two-hop question a second search for the bridge entity the first result names,
-        and the answer. Train side only, so never an eval entity."""
+        and the answer. Train side only, so never an eval entity. With the facts style the second
+        search asks the bridge's own question (`then`), whose fact holds the answer."""
         from thinkrl.tools.search import make_search_tool  # noqa: PLC0415 - bm25s only when asked for
 
         search = make_search_tool(self.corpus_path(), k=k, max_chars=max_chars, cache_root=self.cache_root)
-        titles = {p["id"]: p["title"] for p in passages(self.world)}
+        titles = {p["id"]: p["title"] for p in self.passages()}
         train = self.problems("train")
         one = [p for p in train if p.meta["hops"] == 1][:NUM_EXAMPLES]
-        two = [p for p in train if p.meta["hops"] == 2 and search(titles[p.meta["gold"][1]]).startswith(
-            titles[p.meta["gold"][1]] + ":")][:NUM_EXAMPLES]  # the bridge's own card comes back first
+
+        def shown_right(p: Problem) -> bool:
+            """Whether the example's searches find what it needs: the bridge's own card (cards), or the
+            bridge in the first result and the answer in the second (facts)."""
+            bridge = titles[p.meta["gold"][1]]
+            if self.style == "facts":
+                return bridge in search(p.question) and p.answer in search(p.meta["then"])
+            return search(bridge).startswith(bridge + ":")
+
+        two = [p for p in train if p.meta["hops"] == 2 and shown_right(p)][:NUM_EXAMPLES]
         # " So the answer is" after a result: a space there keeps ">" its own token, as it is in
         # the result the engine inserts ("</result></think>" would merge into "></")
         out = []
@@ -278,8 +347,9 @@ class Lookup(Task):
                                     f"answer is {a.answer}.</think> <answer>{a.answer}</answer>"))
             if b is not None:
                 bridge = titles[b.meta["gold"][1]]
+                query = b.meta["then"] if self.style == "facts" else bridge
                 out.append((b.question, f"<think><search>{b.question}</search><result>{search(b.question)}</result> "
-                                        f"Now {bridge}. <search>{bridge}</search><result>{search(bridge)}</result> "
+                                        f"Now {bridge}. <search>{query}</search><result>{search(query)}</result> "
                                         f"So the answer is {b.answer}.</think> <answer>{b.answer}</answer>"))
         return out
 
