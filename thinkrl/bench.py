@@ -45,6 +45,7 @@ import torch
 
 from thinkrl.bench_memory import engine_memory, memory_lines, phase_peak
 from thinkrl.bench_model import SHAPES, IdsOnly, Workload, build_model, peak_memory, random_prompts
+from thinkrl.bench_profile import profile_lines, profiled
 from thinkrl.config import BenchConfig, RLConfig
 from thinkrl.errors import UserError
 from thinkrl.model import adopt
@@ -274,6 +275,23 @@ def run_decode(cfg: BenchConfig, w: Workload) -> dict:
             "completion_tokens_min": min(lengths), "completion_tokens_max": max(lengths), "run_times_s": times}
 
 
+def run_profile(cfg: BenchConfig, w: Workload) -> dict:
+    """Warm-up steps (graphs captured, allocator warm), then one step under torch.profiler; prints its table."""
+    model = adopt(build_model(w, cfg.seed))
+    params = sum(p.numel() for p in model.parameters())
+    setup = setup_grpo(cfg, w, model)
+    for i in range(max(cfg.warmup, 1)):
+        grpo_step(setup, i, w.device, cfg.release_engine)
+    cuda = w.device.startswith("cuda")
+    step, top, total_ms = profiled(lambda: grpo_step(setup, max(cfg.warmup, 1), w.device, cfg.release_engine),
+                                   cuda, cfg.profile_rows)
+    result = {**header(cfg, w, params), "step_s": step["rollout_s"] + step["update_s"], "rollout_s": step["rollout_s"],
+              "update_s": step["update_s"], "profiled_ms": total_ms,
+              "sorted_by": "self device time" if cuda else "self CPU time", "top": top}
+    print("\n".join(profile_lines(result)), flush=True)
+    return result
+
+
 def _release(device: str) -> None:
     """Give the device memory of the finished run back, so a TRL child process has the whole GPU."""
     gc.collect()
@@ -375,8 +393,6 @@ def run(cfg: BenchConfig) -> dict:
                         "(pip install trl datasets, or drop --vs-trl)")
     w = resolve(cfg)
     if cfg.mode == "profile":
-        from thinkrl.bench_profile import run_profile
-
         result = run_profile(cfg, w)
         _release(w.device)
         return _write(cfg, result)

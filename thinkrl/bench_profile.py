@@ -1,4 +1,4 @@
-"""`thinkrl bench --mode profile`: one GRPO step of the bench under torch.profiler, as a small table.
+"""`thinkrl bench --mode profile` (thinkrl.bench.run_profile): one GRPO step under torch.profiler, as a small table.
 
 Issue 21 asks where a step's device time goes (a decode step made of many tiny kernels, a float64
 scan over the vocabulary): this runs the bench's own step (thinkrl.bench.grpo_step, after
@@ -9,9 +9,6 @@ lists the top `profile_rows` entries by self device time (kernels) on a GPU, by 
 
 from __future__ import annotations
 
-import torch
-
-from thinkrl.bench_model import Workload
 
 
 def _self_time_us(event, cuda: bool) -> float:
@@ -48,25 +45,11 @@ def profile_lines(r: dict) -> list[str]:
     return lines
 
 
-def run_profile(cfg, w: Workload) -> dict:
-    """Warm-up steps, then one step under the profiler; prints and returns the table."""
+def profiled(fn, cuda: bool, rows: int):
+    """(fn(), its top `rows` entries, total self time in ms): fn run once under torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
 
-    from thinkrl.bench import build_model, grpo_step, header, setup_grpo
-    from thinkrl.model import adopt
-
-    cuda = w.device.startswith("cuda")
-    model = adopt(build_model(w, cfg.seed))
-    params = sum(p.numel() for p in model.parameters())
-    setup = setup_grpo(cfg, w, model)
-    for i in range(max(cfg.warmup, 1)):  # graphs captured, allocator warm: the profiled step is a steady one
-        grpo_step(setup, i, w.device, cfg.release_engine)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
-        step = grpo_step(setup, max(cfg.warmup, 1), w.device, cfg.release_engine)
-    top, total_ms = top_entries(prof.key_averages(), cuda, cfg.profile_rows)
-    result = {**header(cfg, w, params), "step_s": step["rollout_s"] + step["update_s"], "rollout_s": step["rollout_s"],
-              "update_s": step["update_s"], "profiled_ms": total_ms, "sorted_by": "self device time" if cuda else "self CPU time",
-              "top": top}
-    print("\n".join(profile_lines(result)), flush=True)
-    return result
+        out = fn()
+    return (out, *top_entries(prof.key_averages(), cuda, rows))
