@@ -52,7 +52,7 @@ stage() {
     echo "--- $name: rc=$rc"
     return $rc
 }
-bench() { "$PY" -m thinkrl.cli bench "${SHAPE[@]}" "$@"; }
+BENCH=("$PY" -m thinkrl.cli bench "${SHAPE[@]}")  # an array, not a function: `timeout` runs programs only
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 "$PY" - <<'EOF'
@@ -72,10 +72,10 @@ fi
 VS_TRL=()
 if [ -z "${SKIP_TRL:-}" ] && "$PY" -c "import trl, datasets" 2>/dev/null; then VS_TRL=(--vs-trl); else
     echo "trl or datasets not importable (or SKIP_TRL): the GRPO step runs without TRL beside it"; fi
-stage train_fast 240 bench --mode train "${FAST[@]}" "${VS_TRL[@]}" --out "$RESULTS/train_fast.json" || status=1
-stage decode_64 60 bench --mode decode "${B64[@]}" --out "$RESULTS/decode_64.json" || status=1
-stage decode_256 60 bench --mode decode "${B256[@]}" --out "$RESULTS/decode_256.json" || status=1
-stage train_gc 90 bench --mode train "${FAST[@]}" --set algo.gradient_checkpointing=true --out "$RESULTS/train_gc.json" || status=1
+stage train_fast 240 "${BENCH[@]}" --mode train "${FAST[@]}" "${VS_TRL[@]}" --out "$RESULTS/train_fast.json" || status=1
+stage decode_64 60 "${BENCH[@]}" --mode decode "${B64[@]}" --out "$RESULTS/decode_64.json" || status=1
+stage decode_256 60 "${BENCH[@]}" --mode decode "${B256[@]}" --out "$RESULTS/decode_256.json" || status=1
+stage train_gc 90 "${BENCH[@]}" --mode train "${FAST[@]}" --set algo.gradient_checkpointing=true --out "$RESULTS/train_gc.json" || status=1
 # the real embedded model (SmolLM2-135M; converted into THINKRL_CACHE once, ~40 s): one rollout, bf16
 if [ -z "${SKIP_DEMO:-}" ]; then
     rm -rf "$RUNS/mismatch" "$RUNS/demo"
@@ -85,8 +85,8 @@ if [ -z "${SKIP_DEMO:-}" ]; then
     stage demo 200 "$PY" -m thinkrl rl recipes/r1_zero.toml --set "out_dir=$RUNS/demo" "${DEMO_SETS[@]}" \
         && "$PY" -m thinkrl.bench_summary run "$RUNS/demo" "$RESULTS/demo.json" > /dev/null || status=1
 fi
-[ -z "${SKIP_PROFILE:-}" ] && { stage profile 90 bench --mode profile "${FAST[@]}" --out "$RESULTS/profile.json" || status=1; }
-[ -z "${SKIP_RELEASE:-}" ] && { stage train_release 90 bench --mode train "${FAST[@]}" --set release_engine=true \
+[ -z "${SKIP_PROFILE:-}" ] && { stage profile 90 "${BENCH[@]}" --mode profile "${FAST[@]}" --out "$RESULTS/profile.json" || status=1; }
+[ -z "${SKIP_RELEASE:-}" ] && { stage train_release 90 "${BENCH[@]}" --mode train "${FAST[@]}" --set release_engine=true \
     --out "$RESULTS/train_release.json" || status=1; }
 
 echo; echo "=== [t=$(( $(date +%s) - T0 ))s] summary (issue 21's targets)"

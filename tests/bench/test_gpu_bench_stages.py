@@ -151,3 +151,15 @@ def test_engine_memory_on_cuda(tmp_path):
     assert e["engine_runner"] == "graph" and e["kv_cache_gib"] > 0 and e["graphs_captured"] >= 1
     assert e["released_allocated_gib"] >= e["kv_cache_gib"] * 0.99  # release() gives the cache back
     assert 0 < r["rollout_peak_gib"] <= r["peak_memory_gib"] and 0 < r["update_peak_gib"] <= r["peak_memory_gib"]
+
+
+@pytest.mark.slow
+def test_the_script_runs_every_stage_at_tiny_shapes(tmp_path):
+    """`GPU_BENCH_TINY=1 bash benchmarks/gpu_bench.sh` on CPU (the embedded model's stages left out: a minute)."""
+    env = {"PATH": "/usr/bin:/bin", "GPU_BENCH_TINY": "1", "SKIP_DEMO": "1", "PYTHON": sys.executable,
+           "PYTHONPATH": str(ROOT), "RESULTS": str(tmp_path / "results"), "RUNS_DIR": str(tmp_path / "runs")}
+    proc = subprocess.run(["bash", "benchmarks/gpu_bench.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    for name in ("cuda_tests", "train_fast", "decode_64", "decode_256", "train_gc", "profile", "train_release"):
+        assert (tmp_path / "results" / f"{name}.json").is_file(), name
+    assert "| speed-up over TRL |" in (tmp_path / "results" / "summary.md").read_text()
