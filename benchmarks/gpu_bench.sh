@@ -31,8 +31,8 @@ rm -f "$RESULTS"/*.json "$RESULTS"/summary.md
 T0=$(date +%s)
 # the training fast path's settings (README, [algo]): chunked LM head, length-bucketed micro-batches
 read -r -a FAST <<< "${FAST_SETS:---set algo.logprob_chunk=4096 --set algo.bucket_by_length=true}"
-if [ -n "$TINY" ]; then  # tiny shapes, one timed step: every path runs, in seconds each
-    SHAPE=(--shape tiny --warmup 1 --steps 1); B64=(--batch 4); B256=(--batch 8)
+if [ -n "$TINY" ]; then  # tiny shapes, one timed step, the graph runner's code (no graphs on CPU): seconds each
+    SHAPE=(--shape tiny --warmup 1 --steps 1 --set runner=graph); B64=(--batch 4); B256=(--batch 8)
     RECIPE_SMALL=(--set prompts_per_step=2 --set group_size=4 --set sampling.max_new_tokens=16)
     DEMO_SETS=("${RECIPE_SMALL[@]}" --set steps=2 --set eval.limit=8 --set eval.sampling.max_new_tokens=16)
 else

@@ -255,7 +255,7 @@ def run_decode(cfg: BenchConfig, w: Workload) -> dict:
 
     model = adopt(build_model(w, cfg.seed))
     params = sum(p.numel() for p in model.parameters())
-    engine = Engine(model, IdsOnly(w.shape.vocab - 1), [w.shape.vocab - 2], max_batch=cfg.batch)
+    engine = Engine(model, IdsOnly(w.shape.vocab - 1), [w.shape.vocab - 2], max_batch=cfg.batch, runner=cfg.runner)
     sampling = SamplingParams(temperature=1.0, max_new_tokens=w.new_tokens, ignore_eos=True)
     prompts = random_prompts(w, cfg.batch, cfg.seed)
     times, lengths = [], []

@@ -81,6 +81,11 @@ def _num(x, spec: str, unit: str = "") -> str:
     return "n/a" if x is None else format(x, spec) + unit
 
 
+def _small(x) -> str:
+    """A log-prob mismatch: 4 decimals, or 2 significant digits below 0.001 (fp32 gives ~1e-7)."""
+    return "n/a" if x is None else f"{x:.4f}" if x >= 1e-3 else f"{x:.1e}"
+
+
 def summary_rows(folder: str | Path) -> list[tuple[str, str, str, str]]:
     """(what, figure, target, verdict) for every row of the table."""
     f = Path(folder)
@@ -121,13 +126,13 @@ def summary_rows(folder: str | Path) -> list[tuple[str, str, str, str]]:
     row("update-phase peak: kept engine / released engine",
         "n/a" if rel is None or fast is None else f"{_num(fast.get('update_peak_gib'), '.2f')} / "
         f"{_num(rel.get('update_peak_gib'), '.2f')} GiB (step {fast['step_s']:.3f} / {rel['step_s']:.3f} s)")
-    row("log-prob mismatch, real model, one rollout: mean", _num(_get(mism, "mismatch_first_mean"), ".4f"), "<= 0.005",
+    row("log-prob mismatch, real model, one rollout: mean", _small(_get(mism, "mismatch_first_mean")), "<= 0.005",
         _get(mism, "mismatch_first_mean") is not None and mism["mismatch_first_mean"] <= TARGETS["mismatch_mean"])
-    row("log-prob mismatch, real model, one rollout: max", _num(_get(mism, "mismatch_first_max"), ".4f"))
+    row("log-prob mismatch, real model, one rollout: max", _small(_get(mism, "mismatch_first_max")))
     row("log-prob mismatch, random weights (fast bench step)", "n/a" if _get(fast, "mismatch_mean") is None else
-        f"mean {fast['mismatch_mean']:.4f}, max {fast['mismatch_max']:.4f}")
+        f"mean {_small(fast['mismatch_mean'])}, max {_small(fast['mismatch_max'])}")
     row("demo mismatch over its steps: mean / max", "n/a" if _get(demo, "mismatch_mean") is None else
-        f"{demo['mismatch_mean']:.4f} / {demo['mismatch_max']:.4f}")
+        f"{_small(demo['mismatch_mean'])} / {_small(demo['mismatch_max'])}")
     demo_s = _get(demo, "step_s")
     row(f"demo: {_get(demo, 'steps') or '?'} steps' time", "n/a" if demo_s is None else
         f"{demo_s:.1f} s (generate {demo['generate_s']:.1f} + update {demo['update_s']:.1f})", "<= 15 s",
