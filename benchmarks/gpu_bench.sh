@@ -56,9 +56,13 @@ BENCH=("$PY" -m thinkrl.cli bench "${SHAPE[@]}")  # an array, not a function: `t
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 "$PY" - <<'EOF'
-import importlib.util, torch, transformers
+import torch, transformers
 gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device: the CPU shapes run"
-trl = "trl " + __import__("trl").__version__ if importlib.util.find_spec("trl") and importlib.util.find_spec("datasets") else "no trl/datasets"
+try:
+    import datasets, trl
+    trl = f"trl {trl.__version__}, datasets {datasets.__version__}"
+except Exception as e:  # noqa: BLE001 (what is missing is printed, the run goes on without TRL)
+    trl = f"no trl/datasets ({type(e).__name__}: {e})"
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, {trl}, {gpu}")
 EOF
 
