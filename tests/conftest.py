@@ -7,6 +7,17 @@ import torch
 from thinkrl.models import tiny_model
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that skips without CUDA (its skipif reason names CUDA or a GPU) gets the `cuda` marker,
+    so `pytest -m cuda` runs the GPU-only tests alone (benchmarks/gpu_bench.sh's first stage)."""
+    for item in items:
+        for mark in item.iter_markers("skipif"):
+            reason = str(mark.kwargs.get("reason", "")).lower()
+            if "cuda" in reason or "gpu" in reason:
+                item.add_marker(pytest.mark.cuda)
+                break
+
+
 @pytest.fixture(params=["llama", "qwen2", "qwen3"])
 def tiny(request):
     """(model, tokenizer) of each supported architecture family, random weights, byte tokenizer."""

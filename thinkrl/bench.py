@@ -20,6 +20,11 @@ given); peak memory = torch.cuda.max_memory_allocated over the whole run on a GP
 anchor reports), the process's peak RSS on CPU. `vs_trl` runs TRL's GRPOTrainer on the same model
 shape, prompts and settings in a child process (its own CUDA memory accounting; ours is freed
 first) and prints the ratios.
+
+Memory (thinkrl.bench_memory): the peak of each phase (rollout, update) on a GPU, what the engine keeps
+between rollouts (KV cache, buffers, the graphs' pool) and what releasing it frees; with
+release_engine the engine is released after every rollout, as a training loop could. Mode `profile`
+(thinkrl.bench_profile) runs one train step under torch.profiler and prints its top kernels.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ from pathlib import Path
 
 import torch
 
+from thinkrl.bench_memory import engine_memory, memory_lines, phase_peak
 from thinkrl.bench_model import SHAPES, IdsOnly, Workload, build_model, peak_memory, random_prompts
+from thinkrl.bench_profile import profile_lines, profiled
 from thinkrl.config import BenchConfig, RLConfig
 from thinkrl.errors import UserError
 from thinkrl.model import adopt
@@ -114,7 +121,8 @@ def setup_grpo(cfg: BenchConfig, w: Workload, model) -> GRPOSetup:
     from thinkrl.train.rl import use_gradient_checkpointing
 
     rl = rl_config(cfg, w)
-    engine = Engine(model, IdsOnly(w.shape.vocab - 1), [w.shape.vocab - 2], max_batch=rl.rollout_batch)
+    engine = Engine(model, IdsOnly(w.shape.vocab - 1), [w.shape.vocab - 2], max_batch=rl.rollout_batch,
+                    runner=cfg.runner)
     use_gradient_checkpointing(model, rl.algo)  # as thinkrl rl does
     optimizer, scheduler = adamw(model.parameters(), rl.optim, rl.steps * rl.algo.epochs * rl.algo.mini_batches)
     problems = [Problem(f"bench-{i}", "", "") for i in range(w.prompts)]
@@ -128,9 +136,10 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def grpo_step(t: GRPOSetup, step: int, device: str) -> dict:
+def grpo_step(t: GRPOSetup, step: int, device: str, release_engine: bool = False) -> dict:
     """One step of `thinkrl rl` (the GRPO branch of its loop): collect, advantages, update.
-    Returns the phase times, the completion lengths and the update's metrics."""
+    Returns the phase times and peaks (GPU), the completion lengths and the update's metrics.
+    release_engine: the engine's KV cache and graphs are freed between the rollout and the update."""
     from thinkrl.algos import group_advantages
     from thinkrl.tasks.base import Task
     from thinkrl.train.rl import collect, update
@@ -139,15 +148,18 @@ def grpo_step(t: GRPOSetup, step: int, device: str) -> dict:
     t0 = time.perf_counter()
     rollouts, t.position, _, _ = collect(t.rl, step, t.position, t.engine, Task(), t.problems,
                                          lambda p: t.prompts[p.id], t.rewards)
+    if release_engine:
+        t.engine.release()
     _sync(device)
     t1 = time.perf_counter()
+    rollout_peak = phase_peak(device)
     reward = torch.tensor([r.reward for r in rollouts])
     advantages = group_advantages(reward, t.rl.group_size, estimator=t.rl.algo.estimator, scale=t.rl.algo.scale)
     metrics = update(t.rl, step, t.model, None, t.optimizer, t.scheduler, rollouts, advantages, t.engine.pad_id, t.guard)
     _sync(device)
     t2 = time.perf_counter()
     return {"rollout_s": t1 - t0, "update_s": t2 - t1, "lengths": [len(r.completion.token_ids) for r in rollouts],
-            "metrics": metrics}
+            "metrics": metrics, "rollout_peak_gib": rollout_peak, "update_peak_gib": phase_peak(device)}
 
 
 # ---------------------------------------------------------------- figures
@@ -188,6 +200,7 @@ def train_figures(cfg: BenchConfig, w: Workload, params: int, timed: list[dict])
     flops = update_flops(params, rows, w.prompt_tokens, w.new_tokens, cfg.algo.detach_prompt)
     mem, mem_source = peak_memory(w.device)
     first = timed[0]["metrics"]
+    peaks = {k: max(s[k] for s in timed) if timed[0][k] is not None else None for k in ("rollout_peak_gib", "update_peak_gib")}
     return {
         "step_s": rollout_s + update_s, "rollout_s": rollout_s, "update_s": update_s,
         "rollout_tokens_per_s": trained / rollout_s, "update_tokens_per_s": trained / update_s,
@@ -199,7 +212,7 @@ def train_figures(cfg: BenchConfig, w: Workload, params: int, timed: list[dict])
         "peak_memory_gib": mem, "peak_memory_source": mem_source,
         "completion_tokens_min": min(lengths), "completion_tokens_max": max(lengths),
         "mismatch_max": first.get("mismatch/max"), "mismatch_mean": first.get("mismatch/mean"),
-        "step_times_s": [s["rollout_s"] + s["update_s"] for s in timed],
+        "step_times_s": [s["rollout_s"] + s["update_s"] for s in timed], **peaks,
     }
 
 
@@ -214,6 +227,8 @@ def header(cfg: BenchConfig, w: Workload, params: int) -> dict:
     return {"mode": cfg.mode, "shape": w.shape_name, "params": params, "device": w.device, "gpu": gpu,
             "dtype": str(w.dtype).removeprefix("torch."), "prompt_tokens": w.prompt_tokens, "new_tokens": w.new_tokens,
             "prompts": w.prompts, "group_size": w.group_size, "warmup": cfg.warmup, "steps": cfg.steps,
+            "gradient_checkpointing": cfg.algo.gradient_checkpointing, "logprob_chunk": cfg.algo.logprob_chunk,
+            "bucket_by_length": cfg.algo.bucket_by_length, "pack": cfg.algo.pack, "release_engine": cfg.release_engine,
             "torch": torch.__version__, "transformers": transformers.__version__}
 
 
@@ -222,8 +237,15 @@ def run_train(cfg: BenchConfig, w: Workload) -> dict:
     model = adopt(build_model(w, cfg.seed))  # run by thinkrl.model's decoder, as thinkrl rl runs it
     params = sum(p.numel() for p in model.parameters())
     setup = setup_grpo(cfg, w, model)
-    steps = [grpo_step(setup, i, w.device) for i in range(cfg.warmup + cfg.steps)]
-    return {**header(cfg, w, params), **train_figures(cfg, w, params, steps[cfg.warmup:])}
+    if w.device.startswith("cuda"):  # the first phase's peak includes the model, as the whole run's does
+        torch.cuda.reset_peak_memory_stats(torch.device(w.device))
+    steps = [grpo_step(setup, i, w.device, cfg.release_engine) for i in range(cfg.warmup + cfg.steps)]
+    figures = train_figures(cfg, w, params, steps[cfg.warmup:])
+    if w.device.startswith("cuda"):  # the phase peaks were reset at each phase: the run's peak is their max
+        figures["peak_memory_gib"] = max(max(s["rollout_peak_gib"], s["update_peak_gib"]) for s in steps)
+    if not cfg.release_engine:  # what the engine held through every update, and what releasing it frees
+        figures["engine_memory"] = engine_memory(setup.engine, w.device)
+    return {**header(cfg, w, params), **figures}
 
 
 def run_decode(cfg: BenchConfig, w: Workload) -> dict:
@@ -233,7 +255,7 @@ def run_decode(cfg: BenchConfig, w: Workload) -> dict:
 
     model = adopt(build_model(w, cfg.seed))
     params = sum(p.numel() for p in model.parameters())
-    engine = Engine(model, IdsOnly(w.shape.vocab - 1), [w.shape.vocab - 2], max_batch=cfg.batch)
+    engine = Engine(model, IdsOnly(w.shape.vocab - 1), [w.shape.vocab - 2], max_batch=cfg.batch, runner=cfg.runner)
     sampling = SamplingParams(temperature=1.0, max_new_tokens=w.new_tokens, ignore_eos=True)
     prompts = random_prompts(w, cfg.batch, cfg.seed)
     times, lengths = [], []
@@ -251,6 +273,23 @@ def run_decode(cfg: BenchConfig, w: Workload) -> dict:
     return {**head, "seconds": seconds, "tokens_per_s": sum(lengths) / len(times) / seconds,
             "ms_per_step": 1000 * seconds / w.new_tokens, "peak_memory_gib": mem, "peak_memory_source": mem_source,
             "completion_tokens_min": min(lengths), "completion_tokens_max": max(lengths), "run_times_s": times}
+
+
+def run_profile(cfg: BenchConfig, w: Workload) -> dict:
+    """Warm-up steps (graphs captured, allocator warm), then one step under torch.profiler; prints its table."""
+    model = adopt(build_model(w, cfg.seed))
+    params = sum(p.numel() for p in model.parameters())
+    setup = setup_grpo(cfg, w, model)
+    for i in range(max(cfg.warmup, 1)):
+        grpo_step(setup, i, w.device, cfg.release_engine)
+    cuda = w.device.startswith("cuda")
+    step, top, total_ms = profiled(lambda: grpo_step(setup, max(cfg.warmup, 1), w.device, cfg.release_engine),
+                                   cuda, cfg.profile_rows)
+    result = {**header(cfg, w, params), "step_s": step["rollout_s"] + step["update_s"], "rollout_s": step["rollout_s"],
+              "update_s": step["update_s"], "profiled_ms": total_ms,
+              "sorted_by": "self device time" if cuda else "self CPU time", "top": top}
+    print("\n".join(profile_lines(result)), flush=True)
+    return result
 
 
 def _release(device: str) -> None:
@@ -328,7 +367,10 @@ def report_lines(r: dict) -> list[str]:
             f"  logprob mismatch     max {_fmt(r['mismatch_max'], '.2e')}, mean {_fmt(r['mismatch_mean'], '.2e')} "
             "(engine vs training forward)",
         ]
-    lines.append(f"  peak memory          {r['peak_memory_gib']:.2f} GiB  ({r['peak_memory_source']})")
+    lines.append(f"  peak memory          {r['peak_memory_gib']:.2f} GiB  ({r['peak_memory_source']})"
+                 + ("  [gradient checkpointing]" if r.get("gradient_checkpointing") else ""))
+    if r["mode"] == "train":
+        lines += memory_lines(r)
     lines.append(f"  completion lengths   {r['completion_tokens_min']}..{r['completion_tokens_max']}")
     return lines
 
@@ -350,6 +392,10 @@ def run(cfg: BenchConfig) -> dict:
         raise UserError("--vs-trl needs the packages trl and datasets, which are not importable here "
                         "(pip install trl datasets, or drop --vs-trl)")
     w = resolve(cfg)
+    if cfg.mode == "profile":
+        result = run_profile(cfg, w)
+        _release(w.device)
+        return _write(cfg, result)
     result = run_decode(cfg, w) if cfg.mode == "decode" else run_train(cfg, w)
     _release(w.device)
     print("\n".join(report_lines(result)), flush=True)  # ours first: TRL's run takes minutes
@@ -359,6 +405,10 @@ def run(cfg: BenchConfig) -> dict:
         if "error" not in result["trl"]:
             result["ratios"] = ratios(result, result["trl"])
         print("\n".join(trl_lines(result)), flush=True)
+    return _write(cfg, result)
+
+
+def _write(cfg: BenchConfig, result: dict) -> dict:
     if cfg.out:
         Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

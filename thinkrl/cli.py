@@ -268,7 +268,7 @@ COMMANDS: dict[str, Command] = {
         config=C.BenchConfig,
         run=run_bench,
         flags={
-            "--mode": ("mode", "train (GRPO steps) | decode (generation only)"),
+            "--mode": ("mode", "train (GRPO steps) | decode (generation only) | profile (one step's top kernels)"),
             "--shape": ("shape", "auto | qwen2.5-0.5b (CUDA default) | small (CPU default) | tiny"),
             "--batch": ("batch", "decode mode: rows decoded together (64, 256)"),
             "--device": ("device", "auto | cpu | cuda | cuda:N"),

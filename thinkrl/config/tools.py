@@ -84,7 +84,7 @@ class GenerateConfig:
             raise UserError(f"shots must be >= 0, got {self.shots}")
 
 
-BENCH_MODES = ("train", "decode")  # bench.mode
+BENCH_MODES = ("train", "decode", "profile")  # bench.mode
 
 
 @dataclass
@@ -93,7 +93,8 @@ class BenchConfig:
     settings (ANCHORS.md; thinkrl.bench). Workload keys at 0 take the shape's values, which for
     qwen2.5-0.5b are the anchor's: 8 prompts x 8 completions, 128 + 512 tokens."""
 
-    mode: str = "train"  # train: rollout + update steps | decode: generation only, `batch` rows
+    mode: str = "train"  # train: rollout + update steps | decode: generation only, `batch` rows | profile: one
+    # train step under torch.profiler, top kernels by device time (CPU time on a CPU) as a table
     shape: str = "auto"  # auto (qwen2.5-0.5b on CUDA, small on CPU) | qwen2.5-0.5b | small | tiny
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16
@@ -108,6 +109,9 @@ class BenchConfig:
     vs_trl: bool = False  # also run TRL's GRPOTrainer on the same configuration (a child process) and print ratios
     out: str = ""  # JSON results file ("" = print only)
     seed: int = 0
+    runner: str = "auto"  # the engine's runner: auto (graph on CUDA) | eager | graph (on CPU: its code path, no graphs)
+    release_engine: bool = False  # free the engine's KV cache and graphs after each rollout (memory vs recapture)
+    profile_rows: int = 15  # profile mode: kernels (ops on CPU) in the table
     algo: AlgoConfig = field(default_factory=AlgoConfig)  # the update's settings (defaults: GRPO, beta 0, token mean)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -115,7 +119,8 @@ class BenchConfig:
         _choice("mode", self.mode, BENCH_MODES)
         _choice("shape", self.shape, ("auto", *SHAPES))
         _choice("dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
-        _at_least_one(self, ("batch", "steps"))
+        _choice("runner", self.runner, ("auto", "eager", "graph"))
+        _at_least_one(self, ("batch", "steps", "profile_rows"))
         for key in ("prompt_tokens", "new_tokens", "prompts", "group_size", "warmup", "peak_tflops"):
             if getattr(self, key) < 0:
                 raise UserError(f"{key} must be >= 0 (0 = the default), got {getattr(self, key)}")
