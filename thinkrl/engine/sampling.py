@@ -1,8 +1,19 @@
-"""Sampling as pure tensor functions: counter-based random numbers and inverse-CDF sampling.
+"""Sampling as pure tensor functions: counter-based random numbers, inverse-CDF or race draws.
 
-Why counter-based: each sequence's random number at step t is a hash of (its seed, t). The same
-seed gives the same completion whatever else is in the batch, whatever the batch order, on CPU or
-GPU, and the function has no generator state, so the CUDA-graph decode step (graph_runner.py) captures it.
+Why counter-based: each sequence's random numbers at step t are a hash of (its seed, t), and in
+the race also of the token id. The same seed gives the same completion whatever else is in the
+batch and whatever the batch order, and no function has generator state, so the CUDA-graph
+decode step (graph_runner.py) captures it.
+
+Two ways to draw (`sampling.method`), the same distribution, different tokens for one seed:
+- "cdf": one uniform per row, inverse CDF (a float64 cumulative sum over the candidates);
+- "race": an exponential race (Gumbel-max): every candidate token v gets its own exponential
+  E_v from a hash of (row key, step, v); the token is argmax(logp_v - log E_v). No scan, only
+  elementwise work and one argmax, which a fused kernel does in one pass over the logits.
+"auto" (the default) is race on CUDA and cdf elsewhere: on CPU the race's per-token hash costs
+more than the cumulative sum (benchmarks/sampling_bench.py, RESULTS.md), and the default CPU
+recipe must not get slower. A seed's completions are therefore reproducible per method (and so
+per device under auto), not across methods.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 _M32 = 0xFFFFFFFF
+METHODS = ("auto", "cdf", "race")
 
 
 @dataclass
@@ -28,6 +40,7 @@ class SamplingParams:
     max_new_tokens: int = 256
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
+    method: str = "auto"  # how to draw: cdf | race | auto (race on CUDA, cdf elsewhere); see the module docstring
 
     def __post_init__(self):
         from thinkrl.errors import UserError
@@ -40,6 +53,8 @@ class SamplingParams:
             raise UserError(f"sampling.top_k must be >= 0, got {self.top_k}")
         if self.max_new_tokens < 1:
             raise UserError(f"sampling.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.method not in METHODS:
+            raise UserError(f"sampling.method must be one of {', '.join(METHODS)}, got {self.method!r}")
 
 
 def _hash32(x: torch.Tensor) -> torch.Tensor:
@@ -55,16 +70,38 @@ def stream_keys(seeds: torch.Tensor, sample_index: torch.Tensor) -> torch.Tensor
     return _hash32(_hash32(seeds) ^ _hash32(sample_index + 0x9E3779B9))
 
 
+def _steps(keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
+    """The step as an int64 tensor shaped like keys (an int, or a one-element tensor on keys' device)."""
+    return step.expand_as(keys) if torch.is_tensor(step) else torch.full_like(keys, step)
+
+
 def uniforms(keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
     """float64 [B] in [0, 1): 48 random bits from (stream key, step).
 
     step is an int, or a one-element int64 tensor on keys' device: a captured CUDA graph reads the
     step from that tensor, so it advances without the host. Both give the same numbers.
     """
-    steps = step.expand_as(keys) if torch.is_tensor(step) else torch.full_like(keys, step)
-    h1 = _hash32(keys ^ _hash32(steps))
+    h1 = _hash32(keys ^ _hash32(_steps(keys, step)))
     h2 = _hash32(h1 ^ 0x5BD1E995)
     return ((h1 >> 8) * (1 << 24) + (h2 >> 8)).to(torch.float64) / float(1 << 48)
+
+
+RACE_SALT = 0x3C6EF372  # keeps the race's numbers apart from the uniforms of the same (key, step)
+TOKEN_SALT = 0x7F4A7C15
+
+
+def race_log_exponentials(keys: torch.Tensor, step: int | torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log E_v with E_v ~ Exp(1) independent per (row, step, token id): float32 [B, K].
+
+    keys [B]; step as in `uniforms`; ids [K] (the same tokens for every row) or [B, K]. The value
+    depends only on (key, step, id), so it does not matter which other rows or candidates are
+    present. u = (2m + 1) / 2**24 with m 23 hashed bits is exact in float32 and strictly inside
+    (0, 1), so neither logarithm is infinite (E is cut at 16.6, which u would pass once in 2**24).
+    """
+    base = _hash32(keys ^ _hash32(_steps(keys, step) + RACE_SALT))  # [B]
+    x = _hash32(base[:, None] ^ _hash32(ids ^ TOKEN_SALT))  # [B, K], 32 mixed bits
+    u = ((x >> 8) | 1).to(torch.float32) * (1.0 / (1 << 24))
+    return torch.log(-torch.log(u))
 
 
 def _pick(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -95,10 +132,37 @@ def _candidates(logp: torch.Tensor, params: SamplingParams, shortlist: bool = Tr
     return logp.sort(dim=-1, descending=True)
 
 
+def _support(logp: torch.Tensor, params: SamplingParams, shortlist: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What a draw chooses from: ([B, K] log-probs, [B, K] token ids), tokens top-p cuts at -inf;
+    without top-k/top-p the whole vocabulary in order, ids None."""
+    if params.top_k == 0 and params.top_p >= 1.0:
+        return logp, None
+    cand_logp, cand_idx = _candidates(logp, params, shortlist)  # [B, K] sorted descending
+    if params.top_p < 1.0:
+        # keep the smallest prefix whose mass reaches top_p of what top-k left (all of it without top-k):
+        # a token stays if the mass before it is below that
+        probs = cand_logp.exp()
+        total = probs.sum(-1, keepdim=True) if params.top_k > 0 else 1.0
+        before = probs.cumsum(-1) - probs
+        cand_logp = cand_logp.masked_fill(before >= params.top_p * total, float("-inf"))
+    return cand_logp, cand_idx
+
+
+def _greedy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logp = torch.log_softmax(logits, dim=-1)
+    tokens = logits.argmax(dim=-1)
+    return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def _tokens(pos: torch.Tensor, cand_idx: torch.Tensor | None) -> torch.Tensor:
+    """Token ids [B] from positions [B] in the support."""
+    return pos if cand_idx is None else cand_idx.gather(-1, pos[:, None]).squeeze(-1)
+
+
 def sample(
     logits: torch.Tensor, params: SamplingParams, u: torch.Tensor, shortlist: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw one token per row. logits [B, V], u [B] uniforms -> (tokens [B] int64, logprobs [B] fp32).
+    """Draw one token per row by inverse CDF. logits [B, V], u [B] uniforms -> (tokens [B] int64, logprobs [B] fp32).
 
     The log-probability returned is that of the tempered distribution log_softmax(logits / T)
     (T = 1 for greedy), before top-k/top-p truncation: it is exactly what a training forward pass
@@ -110,20 +174,46 @@ def sample(
     """
     logits = logits.float()
     if params.temperature == 0:
-        logp = torch.log_softmax(logits, dim=-1)
-        tokens = logits.argmax(dim=-1)
-        return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+        return _greedy(logits)
     logp = torch.log_softmax(logits / params.temperature, dim=-1)  # [B, V]
-    if params.top_k == 0 and params.top_p >= 1.0:
-        tokens = _pick(logp.exp(), u.to(logp.device))
-    else:
-        cand_logp, cand_idx = _candidates(logp, params, shortlist)  # [B, K] sorted descending
-        probs = cand_logp.exp()
-        if params.top_p < 1.0:
-            # keep the smallest prefix whose mass reaches top_p of what top-k left (all of it without top-k):
-            # a token stays if the mass before it is below that
-            total = probs.sum(-1, keepdim=True) if params.top_k > 0 else 1.0
-            before = probs.cumsum(-1) - probs
-            probs = probs.masked_fill(before >= params.top_p * total, 0.0)
-        tokens = cand_idx.gather(-1, _pick(probs, u.to(logp.device))[:, None]).squeeze(-1)
+    cand_logp, cand_idx = _support(logp, params, shortlist)
+    tokens = _tokens(_pick(cand_logp.exp(), u.to(logp.device)), cand_idx)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def race(
+    logits: torch.Tensor, params: SamplingParams, keys: torch.Tensor, step: int | torch.Tensor, shortlist: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one token per row by an exponential race: argmax over the support of logp_v - log E_v.
+
+    P(v wins) = p_v / sum of the support's p (E_v / p_v is exponential with rate p_v, and the
+    smallest of independent exponentials is v's with that probability). keys [B] (stream_keys),
+    step as in `uniforms`; returns what `sample` returns, with the same log-probability, greedy
+    identical. Tensor-only: no value is read on the host unless shortlist (top-p's host check).
+    """
+    logits = logits.float()
+    if params.temperature == 0:
+        return _greedy(logits)
+    logp = torch.log_softmax(logits / params.temperature, dim=-1)  # [B, V]
+    cand_logp, cand_idx = _support(logp, params, shortlist)
+    ids = torch.arange(logp.shape[-1], device=logp.device) if cand_idx is None else cand_idx  # [V] or [B, K]
+    pos = (cand_logp - race_log_exponentials(keys.to(logp.device), step, ids)).argmax(-1)
+    tokens = _tokens(pos, cand_idx)
+    return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def method_for(params: SamplingParams, device: torch.device) -> str:
+    """The draw `params.method` means on `device`: auto is race on CUDA, cdf elsewhere."""
+    if params.method != "auto":
+        return params.method
+    return "race" if device.type == "cuda" else "cdf"
+
+
+def draw(
+    logits: torch.Tensor, params: SamplingParams, keys: torch.Tensor, step: int | torch.Tensor, shortlist: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row by params.method: what the engine and the graph runner call. keys [B]
+    (stream_keys), step an int or a one-element device tensor; see `sample` for the rest."""
+    if method_for(params, logits.device) == "race":
+        return race(logits, params, keys, step, shortlist)
+    return sample(logits, params, uniforms(keys, step), shortlist)
