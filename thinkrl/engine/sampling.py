@@ -99,9 +99,17 @@ def race_log_exponentials(keys: torch.Tensor, step: int | torch.Tensor, ids: tor
     (0, 1), so neither logarithm is infinite (E is cut at 16.6, which u would pass once in 2**24).
     """
     base = _hash32(keys ^ _hash32(_steps(keys, step) + RACE_SALT))  # [B]
-    x = _hash32(base[:, None] ^ _hash32(ids ^ TOKEN_SALT))  # [B, K], 32 mixed bits
-    u = ((x >> 8) | 1).to(torch.float32) * (1.0 / (1 << 24))
-    return torch.log(-torch.log(u))
+    x = base[:, None] ^ _hash32(ids ^ TOKEN_SALT)  # [B, K], below 2**32
+    _mix32_(x, torch.empty_like(x))  # = _hash32(x), in place: [B, K] is the big tensor of a decode step
+    u = x.bitwise_right_shift_(8).bitwise_or_(1).to(torch.float32).mul_(1.0 / (1 << 24))
+    return u.log_().neg_().log_()
+
+
+def _mix32_(x: torch.Tensor, tmp: torch.Tensor) -> None:
+    """_hash32's rounds in place on values already below 2**32 (tmp: scratch of x's shape)."""
+    for _ in range(2):
+        x.bitwise_xor_(torch.bitwise_right_shift(x, 16, out=tmp)).mul_(0x45D9F3B).bitwise_and_(_M32)
+    x.bitwise_xor_(torch.bitwise_right_shift(x, 16, out=tmp))
 
 
 def _pick(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -197,7 +205,7 @@ def race(
     logp = torch.log_softmax(logits / params.temperature, dim=-1)  # [B, V]
     cand_logp, cand_idx = _support(logp, params, shortlist)
     ids = torch.arange(logp.shape[-1], device=logp.device) if cand_idx is None else cand_idx  # [V] or [B, K]
-    pos = (cand_logp - race_log_exponentials(keys.to(logp.device), step, ids)).argmax(-1)
+    pos = race_log_exponentials(keys.to(logp.device), step, ids).neg_().add_(cand_logp).argmax(-1)  # logp - log E
     tokens = _tokens(pos, cand_idx)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
