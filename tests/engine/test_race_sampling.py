@@ -4,6 +4,7 @@ determinism whatever the batch, no host reads, greedy as before, and the engine 
 import pytest
 import torch
 
+import thinkrl.config as C
 from thinkrl.engine import Engine
 from thinkrl.engine.sampling import (SamplingParams, draw, method_for, race, race_log_exponentials, sample, stream_keys,
                                      uniforms)
@@ -133,6 +134,9 @@ def test_race_does_not_synchronise_on_cuda():
 def test_method_is_validated_and_auto_follows_the_device():
     with pytest.raises(UserError, match="sampling.method"):
         SamplingParams(method="gumbel")
+    with pytest.raises(UserError, match="sampling.method must be one of auto, cdf, race, got 'gumbel'"):
+        C.load(C.RLConfig, None, ["sampling.method=gumbel"])
+    assert C.load(C.RLConfig, None, ["sampling.method=race"]).sampling.method == "race"
     assert method_for(SamplingParams(), torch.device("cpu")) == "cdf"
     assert method_for(SamplingParams(), torch.device("cuda")) == "race"
     assert method_for(SamplingParams(method="race"), torch.device("cpu")) == "race"
