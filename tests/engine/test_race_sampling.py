@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import thinkrl.config as C
+import thinkrl.engine.sampling as sampling
 from thinkrl.engine import Engine
 from thinkrl.engine.sampling import (SamplingParams, draw, method_for, race, race_log_exponentials, sample, stream_keys,
                                      uniforms)
@@ -34,10 +35,12 @@ def race_tokens(logits_row: torch.Tensor, params: SamplingParams, keys: torch.Te
 PROBS = torch.tensor([0.02, 0.3, 0.08, 0.25, 0.05, 0.2, 0.1])
 
 
+@pytest.mark.parametrize("block", [256, 3])  # 256: one block; 3: the block level races too (and pads 7 to 9)
 @pytest.mark.parametrize("case", ["plain", "temperature", "top_k", "top_p", "top_k_top_p"])
-def test_race_draws_the_softmax_over_many_streams(case):
-    """Chi-square of draws (20,000 keys at one step, and one key over 4,000 steps) against
+def test_race_draws_the_softmax_over_many_streams(case, block, monkeypatch):
+    """Chi-square of draws (20,000 keys at one step, and one key over 1,000 steps) against
     the target distribution: the tempered softmax restricted and renormalised as top-k/top-p say."""
+    monkeypatch.setattr(sampling, "RACE_BLOCK", block)
     logits = PROBS.log()
     p = {"plain": PROBS, "temperature": torch.softmax(logits / 0.6, -1)}.get(case)
     params = {
@@ -57,10 +60,25 @@ def test_race_draws_the_softmax_over_many_streams(case):
     n = 20000
     across_keys = race_tokens(logits, params, keys_of(n), step=5)
     key = keys_of(1, 99)
-    across_steps = torch.cat([race(logits[None], params, key, s)[0] for s in range(4000)])
+    across_steps = torch.cat([race(logits[None], params, key, s)[0] for s in range(1000)])
     for tokens in (across_keys, across_steps):
         stat, df = chi2(tokens, p)
         assert stat < CHI2_999[df], (case, stat, df)
+
+
+def test_mass_spread_over_blocks_of_unequal_size():
+    """A real vocabulary's shape: 1,000 tokens (four blocks, the last one short), mass on a few tokens
+    in different blocks and on many small ones: chi-square of 20,000 draws over the tokens with mass."""
+    logits = torch.full((1000,), float("-inf"))
+    logits[[3, 255, 256, 700, 999]] = torch.tensor([0.25, 0.1, 0.3, 0.05, 0.1]).log()
+    logits[500:600] = torch.tensor(0.002).log()  # 100 tokens holding 0.2 together
+    probs = torch.softmax(logits, -1)
+    tokens = race_tokens(logits, SamplingParams(), keys_of(20000, 3), step=1)
+    grouped = torch.where((tokens >= 500) & (tokens < 600), torch.full_like(tokens, 500), tokens)
+    p = probs.clone()
+    p[500], p[501:600] = probs[500:600].sum(), 0
+    stat, df = chi2(grouped, p)
+    assert df == 5 and stat < 20.52
 
 
 def test_successive_steps_and_neighbouring_tokens_are_independent():

@@ -8,8 +8,9 @@ decode step (graph_runner.py) captures it.
 Two ways to draw (`sampling.method`), the same distribution, different tokens for one seed:
 - "cdf": one uniform per row, inverse CDF (a float64 cumulative sum over the candidates);
 - "race": an exponential race (Gumbel-max): every candidate token v gets its own exponential
-  E_v from a hash of (row key, step, v); the token is argmax(logp_v - log E_v). No scan, only
-  elementwise work and one argmax, which a fused kernel does in one pass over the logits.
+  E_v from a hash of (row key, step, v); the token is argmax(logp_v - log E_v). It runs in two
+  levels (blocks of token ids by their mass, then the tokens of the winning block), which draw the
+  same distribution with one pass over the logits (the block sums) and no scan.
 "auto" (the default) is race on CUDA and cdf elsewhere: on CPU the race's per-token hash costs
 more than the cumulative sum (benchmarks/sampling_bench.py, RESULTS.md), and the default CPU
 recipe must not get slower. A seed's completions are therefore reproducible per method (and so
@@ -87,19 +88,20 @@ def uniforms(keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
 
 
 RACE_SALT = 0x3C6EF372  # keeps the race's numbers apart from the uniforms of the same (key, step)
-TOKEN_SALT = 0x7F4A7C15
+TOKEN_SALT, BLOCK_SALT = 0x7F4A7C15, 0x1B873593  # token and block numbers (their XOR is far above any vocabulary)
+RACE_BLOCK = 256  # the race runs over blocks of this many consecutive token ids, then within the winning block
 
 
-def race_log_exponentials(keys: torch.Tensor, step: int | torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """log E_v with E_v ~ Exp(1) independent per (row, step, token id): float32 [B, K].
+def race_log_exponentials(keys: torch.Tensor, step: int | torch.Tensor, ids: torch.Tensor, salt: int = TOKEN_SALT) -> torch.Tensor:
+    """log E_v with E_v ~ Exp(1) independent per (row, step, id): float32 [B, K].
 
-    keys [B]; step as in `uniforms`; ids [K] (the same tokens for every row) or [B, K]. The value
-    depends only on (key, step, id), so it does not matter which other rows or candidates are
-    present. u = (2m + 1) / 2**24 with m 23 hashed bits is exact in float32 and strictly inside
+    keys [B]; step as in `uniforms`; ids [K] (the same for every row) or [B, K]; salt tells token
+    ids from block numbers. The value depends only on (key, step, id), so it does not matter which
+    other rows or candidates are present. u = (2m + 1) / 2**24 with m 23 hashed bits is exact in float32 and strictly inside
     (0, 1), so neither logarithm is infinite (E is cut at 16.6, which u would pass once in 2**24).
     """
     base = _hash32(keys ^ _hash32(_steps(keys, step) + RACE_SALT))  # [B]
-    x = base[:, None] ^ _hash32(ids ^ TOKEN_SALT)  # [B, K], below 2**32
+    x = base[:, None] ^ _hash32(ids ^ salt)  # [B, K], below 2**32
     _mix32_(x, torch.empty_like(x))  # = _hash32(x), in place: [B, K] is the big tensor of a decode step
     u = x.bitwise_right_shift_(8).bitwise_or_(1).to(torch.float32).mul_(1.0 / (1 << 24))
     return u.log_().neg_().log_()
@@ -189,6 +191,27 @@ def sample(
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
+def _race_pick(logp: torch.Tensor, keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
+    """The exponential race over a vocabulary: [B, V] log-probs (-inf outside the support) -> [B] token ids.
+
+    Run in two levels, which draw the same distribution: blocks of RACE_BLOCK token ids race with
+    their probability mass (logsumexp), then the winning block's tokens race. The hashed noise is
+    [B, V / RACE_BLOCK + RACE_BLOCK] values instead of [B, V]: the big tensor is read only by the
+    block sums, one pass, and there is no scan.
+    """
+    rows, vocab = logp.shape
+    nb = -(-vocab // RACE_BLOCK)
+    if nb * RACE_BLOCK != vocab:
+        logp = torch.nn.functional.pad(logp, (0, nb * RACE_BLOCK - vocab), value=float("-inf"))
+    blocks = logp.view(rows, nb, RACE_BLOCK)
+    mass = torch.logsumexp(blocks, dim=-1)  # [B, nb]
+    block_ids = torch.arange(nb, device=logp.device)
+    won = race_log_exponentials(keys, step, block_ids, BLOCK_SALT).neg_().add_(mass).argmax(-1)  # [B]
+    inside = blocks.gather(1, won[:, None, None].expand(rows, 1, RACE_BLOCK)).squeeze(1)  # [B, RACE_BLOCK]
+    ids = won[:, None] * RACE_BLOCK + torch.arange(RACE_BLOCK, device=logp.device)  # [B, RACE_BLOCK]
+    return _tokens(race_log_exponentials(keys, step, ids).neg_().add_(inside).argmax(-1), ids)
+
+
 def race(
     logits: torch.Tensor, params: SamplingParams, keys: torch.Tensor, step: int | torch.Tensor, shortlist: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,16 +220,18 @@ def race(
     P(v wins) = p_v / sum of the support's p (E_v / p_v is exponential with rate p_v, and the
     smallest of independent exponentials is v's with that probability). keys [B] (stream_keys),
     step as in `uniforms`; returns what `sample` returns, with the same log-probability, greedy
-    identical. Tensor-only: no value is read on the host unless shortlist (top-p's host check).
+    identical. top-k/top-p: the race runs over the vocabulary with the tokens they cut at -inf, so
+    the draw depends on the support, not on how it was found (shortlist or full sort).
+    Tensor-only: no value is read on the host unless shortlist (top-p's host check).
     """
     logits = logits.float()
     if params.temperature == 0:
         return _greedy(logits)
     logp = torch.log_softmax(logits / params.temperature, dim=-1)  # [B, V]
     cand_logp, cand_idx = _support(logp, params, shortlist)
-    ids = torch.arange(logp.shape[-1], device=logp.device) if cand_idx is None else cand_idx  # [V] or [B, K]
-    pos = race_log_exponentials(keys.to(logp.device), step, ids).neg_().add_(cand_logp).argmax(-1)  # logp - log E
-    tokens = _tokens(pos, cand_idx)
+    if cand_idx is not None:  # back to vocabulary order
+        cand_logp = torch.full_like(logp, float("-inf")).scatter_(1, cand_idx, cand_logp)
+    tokens = _race_pick(cand_logp, keys.to(logp.device), step)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
