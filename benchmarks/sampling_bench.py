@@ -1,12 +1,14 @@
 """Time one sampling step by each method (sampling.method cdf and race) at real vocabulary sizes.
 
-    python benchmarks/sampling_bench.py [--device cpu] [--vocab 49152 151936] [--batch 8 64 256] [--repeats 7]
+    python benchmarks/sampling_bench.py [--device cpu] [--vocab 49152 151936] [--batch 8 64 256] [--repeats 7] [--threads N]
 
 One step is `sampling.draw` on [batch, vocab] float32 logits (log-softmax, the draw, the gather
 of the log-prob) at the default rollout settings (temperature 1, no top-k/top-p), or with
 --top-p. The methods alternate within each repeat so that a busy machine slows both alike; the
 median of --repeats runs is printed, with the range, and the ratio race / cdf. 49,152 is the
 embedded model's vocabulary (SmolLM2), 151,936 Qwen2.5's. This decides `auto` per device.
+--threads sets torch's CPU threads (default: torch's own); on a CPU shared with other jobs one
+thread gives steadier figures, as a busy core stalls every multi-threaded kernel.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, nargs="+", default=[8, 64, 256])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"device {dev}, top_p {args.top_p}")

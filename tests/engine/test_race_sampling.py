@@ -7,7 +7,7 @@ import torch
 import thinkrl.config as C
 import thinkrl.engine.sampling as sampling
 from thinkrl.engine import Engine
-from thinkrl.engine.sampling import (SamplingParams, draw, method_for, race, race_log_exponentials, sample, stream_keys,
+from thinkrl.engine.sampling import (SamplingParams, draw, method_for, race, race_log_uniforms, sample, stream_keys,
                                      uniforms)
 from thinkrl.errors import UserError
 from thinkrl.models import eos_token_ids
@@ -89,11 +89,13 @@ def test_successive_steps_and_neighbouring_tokens_are_independent():
     a, b = (race_tokens(probs.log(), SamplingParams(), keys, s) for s in (0, 1))
     stat, df = chi2(a * 4 + b, torch.outer(probs, probs).flatten())
     assert df == 15 and stat < CHI2_999[15]
-    e = race_log_exponentials(keys[:200], 3, torch.arange(1000)).double().exp()  # [200, 1000]
+    e = -race_log_uniforms(keys[:200], 3, torch.arange(1000)).double()  # [200, 1000] exponentials
     assert torch.isfinite(e).all() and e.min() > 0
     assert abs(e.mean() - 1) < 0.01 and abs(e.var() - 1) < 0.03
-    corr = torch.corrcoef(torch.stack([e[:, :-1].flatten(), e[:, 1:].flatten()]))[0, 1]
-    assert abs(corr) < 0.01
+    for other in (e[:, 1:], -race_log_uniforms(keys[:200], 4, torch.arange(1000)).double()[:, :-1],  # next token, next step
+                  -race_log_uniforms(keys[:200], 3, torch.arange(1000), sampling.BLOCK_SALT).double()[:, :-1],  # block noise
+                  -race_log_uniforms(keys[1:201], 3, torch.arange(1000)).double()[:, :-1]):  # next row
+        assert abs(torch.corrcoef(torch.stack([e[:, :-1].flatten(), other.flatten()]))[0, 1]) < 0.01
 
 
 def test_same_key_same_token_whatever_the_batch_and_its_order():

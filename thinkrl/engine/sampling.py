@@ -88,23 +88,22 @@ def uniforms(keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
 
 
 RACE_SALT = 0x3C6EF372  # keeps the race's numbers apart from the uniforms of the same (key, step)
-TOKEN_SALT, BLOCK_SALT = 0x7F4A7C15, 0x1B873593  # token and block numbers (their XOR is far above any vocabulary)
+TOKEN_SALT, BLOCK_SALT = 0x7F4A7C15, 0x1B873593  # token ids and block numbers draw apart
 RACE_BLOCK = 256  # the race runs over blocks of this many consecutive token ids, then within the winning block
 
 
-def race_log_exponentials(keys: torch.Tensor, step: int | torch.Tensor, ids: torch.Tensor, salt: int = TOKEN_SALT) -> torch.Tensor:
-    """log E_v with E_v ~ Exp(1) independent per (row, step, id): float32 [B, K].
+def race_log_uniforms(keys: torch.Tensor, step: int | torch.Tensor, ids: torch.Tensor, salt: int = TOKEN_SALT) -> torch.Tensor:
+    """log u, u uniform in (0, 1) and independent per (row, step, id): float32 [B, K]; -log u is Exp(1).
 
-    keys [B]; step as in `uniforms`; ids [K] (the same for every row) or [B, K]; salt tells token
-    ids from block numbers. The value depends only on (key, step, id), so it does not matter which
-    other rows or candidates are present. u = (2m + 1) / 2**24 with m 23 hashed bits is exact in float32 and strictly inside
-    (0, 1), so neither logarithm is infinite (E is cut at 16.6, which u would pass once in 2**24).
+    keys [B]; step as in `uniforms`; ids [K] (the same for every row) or [B, K], below 2**31; salt
+    tells token ids from block numbers. The value depends only on (key, step, id, salt), so it
+    does not matter which other rows or candidates are present. u = (2m + 1) / 2**24 with m 23
+    hashed bits is exact in float32 and strictly inside (0, 1): log u is finite and below 0.
     """
     base = _hash32(keys ^ _hash32(_steps(keys, step) + RACE_SALT))  # [B]
-    x = base[:, None] ^ _hash32(ids ^ salt)  # [B, K], below 2**32
-    _mix32_(x, torch.empty_like(x))  # = _hash32(x), in place: [B, K] is the big tensor of a decode step
-    u = x.bitwise_right_shift_(8).bitwise_or_(1).to(torch.float32).mul_(1.0 / (1 << 24))
-    return u.log_().neg_().log_()
+    x = base[:, None] ^ ((ids * 0x9E3779B1 + salt) & _M32)  # [B, K]: distinct ids, distinct values below 2**32
+    _mix32_(x, torch.empty_like(x))  # = _hash32(x), in place
+    return x.bitwise_right_shift_(8).bitwise_or_(1).to(torch.float32).mul_(1.0 / (1 << 24)).log_()
 
 
 def _mix32_(x: torch.Tensor, tmp: torch.Tensor) -> None:
@@ -112,6 +111,12 @@ def _mix32_(x: torch.Tensor, tmp: torch.Tensor) -> None:
     for _ in range(2):
         x.bitwise_xor_(torch.bitwise_right_shift(x, 16, out=tmp)).mul_(0x45D9F3B).bitwise_and_(_M32)
     x.bitwise_xor_(torch.bitwise_right_shift(x, 16, out=tmp))
+
+
+def _race_winner(weights: torch.Tensor, log_u: torch.Tensor) -> torch.Tensor:
+    """argmax of weight / E with E = -log u: the exponential race, [B, K] -> [B] positions.
+    weight / log u = -weight / E, so the winner is the argmin; a zero weight (0 / log u = -0) never wins."""
+    return weights.div(log_u).argmin(-1)
 
 
 def _pick(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -192,24 +197,25 @@ def sample(
 
 
 def _race_pick(logp: torch.Tensor, keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
-    """The exponential race over a vocabulary: [B, V] log-probs (-inf outside the support) -> [B] token ids.
+    """The exponential race over a vocabulary: [B, V] log-probabilities (-inf outside the support) -> [B] token ids.
 
     Run in two levels, which draw the same distribution: blocks of RACE_BLOCK token ids race with
-    their probability mass (logsumexp), then the winning block's tokens race. The hashed noise is
-    [B, V / RACE_BLOCK + RACE_BLOCK] values instead of [B, V]: the big tensor is read only by the
-    block sums, one pass, and there is no scan.
+    their probability mass, then the winning block's tokens race. The hashed noise is
+    [B, V / RACE_BLOCK + RACE_BLOCK] values instead of [B, V]: the big tensor is read once, by
+    the exp and the block sums (the exp written into a buffer padded to whole blocks with zeros).
     """
     rows, vocab = logp.shape
     nb = -(-vocab // RACE_BLOCK)
-    if nb * RACE_BLOCK != vocab:
-        logp = torch.nn.functional.pad(logp, (0, nb * RACE_BLOCK - vocab), value=float("-inf"))
-    blocks = logp.view(rows, nb, RACE_BLOCK)
-    mass = torch.logsumexp(blocks, dim=-1)  # [B, nb]
+    probs = torch.empty(rows, nb * RACE_BLOCK, device=logp.device)
+    torch.exp(logp, out=probs[:, :vocab])
+    probs[:, vocab:].zero_()
+    blocks = probs.view(rows, nb, RACE_BLOCK)
+    mass = blocks.sum(-1)  # [B, nb] each block's probability
     block_ids = torch.arange(nb, device=logp.device)
-    won = race_log_exponentials(keys, step, block_ids, BLOCK_SALT).neg_().add_(mass).argmax(-1)  # [B]
+    won = _race_winner(mass, race_log_uniforms(keys, step, block_ids, BLOCK_SALT))  # [B]
     inside = blocks.gather(1, won[:, None, None].expand(rows, 1, RACE_BLOCK)).squeeze(1)  # [B, RACE_BLOCK]
     ids = won[:, None] * RACE_BLOCK + torch.arange(RACE_BLOCK, device=logp.device)  # [B, RACE_BLOCK]
-    return _tokens(race_log_exponentials(keys, step, ids).neg_().add_(inside).argmax(-1), ids)
+    return _tokens(_race_winner(inside, race_log_uniforms(keys, step, ids)), ids)
 
 
 def race(
