@@ -100,7 +100,16 @@ def race_log_uniforms(keys: torch.Tensor, step: int | torch.Tensor, ids: torch.T
     does not matter which other rows or candidates are present. u = (2m + 1) / 2**24 with m 23
     hashed bits is exact in float32 and strictly inside (0, 1): log u is finite and below 0.
     """
-    base = _hash32(keys ^ _hash32(_steps(keys, step) + RACE_SALT))  # [B]
+    return _log_uniforms(_race_base(keys, step), ids, salt)
+
+
+def _race_base(keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
+    """Each row's hash of (key, step) that its race numbers start from: int64 [B]."""
+    return _hash32(keys ^ _hash32(_steps(keys, step) + RACE_SALT))
+
+
+def _log_uniforms(base: torch.Tensor, ids: torch.Tensor, salt: int) -> torch.Tensor:
+    """race_log_uniforms from the rows' _race_base."""
     x = base[:, None] ^ ((ids * 0x9E3779B1 + salt) & _M32)  # [B, K]: distinct ids, distinct values below 2**32
     _mix32_(x, torch.empty_like(x))  # = _hash32(x), in place
     return x.bitwise_right_shift_(8).bitwise_or_(1).to(torch.float32).mul_(1.0 / (1 << 24)).log_()
@@ -212,10 +221,11 @@ def _race_pick(logp: torch.Tensor, keys: torch.Tensor, step: int | torch.Tensor)
     blocks = probs.view(rows, nb, RACE_BLOCK)
     mass = blocks.sum(-1)  # [B, nb] each block's probability
     block_ids = torch.arange(nb, device=logp.device)
-    won = _race_winner(mass, race_log_uniforms(keys, step, block_ids, BLOCK_SALT))  # [B]
+    base = _race_base(keys, step)  # [B]
+    won = _race_winner(mass, _log_uniforms(base, block_ids, BLOCK_SALT))  # [B]
     inside = blocks.gather(1, won[:, None, None].expand(rows, 1, RACE_BLOCK)).squeeze(1)  # [B, RACE_BLOCK]
     ids = won[:, None] * RACE_BLOCK + torch.arange(RACE_BLOCK, device=logp.device)  # [B, RACE_BLOCK]
-    return _tokens(_race_winner(inside, race_log_uniforms(keys, step, ids)), ids)
+    return _tokens(_race_winner(inside, _log_uniforms(base, ids, TOKEN_SALT)), ids)
 
 
 def race(
