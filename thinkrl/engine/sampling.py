@@ -8,13 +8,14 @@ decode step (graph_runner.py) captures it.
 Two ways to draw (`sampling.method`), the same distribution, different tokens for one seed:
 - "cdf": one uniform per row, inverse CDF (a float64 cumulative sum over the candidates);
 - "race": an exponential race (Gumbel-max): every candidate token v gets its own exponential
-  E_v from a hash of (row key, step, v); the token is argmax(logp_v - log E_v). It runs in two
-  levels (blocks of token ids by their mass, then the tokens of the winning block), which draw the
-  same distribution with one pass over the logits (the block sums) and no scan.
-"auto" (the default) is race on CUDA and cdf elsewhere: on CPU the race's per-token hash costs
-more than the cumulative sum (benchmarks/sampling_bench.py, RESULTS.md), and the default CPU
-recipe must not get slower. A seed's completions are therefore reproducible per method (and so
-per device under auto), not across methods.
+  E_v from a hash of (row key, step, v); the token is argmax(p_v / E_v), i.e. of logp_v - log E_v.
+  It runs in two levels (blocks of token ids race by their mass, then the tokens of the winning
+  block), which draw the same distribution with one pass over the probabilities (the block sums),
+  no scan, and noise for V / 256 + 256 values a row instead of V.
+"auto" (the default) is race on CUDA, where the float64 scan was 6% of a decode step, and cdf
+elsewhere, so that seeded CPU results (tests, recorded figures) stay as they were; the race is
+faster on CPU too (benchmarks/sampling_bench.py, RESULTS.md): AUTO is the one place to change
+that. A seed's completions are reproducible per method (so per device under auto), not across.
 """
 
 from __future__ import annotations
@@ -251,11 +252,14 @@ def race(
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
+AUTO = {"cuda": "race"}  # device type -> what method "auto" means there; cdf where absent
+
+
 def method_for(params: SamplingParams, device: torch.device) -> str:
     """The draw `params.method` means on `device`: auto is race on CUDA, cdf elsewhere."""
     if params.method != "auto":
         return params.method
-    return "race" if device.type == "cuda" else "cdf"
+    return AUTO.get(device.type, "cdf")
 
 
 def draw(
