@@ -30,7 +30,7 @@ import torch
 
 from thinkrl.engine.graph_runner import GraphRunner
 from thinkrl.engine.runner import make_runner
-from thinkrl.engine.sampling import SamplingParams, sample, stream_keys, uniforms
+from thinkrl.engine.sampling import SamplingParams, draw, stream_keys
 from thinkrl.envs import Environment, Step, run_steps
 from thinkrl.errors import UserError
 from thinkrl.model import is_own
@@ -190,7 +190,7 @@ class Engine:
         forced: dict[int, list[int]] = {}  # result index -> observation tokens still to feed, in order
         starts = [0] * rows  # result index -> where its current model turn began
         for step in range(params.max_new_tokens):
-            tokens, logps = sample(logits, params, uniforms(keys, step))
+            tokens, logps = draw(logits, params, keys, step)
             tok_list, lp_list = tokens.tolist(), logps.tolist()
             is_eos = torch.isin(tokens, eos).tolist() if not params.ignore_eos else [False] * len(tok_list)
             produced = 0

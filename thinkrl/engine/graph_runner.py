@@ -11,8 +11,8 @@ replays. So `GraphRunner` keeps KVRunner's contract (prefill / decode / keep) on
   columns rounded up to WINDOW) under a mask of real columns, so the shapes change only every
   WINDOW steps; one graph per (bucket, window, sampling settings), captured when first needed,
   all sharing one memory pool;
-- `decode_all` samples inside the step (sampling.sample with shortlist=False, the per-step random
-  numbers from counter-based `uniforms` with the step read from a device tensor) and feeds each
+- `decode_all` samples inside the step (sampling.draw with shortlist=False, the per-step random
+  numbers counter-based, with the step read from a device tensor) and feeds each
   sampled token to the next step on the device, so steps follow each other without the host;
   the host reads the tokens back every READ_EVERY steps, one batch behind, while the GPU runs on.
 
@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 
 from thinkrl.engine.runner import KVRunner
-from thinkrl.engine.sampling import SamplingParams, sample, uniforms
+from thinkrl.engine.sampling import SamplingParams, draw, method_for
 from thinkrl.model import Decode, KVCache
 
 BUCKETS = (1, 8, 16, 32, 64, 128, 256)  # padded batch sizes; above the last, multiples of it
@@ -186,9 +186,9 @@ class GraphRunner(KVRunner):
         """
         n = self.n
         self.keys[:n] = keys
-        tok, lp = sample(logits, params, uniforms(keys, 0), shortlist=False)
+        tok, lp = draw(logits, params, keys, 0, shortlist=False)
         self.tokens[:n, 0], self.logps[:n, 0] = tok, lp
-        setting = (params.temperature, params.top_p, params.top_k)
+        setting = (params.temperature, params.top_p, params.top_k, method_for(params, logits.device))
         alive, finished = list(range(n)), set()
         pending, s = self._read(0, 1, alive), 1
         while True:
@@ -257,18 +257,18 @@ class GraphRunner(KVRunner):
 
     def _step_fn(self, b: int, w: int, setting) -> Callable[[], None]:
         """The decode step for bucket b and window w as a closure over static buffers (what a graph
-        captures). setting None: logits of tok_in into self.logits; else (temperature, top_p, top_k):
+        captures). setting None: logits of tok_in into self.logits; else (temperature, top_p, top_k, method):
         the token sampled at step-1 in, the token of `step` out."""
         if setting is None:
             def step():
                 self.logits[:b].copy_(self._forward(self.tok_in[:b], b, w))
             return step
-        temperature, top_p, top_k = setting
-        params = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k)
+        temperature, top_p, top_k, method = setting
+        params = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, method=method)
 
         def step():
             prev = self.tokens[:b].index_select(1, self.step - 1).squeeze(1)
-            tok, lp = sample(self._forward(prev, b, w), params, uniforms(self.keys[:b], self.step), shortlist=False)
+            tok, lp = draw(self._forward(prev, b, w), params, self.keys[:b], self.step, shortlist=False)
             self.tokens[:b].index_copy_(1, self.step, tok[:, None])
             self.logps[:b].index_copy_(1, self.step, lp[:, None])
         return step
