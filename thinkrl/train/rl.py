@@ -6,7 +6,8 @@ the recipe's rewards (thinkrl.train.rollout), turn rewards into group-relative a
 update the model with the clipped policy loss over `epochs` x `mini_batches` optimizer steps
 (`update`, on the mini- and micro-batches of thinkrl.train.batching). The engine's sampling
 log-probs are the "old" log-probs: they equal a training forward of the same weights (the
-`mismatch/*` metrics show by how much), so no extra forward pass is spent on them.
+`mismatch/*` metrics show by how much), so no extra forward pass is spent on them; algo.rollout_is
+corrects for that gap instead (thinkrl.algos.rollout_correction, the training forward's log-probs as "old").
 
 With algo.algorithm = "ppo" a critic (thinkrl.train.critic) replaces the group baseline: its values
 of the rollout (computed once, before the update) give per-token GAE advantages
