@@ -14,11 +14,15 @@ Aggregation over the [B, T] token losses:
     seq_mean_token_sum_norm  sum over all tokens / (B * max_len), max_len a constant (Dr. GRPO)
 With gradient accumulation, pass `normalizer` (the global token count for token_mean, the
 global sequence count for the seq_mean variants) so micro-batches add up to the global loss.
+Two off-policy switches (thinkrl.algos.rollout_correction): ratio_level="sequence" is GSPO's
+per-sequence ratio, and rollout_is="tis"/"mis" weights pg by the training/engine ratio.
 """
 
 from __future__ import annotations
 
 import torch
+
+from thinkrl.algos.rollout_correction import RATIO_LEVELS, rollout_is_weights, sequence_log_ratio
 
 AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
 KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -76,6 +80,11 @@ def policy_loss(
     kl_estimator: str = "k3",
     entropy: torch.Tensor | None = None,
     entropy_coef: float = 0.0,
+    ratio_level: str = "token",
+    rollout_logp: torch.Tensor | None = None,
+    rollout_is: str = "off",
+    rollout_is_cap: float = 2.0,
+    rollout_is_low: float = 0.5,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """(loss, metrics). logp/old_logp/ref_logp/mask/entropy [B, T]; advantages [B] (one per
     completion, the GRPO family) or [B, T] (one per token, PPO with a critic).
@@ -83,17 +92,30 @@ def policy_loss(
     Metrics are means over the masked tokens of this call: clip fractions (low: negative advantage
     with ratio below 1 - clip_low; high: positive advantage with ratio above 1 + clip_high; dual),
     approx_kl (k3 between old and current policy), kl to the reference, ratio, entropy.
+
+    ratio_level="sequence": GSPO's ratio, one per completion (clip fractions then count the tokens
+    of clipped completions). rollout_is="tis"/"mis": old_logp must be the training forward's
+    log-probs before the update and rollout_logp [B, T] the engine's; their ratio weights pg per
+    token (rollout_is_weights), adding rollout_is/* metrics.
     """
     if dual_clip is not None and dual_clip <= 1.0:
         raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
     adv = (advantages[:, None] if advantages.dim() == 1 else advantages).to(logp.dtype)  # [B, 1] broadcasts over tokens
+    if ratio_level not in RATIO_LEVELS:
+        raise ValueError(f"ratio_level must be one of {RATIO_LEVELS}, got {ratio_level!r}")
     log_ratio = logp - old_logp
-    ratio = torch.exp(log_ratio)
+    ratio = torch.exp(log_ratio if ratio_level == "token" else sequence_log_ratio(logp, old_logp, mask))
     pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1.0 - clip_low, 1.0 + clip_high))  # [B, T]
     dual_hit = torch.zeros_like(pg, dtype=torch.bool)
     if dual_clip is not None:
         dual_hit = (adv < 0) & (pg > -adv * dual_clip)
         pg = torch.where(adv < 0, torch.minimum(pg, -adv * dual_clip), pg)
+    is_metrics: dict[str, float] = {}
+    if rollout_is != "off":
+        if rollout_logp is None:
+            raise ValueError(f"rollout_is={rollout_is!r} needs rollout_logp (the engine's log-probs)")
+        weight, is_metrics = rollout_is_weights(old_logp, rollout_logp, mask, rollout_is, rollout_is_cap, rollout_is_low)
+        pg = pg * weight  # [B, T]: a constant per token, no gradient through it
     token_loss = pg
     kl = None
     if ref_logp is not None and kl_coef != 0.0:
@@ -114,6 +136,7 @@ def policy_loss(
             "approx_kl": mean(torch.expm1(-log_ratio) + log_ratio),
             "ratio_mean": mean(ratio),
             "pg_loss": float(aggregate(pg, mask, aggregation, max_len, normalizer)),
+            **is_metrics,
         }
         if kl is not None:
             metrics["kl"] = mean(kl)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from thinkrl.algos.advantages import ESTIMATORS, SCALES
 from thinkrl.algos.losses import AGGREGATIONS, KL_ESTIMATORS
+from thinkrl.algos.rollout_correction import RATIO_LEVELS, ROLLOUT_IS
 from thinkrl.engine.sampling import SamplingParams
 from thinkrl.errors import UserError
 from thinkrl.reflection import REFLECTION_PHRASES
@@ -68,6 +69,14 @@ class AlgoConfig:
     # GPU memory: recompute each decoder layer's activations in the backward (HF gradient checkpointing);
     # applies to the full forward (detach_prompt = false), the path GPU recipes take
     gradient_checkpointing: bool = False
+    # off-policy corrections (thinkrl.algos.rollout_correction; docs/rl.md "Rollout correction and GSPO")
+    ratio_level: str = "token"  # token (PPO/GRPO) | sequence (GSPO: one clipped ratio per completion; clips ~3e-4/4e-4)
+    # weight each token's policy-gradient term by exp(logp_train - logp_engine): off | tis (truncated at
+    # rollout_is_cap) | mis (0 outside [rollout_is_low, rollout_is_cap]); with epochs x mini_batches > 1 it
+    # costs one no-grad forward of the batch before the update (the training log-probs the ratio needs)
+    rollout_is: str = "off"
+    rollout_is_cap: float = 2.0  # tis: the weight's cap; mis: the band's upper end
+    rollout_is_low: float = 0.5  # mis: the band's lower end
     # ppo only (thinkrl.algos.ppo): a value model from the same initial weights, trained at optim.critic_lr
     gamma: float = 1.0  # discount per token
     lam: float = 0.95  # GAE lambda: 1 = Monte Carlo returns, 0 = one-step TD
@@ -82,6 +91,13 @@ class AlgoConfig:
         _choice("algo.scale", self.scale, SCALES)
         _choice("algo.aggregation", self.aggregation, AGGREGATIONS)
         _choice("algo.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        _choice("algo.ratio_level", self.ratio_level, RATIO_LEVELS)
+        _choice("algo.rollout_is", self.rollout_is, ROLLOUT_IS)
+        if not self.rollout_is_cap >= 1.0:
+            raise UserError(f"algo.rollout_is_cap must be >= 1 (a cap below 1 down-weights on-policy tokens), "
+                            f"got {self.rollout_is_cap}")
+        if not 0.0 <= self.rollout_is_low <= 1.0:
+            raise UserError(f"algo.rollout_is_low must be in [0, 1], got {self.rollout_is_low}")
         if self.dual_clip and self.dual_clip <= 1:
             raise UserError(f"algo.dual_clip must be > 1 (or 0 for off), got {self.dual_clip}")
         if self.clip_low < 0 or self.clip_high < 0:

@@ -31,7 +31,7 @@ class Critic:
     scheduler: torch.optim.lr_scheduler.LRScheduler
 
 
-def _batched_no_grad(cfg: RLConfig, rollouts: list[Rollout], width: int, fn, group: Group = Group()) -> torch.Tensor:
+def batched_no_grad(cfg: RLConfig, rollouts: list[Rollout], width: int, fn, group: Group = Group()) -> torch.Tensor:
     """fn(prompts, prompt_of_row, completions) -> [b, t] over micro-batches of rollouts, without
     gradient, stacked into [N, width] (zeros past each row's end).
 
@@ -69,13 +69,13 @@ def ppo_advantages(cfg: RLConfig, rollouts: list[Rollout], critic, ref_model, pa
     mask = pad_rows([[1.0] * len(r.completion.token_ids) for r in rollouts], width, dev)
     trained = mask * sampled_mask(rollouts, list(range(len(rollouts))), width, dev)  # tool results carry no loss
     trained = trained * torch.tensor([float(k) for k in trained_flags(cfg, rollouts)], device=dev)[:, None]
-    values = _batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_values(
+    values = batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_values(
         critic, p, rows, c, detach_prompt=a.detach_prompt, pad_id=pad_id)[0], group).to(dev) * mask
     metrics = {}
     kl = None
     if a.kl_in_reward and ref_model is not None:
         with disabled(ref_model):  # with LoRA the reference is the policy's base
-            ref = _batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_logprobs(
+            ref = batched_no_grad(cfg, rollouts, width, lambda p, rows, c: completion_logprobs(
                 ref_model, p, rows, c, temperature=cfg.sampling.temperature, pad_id=pad_id,
                 logprob_chunk=a.logprob_chunk)[0], group).to(dev)
         kl = kl_penalty(pad_rows([r.completion.logprobs for r in rollouts], width, dev), ref, a.kl_estimator) * mask

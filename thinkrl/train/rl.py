@@ -6,7 +6,8 @@ the recipe's rewards (thinkrl.train.rollout), turn rewards into group-relative a
 update the model with the clipped policy loss over `epochs` x `mini_batches` optimizer steps
 (`update`, on the mini- and micro-batches of thinkrl.train.batching). The engine's sampling
 log-probs are the "old" log-probs: they equal a training forward of the same weights (the
-`mismatch/*` metrics show by how much), so no extra forward pass is spent on them.
+`mismatch/*` metrics show by how much), so no extra forward pass is spent on them; algo.rollout_is
+corrects for that gap instead (thinkrl.algos.rollout_correction, the training forward's log-probs as "old").
 
 With algo.algorithm = "ppo" a critic (thinkrl.train.critic) replaces the group baseline: its values
 of the rollout (computed once, before the update) give per-token GAE advantages
@@ -56,7 +57,7 @@ from thinkrl.train.heldout import evaluate_heldout, heldout_line, results_file
 from thinkrl.train.learning_warnings import Watch
 from thinkrl.train.logger import read_metrics
 from thinkrl.train.optim import SkipGuard, adamw, optimizer_step
-from thinkrl.train.ppo_update import Critic, ppo_advantages, update_critic
+from thinkrl.train.ppo_update import Critic, batched_no_grad, ppo_advantages, update_critic
 from thinkrl.train.resume import resume_run
 from thinkrl.tools import build_toolbox
 from thinkrl.train.rollout import Rollout, collect, rollout_metrics
@@ -87,6 +88,11 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
     weight = 0.0
     first, seen = True, {"max": 0.0, "sum": 0.0, "tokens": 0.0}  # log-prob mismatch over the first mini-batch
     model.train()
+    before = None  # algo.rollout_is over several optimizer steps: the training log-probs before the first
+    if a.rollout_is != "off" and a.epochs * a.mini_batches > 1:
+        before = batched_no_grad(cfg, rollouts, max(len(r.completion.token_ids) for r in rollouts), lambda p, rows, c:
+                                 completion_logprobs(model, p, rows, c, temperature=cfg.sampling.temperature, pad_id=pad_id,
+                                                     logprob_chunk=a.logprob_chunk, pack=a.pack)[0], group).to(dev)
     for rows, normalizer in minibatches(cfg, step, rollouts, keep):
         bad_loss = 0.0  # a non-finite micro-batch loss of this mini-batch, if any
         for micro, ghost in rank_micro_batches(rollouts, rows, a.micro_batch_size, a.bucket_by_length, group):
@@ -105,11 +111,16 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
                     ref, _, _ = completion_logprobs(ref_model, prompts, prompt_of_row, completions,
                                                     temperature=cfg.sampling.temperature, pad_id=pad_id,
                                                     logprob_chunk=a.logprob_chunk, pack=a.pack)
+            train_old = old  # the ratio's denominator: the engine's log-probs, or with rollout_is the training
+            if a.rollout_is != "off":  # forward's before the update (this one's while no optimizer step came before)
+                train_old = logp.detach() if before is None else rows_of(before, micro, logp.shape[1], dev)
             loss, m = policy_loss(
-                logp, old, rows_of(advantages, micro, logp.shape[1], dev), mask, clip_low=a.clip_low, clip_high=a.clip_high,
+                logp, train_old, rows_of(advantages, micro, logp.shape[1], dev), mask, clip_low=a.clip_low, clip_high=a.clip_high,
                 dual_clip=a.dual_clip or None, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
                 normalizer=normalizer, ref_logp=ref, kl_coef=a.kl_coef, kl_estimator=a.kl_estimator,
                 entropy=entropy if a.entropy_coef else entropy.detach(), entropy_coef=a.entropy_coef,
+                ratio_level=a.ratio_level, rollout_logp=old, rollout_is=a.rollout_is, rollout_is_cap=a.rollout_is_cap,
+                rollout_is_low=a.rollout_is_low,
             )
             loss.backward()
             loss_value = float(loss.detach())
