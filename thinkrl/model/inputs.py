@@ -25,3 +25,11 @@ def pad(seqs: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, t
 def positions_from_mask(attn: torch.Tensor) -> torch.Tensor:
     """Position ids for left-padded rows: 0 at each row's first real token. [P, T] -> [P, T]."""
     return (attn.long().cumsum(-1) - 1).clamp_(min=0)
+
+
+def to_device(x: torch.Tensor, device) -> torch.Tensor:
+    """A host tensor onto `device` without waiting for the device: a plain `.to(cuda)` (and
+    `torch.tensor(..., device=cuda)`) from pageable memory synchronises the stream, so every small
+    input of a micro-batch would drain the GPU's queue. Non-blocking, CUDA copies the host data to
+    a staging buffer before returning, so `x` may be freed at once."""
+    return x.to(device, non_blocking=True)

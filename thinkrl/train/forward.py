@@ -33,7 +33,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from thinkrl.model import Packed, Prefill, is_own, padded_causal_mask
-from thinkrl.model.inputs import pad, positions_from_mask
+from thinkrl.model.inputs import pad, positions_from_mask, to_device
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
@@ -160,10 +160,10 @@ def _padded_inputs(model, prompts, prompt_of_row, completions, pad_id):
     dev = next(model.parameters()).device
     p_ids, p_mask = pad([prompts[i] for i in prompt_of_row], pad_id, left=True)  # [B, Tp]
     c_ids, c_mask = pad(completions, pad_id, left=False)  # [B, Tc]
-    ids = torch.cat([p_ids, c_ids], 1).to(dev)
-    attn = torch.cat([p_mask, c_mask], 1).to(dev)
+    ids = to_device(torch.cat([p_ids, c_ids], 1), dev)
+    attn = to_device(torch.cat([p_mask, c_mask], 1), dev)
     inputs = dict(input_ids=ids, attention_mask=attn.long(), position_ids=positions_from_mask(attn))
-    return inputs, c_ids.to(dev), c_mask.to(dev).float(), p_ids.shape[1]
+    return inputs, to_device(c_ids, dev), to_device(c_mask, dev).float(), p_ids.shape[1]
 
 
 def _packed_hidden(model, prompts, prompt_of_row, completions, pad_id):
@@ -187,11 +187,11 @@ def _packed_hidden(model, prompts, prompt_of_row, completions, pad_id):
 
 def _detached_prompt_hidden(model, prompts, prompt_of_row, completions, pad_id):
     dev = next(model.parameters()).device
-    rows = torch.tensor(prompt_of_row, device=dev)
+    rows = to_device(torch.tensor(prompt_of_row), dev)
 
     # 1. each distinct prompt but its last token, once, without gradient, into a KV cache [L, P, Hkv, Tp, D]
     pre_ids, pre_mask = pad([p[:-1] for p in prompts], pad_id, left=True)
-    pre_ids, pre_mask = pre_ids.to(dev), pre_mask.to(dev)
+    pre_ids, pre_mask = to_device(pre_ids, dev), to_device(pre_mask, dev)
     tp = pre_ids.shape[1]
     cache = None
     if tp > 0:
@@ -204,12 +204,12 @@ def _detached_prompt_hidden(model, prompts, prompt_of_row, completions, pad_id):
     inputs = [[prompts[p][-1]] + c[:-1] for p, c in zip(prompt_of_row, completions)]
     x_ids, x_mask = pad(inputs, pad_id, left=False)
     c_ids, _ = pad(completions, pad_id, left=False)
-    x_ids, x_mask, c_ids = x_ids.to(dev), x_mask.to(dev), c_ids.to(dev)
+    x_ids, x_mask, c_ids = to_device(x_ids, dev), to_device(x_mask, dev), to_device(c_ids, dev)
     tc = x_ids.shape[1]
-    start = torch.tensor([len(prompts[p]) - 1 for p in prompt_of_row], device=dev)
+    start = to_device(torch.tensor([len(prompts[p]) - 1 for p in prompt_of_row]), dev)
     positions = start[:, None] + torch.arange(tc, device=dev)[None]  # [B, Tc]
     mask = padded_causal_mask(x_mask, pre_mask[rows] if tp > 0 else None)  # [B, 1, Tc, Tp + Tc]
     h = model.hidden(x_ids, positions, Prefill(mask, cache, start=tp, write=False))
-    lengths = torch.tensor([len(c) for c in completions], device=dev)
+    lengths = to_device(torch.tensor([len(c) for c in completions]), dev)
     real = torch.arange(tc, device=dev)[None] < lengths[:, None]  # an empty completion predicts nothing
     return h, c_ids, real.float()
