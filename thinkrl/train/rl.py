@@ -39,6 +39,7 @@ from thinkrl.dist import Group
 from thinkrl.engine import Engine
 from thinkrl.errors import UserError
 from thinkrl.evaluate import encode_problems
+from thinkrl.model.inputs import to_device
 from thinkrl.model.lora import disabled
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
 from thinkrl.report import finish, plot_run
@@ -46,7 +47,7 @@ from thinkrl.tasks import get_task
 from thinkrl.tasks.base import Problem
 from thinkrl.train.adapters import add_adapters, load_trained, summary, trainable, with_adapter
 from thinkrl.train.batching import (micro_inputs, minibatches, pad_rows, rank_micro_batches, rows_of, sampled_mask,
-                                    to_device, trained_flags)
+                                    trained_flags)
 from thinkrl.train.checkpoint import (checkpoint_to_resume, load_sharded_state, save_checkpoint,
                                      save_sharded_checkpoint)
 from thinkrl.train.critic import load_critic, load_critic_weights, save_critic_weights, value_head
