@@ -37,7 +37,8 @@ def micro_inputs(rollouts: list[Rollout], micro: list[int]) -> tuple[list[list[i
 
 def rows_of(x: torch.Tensor, micro: list[int], width: int, device) -> torch.Tensor:
     """Rows `micro` of a per-completion [N] or per-token [N, T] tensor, per-token ones cut to `width` tokens."""
-    return to_device(x[micro] if x.dim() == 1 else x[micro][:, :width], device)
+    rows = x.index_select(0, to_device(torch.tensor(micro, dtype=torch.long), x.device))  # x[list] copies it blocking
+    return to_device(rows if x.dim() == 1 else rows[:, :width], device)
 
 
 def sampled_mask(rollouts: list[Rollout], micro: list[int], width: int, device) -> torch.Tensor:

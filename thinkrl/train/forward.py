@@ -54,7 +54,7 @@ def _head_chunk(lm_head, h: torch.Tensor, targets: torch.Tensor, temperature: fl
 
 
 def chunked_logprobs(hidden: torch.Tensor, lm_head, targets: torch.Tensor, temperature: float, with_entropy: bool,
-                     chunk_tokens: int, mask: torch.Tensor | None = None):
+                     chunk_tokens: int, mask: torch.Tensor | None = None, index: torch.Tensor | None = None):
     """token_logprobs(lm_head(hidden), ...) without ever holding the [B, T, V] logits.
 
     hidden [B, T, H] final hidden states, targets [B, T]; mask [B, T] (optional) the real tokens.
@@ -62,12 +62,15 @@ def chunked_logprobs(hidden: torch.Tensor, lm_head, targets: torch.Tensor, tempe
     (recomputed in the backward), so one chunk's logits are alive in the backward too. Only masked
     tokens are computed (padding costs no head FLOPs); elsewhere logp and entropy are 0, which
     keeps exp(logp - old) finite at padding. Returns (logp [B, T] fp32, entropy [B, T] or None).
+    index: the flat positions of mask's real tokens when the caller knows them on the host
+    (`real_positions`): finding them on the device (nonzero) would wait for the GPU.
     """
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     b, t, _ = hidden.shape
-    keep = (torch.ones(b, t, dtype=torch.bool, device=hidden.device) if mask is None else mask.bool()).reshape(-1)
-    index = keep.nonzero().squeeze(-1)  # flat positions of the real tokens
+    if index is None:
+        keep = (torch.ones(b, t, dtype=torch.bool, device=hidden.device) if mask is None else mask.bool()).reshape(-1)
+        index = keep.nonzero().squeeze(-1)  # flat positions of the real tokens
     h, y = hidden.reshape(b * t, -1)[index], targets.reshape(-1)[index]
     grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in lm_head.parameters()))
     logps, ents = [], []
@@ -77,6 +80,12 @@ def chunked_logprobs(hidden: torch.Tensor, lm_head, targets: torch.Tensor, tempe
         logps.append(lp)
         ents.append(ent)
     return _scatter(logps, index, b, t, hidden), (_scatter(ents, index, b, t, hidden) if with_entropy else None)
+
+
+def real_positions(lengths: list[int], width: int, device) -> torch.Tensor:
+    """Flat positions in a [len(lengths), width] tensor of each row's first lengths[r] columns."""
+    flat = [r * width + j for r, n in enumerate(lengths) for j in range(n)]
+    return to_device(torch.tensor(flat, dtype=torch.long), device)
 
 
 def _scatter(parts: list[torch.Tensor], index: torch.Tensor, b: int, t: int, like: torch.Tensor) -> torch.Tensor:
@@ -113,8 +122,10 @@ def completion_logprobs(
     hidden, targets, mask = completion_hidden(model, prompts, prompt_of_row, completions,
                                               detach_prompt=detach_prompt, pad_id=pad_id, pack=pack)
     if pack or logprob_chunk > 0:
-        chunk = logprob_chunk or max(1, int(mask.sum()))
-        logp, entropy = chunked_logprobs(hidden, model.lm_head, targets, temperature, with_entropy, chunk, mask)
+        lengths = [len(c) for c in completions]  # mask's rows, known here: no read of the device
+        index = real_positions(lengths, mask.shape[1], mask.device)
+        chunk = logprob_chunk or max(1, sum(lengths))
+        logp, entropy = chunked_logprobs(hidden, model.lm_head, targets, temperature, with_entropy, chunk, mask, index)
         return logp, entropy, mask
     return (*token_logprobs(model.lm_head(hidden), targets, temperature, with_entropy), mask)
 
