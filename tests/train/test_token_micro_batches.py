@@ -215,3 +215,28 @@ def test_critic_token_budget_same_gradients_and_reads(tmp_path, monkeypatch):
     for k, v in rows_metrics.items():
         assert math.isclose(v, tokens_metrics[k], rel_tol=1e-5, abs_tol=1e-6), k
     assert rows_reads == tokens_reads == 4 * 2 + 1 + 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (non-blocking copies from pinned staging)")
+def test_update_on_cuda_matches_cpu(tiny_llama):
+    """The non-blocking inputs (thinkrl.model.inputs.to_device) and the metrics summed on the device
+    give the CPU's update on a GPU: same metrics and gradients to float tolerance."""
+    from thinkrl.model.inputs import to_device
+
+    x = torch.arange(10)
+    assert torch.equal(to_device(x, "cuda").cpu(), x)
+    model, _ = tiny_llama
+    rollouts = _update_rollouts(model)
+    advantages = torch.tensor([1.0, -0.5, 0.3, -1.2, 0.8, -0.2, 0.4, -0.6])
+    out = {}
+    for device in ("cpu", "cuda"):
+        m = copy.deepcopy(model).to(device)
+        opt = RecordingSGD(m.parameters())
+        metrics = rl.update(_cfg(micro_batch_tokens=24, detach_prompt=True, logprob_chunk=5), 0, m, None, opt,
+                            torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), rollouts, advantages, pad_id=0)
+        out[device] = ([[g if g is None else g.cpu() for g in step] for step in opt.grads], metrics)
+    for step_cpu, step_cuda in zip(*(out[d][0] for d in ("cpu", "cuda"))):  # another device's kernels: looser
+        for x, y in zip(step_cpu, step_cuda):
+            assert (x is None) == (y is None) and (x is None or (x - y).abs().max() <= 1e-4 * x.abs().max() + 1e-5)
+    for k, v in out["cpu"][1].items():
+        assert math.isclose(v, out["cuda"][1][k], rel_tol=1e-4, abs_tol=1e-5), k
