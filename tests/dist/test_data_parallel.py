@@ -117,6 +117,24 @@ def test_two_gloo_processes_end_with_one_process_weights_and_metrics(tmp_path):
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
 
 
+def test_token_budget_micro_batches_on_two_gloo_processes_match_one_process(tmp_path):
+    """algo.micro_batch_tokens with length bucketing: each rank cuts its rows by the budget and the
+    ranks' pass counts differ with their rows' lengths (ghost passes fill in, every rank computing
+    every rank's count); the run ends with the weights and metrics of one process's row-count split."""
+    model_dir = save_pretrained(*tiny_model("llama", seed=5), tmp_path / "tiny")
+    (tmp_path / "recipe.toml").write_text(recipe(model_dir, steps=2))
+    thinkrl("rl", "recipe.toml", "--out-dir", "one", "--set", "eval.limit=0", cwd=tmp_path)
+    thinkrl("rl", "recipe.toml", "--out-dir", "two", "--nproc", "2", "--set", "eval.limit=0", "--set",
+            "algo.micro_batch_tokens=40", "--set", "algo.bucket_by_length=true", cwd=tmp_path)
+    a, b = (load_file(tmp_path / run / "final" / "model.safetensors") for run in ("one", "two"))
+    assert_same_training(a, b)
+    ma, mb = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert [r["step"] for r in ma] == [r["step"] for r in mb] == [1, 2]
+    for x, y in zip(ma, mb):
+        for k in x:
+            assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), (x["step"], k)
+
+
 def test_a_rank_sigkilled_stops_the_job_and_it_resumes_to_identical_weights(tmp_path):
     """benchmarks/kill_test.py --nproc 2 in small: one rank of two SIGKILLed (torchrun ends the
     other within seconds), resumed from the newest checkpoint, ends bit-identical to a run never killed."""

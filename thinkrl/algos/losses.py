@@ -40,10 +40,12 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k3"
     raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
-    """Mean of x [B, T] over the tokens where mask [B, T] is non-zero (0 when there are none): a metric."""
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x [B, T] over the tokens where mask [B, T] is non-zero (0 when there are none): a metric,
+    a 0-d fp32 tensor on x's device. The update loops accumulate such metrics on the device and read
+    them once a step (`float()` of each would wait for the GPU at every micro-batch)."""
     m = mask.to(torch.bool)
-    return float((x.float() * m).sum() / m.sum().clamp(min=1).float())
+    return (x.float() * m).sum() / m.sum().clamp(min=1).float()
 
 
 def aggregate(token_loss: torch.Tensor, mask: torch.Tensor, aggregation: str, max_len: int | None = None,
@@ -85,13 +87,14 @@ def policy_loss(
     rollout_is: str = "off",
     rollout_is_cap: float = 2.0,
     rollout_is_low: float = 0.5,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(loss, metrics). logp/old_logp/ref_logp/mask/entropy [B, T]; advantages [B] (one per
     completion, the GRPO family) or [B, T] (one per token, PPO with a critic).
 
     Metrics are means over the masked tokens of this call: clip fractions (low: negative advantage
     with ratio below 1 - clip_low; high: positive advantage with ratio above 1 + clip_high; dual),
-    approx_kl (k3 between old and current policy), kl to the reference, ratio, entropy.
+    approx_kl (k3 between old and current policy), kl to the reference, ratio, entropy; each a 0-d
+    tensor on the device (`masked_mean`), none read back to the host here.
 
     ratio_level="sequence": GSPO's ratio, one per completion (clip fractions then count the tokens
     of clipped completions). rollout_is="tis"/"mis": old_logp must be the training forward's
@@ -110,7 +113,7 @@ def policy_loss(
     if dual_clip is not None:
         dual_hit = (adv < 0) & (pg > -adv * dual_clip)
         pg = torch.where(adv < 0, torch.minimum(pg, -adv * dual_clip), pg)
-    is_metrics: dict[str, float] = {}
+    is_metrics: dict[str, torch.Tensor] = {}
     if rollout_is != "off":
         if rollout_logp is None:
             raise ValueError(f"rollout_is={rollout_is!r} needs rollout_logp (the engine's log-probs)")
@@ -135,7 +138,7 @@ def policy_loss(
             "clip_frac_dual": mean(dual_hit),
             "approx_kl": mean(torch.expm1(-log_ratio) + log_ratio),
             "ratio_mean": mean(ratio),
-            "pg_loss": float(aggregate(pg, mask, aggregation, max_len, normalizer)),
+            "pg_loss": aggregate(pg, mask, aggregation, max_len, normalizer),
             **is_metrics,
         }
         if kl is not None:

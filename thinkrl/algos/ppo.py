@@ -85,15 +85,21 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) 
     return out * torch.rsqrt(var + WHITEN_EPS) * mask
 
 
-def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """1 - Var(R - V) / Var(R) over the masked tokens: 1 is a perfect critic, 0 predicts only the mean,
-    below 0 is worse than the mean. NaN when the returns do not vary."""
-    mask = mask.to(torch.bool)
-    r, v = returns[mask].float(), values[mask].float()
-    if r.numel() < 2:
-        return float("nan")
-    var_r = r.var()
-    return float(1.0 - (r - v).var() / var_r) if var_r > 0 else float("nan")
+    below 0 is worse than the mean. NaN when the returns do not vary. A 0-d tensor, computed without
+    reading anything back to the host (masked sums, no boolean indexing)."""
+    m = mask.to(torch.bool).float()
+    r, d = returns.float(), (returns - values).float()
+    n = m.sum()
+
+    def var(x):  # the ratio of two variances: Bessel's correction cancels
+        mean = (x * m).sum() / n.clamp(min=1)
+        return ((x - mean).square() * m).sum()
+
+    var_r = var(r)
+    nan = torch.full_like(var_r, float("nan"))
+    return torch.where((n >= 2) & (var_r > 0), 1.0 - var(d) / torch.where(var_r > 0, var_r, 1.0), nan)
 
 
 def value_loss(
@@ -106,14 +112,14 @@ def value_loss(
     aggregation: str = "token_mean",
     max_len: int | None = None,
     normalizer: float | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(loss, metrics) of the clipped value loss; values/old_values/returns/mask [B, T].
 
     Per token: 0.5 * max((V - R)^2, (V_clip - R)^2) with V_clip = old_V + clip(V - old_V, -clip, clip);
     clip = 0 turns clipping off. Aggregated like the policy loss (`aggregation`, `max_len`,
     `normalizer`: see thinkrl.algos.losses). Metrics are means over the masked tokens of this call:
     the loss (clipped and unclipped), the fraction of tokens where the clipped term is the larger (its gradient is 0),
-    explained variance, and the means of the values and returns.
+    explained variance, and the means of the values and returns; 0-d tensors on the device.
     """
     returns = returns.to(values.dtype)
     unclipped = (values - returns).square()

@@ -53,8 +53,8 @@ def rollout_is_weights(train_logp: torch.Tensor, rollout_logp: torch.Tensor, mas
             out = (rho < low) | (rho > cap)
             weight = (~out).float()
         n = m.sum().clamp(min=1).float()
-        metrics = {"rollout_is/ratio_mean": float((rho * m).sum() / n), "rollout_is/weight_mean": float((weight * m).sum() / n),
-                   f"rollout_is/{'truncated' if mode == 'tis' else 'masked'}_frac": float((out & m).sum() / n)}
+        metrics = {"rollout_is/ratio_mean": (rho * m).sum() / n, "rollout_is/weight_mean": (weight * m).sum() / n,
+                   f"rollout_is/{'truncated' if mode == 'tis' else 'masked'}_frac": (out & m).sum() / n}
     return weight.to(train_logp.dtype), metrics
 
 

@@ -58,6 +58,9 @@ class AlgoConfig:
     epochs: int = 1  # optimisation passes over one rollout batch
     mini_batches: int = 1  # optimizer steps per pass (ratio != 1 from the second on)
     micro_batch_size: int = 8  # rows per forward/backward; gradients accumulate over a mini-batch
+    # micro-batches by size instead: as many rows as fit this many padded tokens (rows x the longest
+    # prompt + completion among them; a longer row runs alone); 0 = off, micro_batch_size rows
+    micro_batch_tokens: int = 0
     detach_prompt: bool = False  # train on completion tokens only, prompt encoded without gradient (CPU)
     # GPU memory: LM head + log-softmax on this many tokens at a time, recomputed in the backward, so the
     # [B, T, vocab] fp32 logits never exist at once (2048-8192 on a GPU); 0 = off, the full logits
@@ -108,6 +111,9 @@ class AlgoConfig:
                 raise UserError(f"algo.{key} must be in [0, 1], got {getattr(self, key)}")
         if self.value_clip < 0 or self.critic_warmup_steps < 0:
             raise UserError("algo.value_clip and algo.critic_warmup_steps must be >= 0")
+        if self.micro_batch_tokens < 0:
+            raise UserError(f"algo.micro_batch_tokens must be >= 0 (padded tokens per micro-batch; 0 = off), "
+                            f"got {self.micro_batch_tokens}")
         if self.logprob_chunk < 0:
             raise UserError(f"algo.logprob_chunk must be >= 0 (tokens per chunk; 0 = off), got {self.logprob_chunk}")
         if self.pack and self.detach_prompt:

@@ -9,14 +9,16 @@ import torch
 
 from thinkrl.config import RLConfig
 from thinkrl.dist import Group
+from thinkrl.model.inputs import to_device
 from thinkrl.train.rollout import Rollout
 
 
 def pad_rows(rows: list[list[float]], width: int, device) -> torch.Tensor:
-    out = torch.zeros(len(rows), width, device=device)
+    """[len(rows), width] fp32, each row's values then zeros: built on the host, one copy to `device`."""
+    out = torch.zeros(len(rows), width)
     for r, xs in enumerate(rows):
-        out[r, : len(xs)] = torch.tensor(xs, device=device)
-    return out
+        out[r, : len(xs)] = torch.tensor(xs)
+    return to_device(out, device)
 
 
 def micro_inputs(rollouts: list[Rollout], micro: list[int]) -> tuple[list[list[int]], list[int], list[list[int]]]:
@@ -35,7 +37,8 @@ def micro_inputs(rollouts: list[Rollout], micro: list[int]) -> tuple[list[list[i
 
 def rows_of(x: torch.Tensor, micro: list[int], width: int, device) -> torch.Tensor:
     """Rows `micro` of a per-completion [N] or per-token [N, T] tensor, per-token ones cut to `width` tokens."""
-    return (x[micro] if x.dim() == 1 else x[micro][:, :width]).to(device)
+    rows = x.index_select(0, to_device(torch.tensor(micro, dtype=torch.long), x.device))  # x[list] copies it blocking
+    return to_device(rows if x.dim() == 1 else rows[:, :width], device)
 
 
 def sampled_mask(rollouts: list[Rollout], micro: list[int], width: int, device) -> torch.Tensor:
@@ -69,25 +72,61 @@ def minibatches(cfg: RLConfig, step: int, rollouts: list[Rollout], keep: list[bo
             yield (sorted(rows) if in_row_order else rows), normalizer
 
 
-def micro_batches(rollouts: list[Rollout], rows: list[int], size: int, bucket_by_length: bool = False) -> list[list[int]]:
-    """A mini-batch's rows cut into forward/backward micro-batches of `size` rows.
+def row_tokens(rollout: Rollout) -> int:
+    """The tokens a row runs through the forward: its prompt and its completion."""
+    return len(rollout.prompt) + len(rollout.completion.token_ids)
 
-    bucket_by_length: rows sorted by (completion length, prompt length) first, so each micro-batch
-    holds rows of similar length and pads little (a 512-token row no longer pads 20 short ones to
-    512). The loss is unchanged: every micro-batch divides by the whole mini-batch's normalizer
-    (`minibatches`), so the micro-batches' losses and gradients add up to the same total in any
-    grouping. The sort is stable: rows of equal length keep their order (a group stays together)."""
+
+def by_tokens(rollouts: list[Rollout], rows: list[int], budget: int) -> list[list[int]]:
+    """`rows`, in order, cut greedily into micro-batches whose padded size (rows x the longest row's
+    prompt + completion) stays within `budget` tokens; a row longer than the budget runs alone."""
+    out: list[list[int]] = []
+    longest = 0
+    for i in rows:
+        n = row_tokens(rollouts[i])
+        if out and (len(out[-1]) + 1) * max(longest, n) <= budget:
+            out[-1].append(i)
+            longest = max(longest, n)
+        else:
+            out.append([i])
+            longest = n
+    return out
+
+
+def micro_batches(rollouts: list[Rollout], rows: list[int], size: int, bucket_by_length: bool = False,
+                  tokens: int = 0) -> list[list[int]]:
+    """A mini-batch's rows cut into forward/backward micro-batches of `size` rows, or, with
+    `tokens` > 0 (algo.micro_batch_tokens), of at most that many padded tokens each (`by_tokens`):
+    few long rows or many short ones per pass, so each pass is near the same size.
+
+    bucket_by_length: rows sorted by (completion length, prompt length) first (by prompt +
+    completion under a token budget), so each micro-batch holds rows of similar length and pads
+    little (a 512-token row no longer pads 20 short ones to 512). The loss is unchanged: every
+    micro-batch divides by the whole mini-batch's normalizer (`minibatches`), so the micro-batches'
+    losses and gradients add up to the same total in any grouping. The sort is stable: rows of
+    equal length keep their order (a group stays together)."""
     if bucket_by_length:
-        rows = sorted(rows, key=lambda i: (len(rollouts[i].completion.token_ids), len(rollouts[i].prompt)))
+        key = (lambda i: row_tokens(rollouts[i])) if tokens else (
+            lambda i: (len(rollouts[i].completion.token_ids), len(rollouts[i].prompt)))
+        rows = sorted(rows, key=key)
+    if tokens:
+        return by_tokens(rollouts, rows, tokens)
     return [rows[start : start + size] for start in range(0, len(rows), size)]
 
 
 def rank_micro_batches(rollouts: list[Rollout], rows: list[int], size: int, bucket_by_length: bool,
-                       group: Group) -> list[tuple[list[int], bool]]:
+                       group: Group, tokens: int = 0) -> list[tuple[list[int], bool]]:
     """This rank's micro-batches of a mini-batch's rows, each with a `ghost` flag.
 
     One process: micro_batches(rows), no ghosts. Data-parallel: the rank's rows (`Group.rows`),
     then zero-loss ghost passes (rows[:1], their loss masked out) up to the largest rank's count:
-    FSDP2's collectives need as many forwards and backwards on every rank."""
-    micros = [(m, False) for m in micro_batches(rollouts, group.rows(rows), size, bucket_by_length)]
-    return micros + [(rows[:1], True)] * (group.passes(len(rows), size) - len(micros))
+    FSDP2's collectives need as many forwards and backwards on every rank. Every rank holds every
+    rollout, so each computes every rank's count itself (under a token budget the count depends on
+    the rows' lengths) and all agree without a collective."""
+    micros = [(m, False) for m in micro_batches(rollouts, group.rows(rows), size, bucket_by_length, tokens)]
+    if tokens:
+        passes = max(len(micro_batches(rollouts, Group(r, group.world).rows(rows), size, bucket_by_length, tokens))
+                     for r in range(group.world))
+    else:
+        passes = group.passes(len(rows), size)
+    return micros + [(rows[:1], True)] * (passes - len(micros))

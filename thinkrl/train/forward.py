@@ -33,7 +33,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from thinkrl.model import Packed, Prefill, is_own, padded_causal_mask
-from thinkrl.model.inputs import pad, positions_from_mask
+from thinkrl.model.inputs import pad, positions_from_mask, to_device
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
@@ -54,7 +54,7 @@ def _head_chunk(lm_head, h: torch.Tensor, targets: torch.Tensor, temperature: fl
 
 
 def chunked_logprobs(hidden: torch.Tensor, lm_head, targets: torch.Tensor, temperature: float, with_entropy: bool,
-                     chunk_tokens: int, mask: torch.Tensor | None = None):
+                     chunk_tokens: int, mask: torch.Tensor | None = None, index: torch.Tensor | None = None):
     """token_logprobs(lm_head(hidden), ...) without ever holding the [B, T, V] logits.
 
     hidden [B, T, H] final hidden states, targets [B, T]; mask [B, T] (optional) the real tokens.
@@ -62,12 +62,15 @@ def chunked_logprobs(hidden: torch.Tensor, lm_head, targets: torch.Tensor, tempe
     (recomputed in the backward), so one chunk's logits are alive in the backward too. Only masked
     tokens are computed (padding costs no head FLOPs); elsewhere logp and entropy are 0, which
     keeps exp(logp - old) finite at padding. Returns (logp [B, T] fp32, entropy [B, T] or None).
+    index: the flat positions of mask's real tokens when the caller knows them on the host
+    (`real_positions`): finding them on the device (nonzero) would wait for the GPU.
     """
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     b, t, _ = hidden.shape
-    keep = (torch.ones(b, t, dtype=torch.bool, device=hidden.device) if mask is None else mask.bool()).reshape(-1)
-    index = keep.nonzero().squeeze(-1)  # flat positions of the real tokens
+    if index is None:
+        keep = (torch.ones(b, t, dtype=torch.bool, device=hidden.device) if mask is None else mask.bool()).reshape(-1)
+        index = keep.nonzero().squeeze(-1)  # flat positions of the real tokens
     h, y = hidden.reshape(b * t, -1)[index], targets.reshape(-1)[index]
     grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in lm_head.parameters()))
     logps, ents = [], []
@@ -77,6 +80,12 @@ def chunked_logprobs(hidden: torch.Tensor, lm_head, targets: torch.Tensor, tempe
         logps.append(lp)
         ents.append(ent)
     return _scatter(logps, index, b, t, hidden), (_scatter(ents, index, b, t, hidden) if with_entropy else None)
+
+
+def real_positions(lengths: list[int], width: int, device) -> torch.Tensor:
+    """Flat positions in a [len(lengths), width] tensor of each row's first lengths[r] columns."""
+    flat = [r * width + j for r, n in enumerate(lengths) for j in range(n)]
+    return to_device(torch.tensor(flat, dtype=torch.long), device)
 
 
 def _scatter(parts: list[torch.Tensor], index: torch.Tensor, b: int, t: int, like: torch.Tensor) -> torch.Tensor:
@@ -113,8 +122,10 @@ def completion_logprobs(
     hidden, targets, mask = completion_hidden(model, prompts, prompt_of_row, completions,
                                               detach_prompt=detach_prompt, pad_id=pad_id, pack=pack)
     if pack or logprob_chunk > 0:
-        chunk = logprob_chunk or max(1, int(mask.sum()))
-        logp, entropy = chunked_logprobs(hidden, model.lm_head, targets, temperature, with_entropy, chunk, mask)
+        lengths = [len(c) for c in completions]  # mask's rows, known here: no read of the device
+        index = real_positions(lengths, mask.shape[1], mask.device)
+        chunk = logprob_chunk or max(1, sum(lengths))
+        logp, entropy = chunked_logprobs(hidden, model.lm_head, targets, temperature, with_entropy, chunk, mask, index)
         return logp, entropy, mask
     return (*token_logprobs(model.lm_head(hidden), targets, temperature, with_entropy), mask)
 
@@ -160,10 +171,10 @@ def _padded_inputs(model, prompts, prompt_of_row, completions, pad_id):
     dev = next(model.parameters()).device
     p_ids, p_mask = pad([prompts[i] for i in prompt_of_row], pad_id, left=True)  # [B, Tp]
     c_ids, c_mask = pad(completions, pad_id, left=False)  # [B, Tc]
-    ids = torch.cat([p_ids, c_ids], 1).to(dev)
-    attn = torch.cat([p_mask, c_mask], 1).to(dev)
+    ids = to_device(torch.cat([p_ids, c_ids], 1), dev)
+    attn = to_device(torch.cat([p_mask, c_mask], 1), dev)
     inputs = dict(input_ids=ids, attention_mask=attn.long(), position_ids=positions_from_mask(attn))
-    return inputs, c_ids.to(dev), c_mask.to(dev).float(), p_ids.shape[1]
+    return inputs, to_device(c_ids, dev), to_device(c_mask, dev).float(), p_ids.shape[1]
 
 
 def _packed_hidden(model, prompts, prompt_of_row, completions, pad_id):
@@ -187,11 +198,11 @@ def _packed_hidden(model, prompts, prompt_of_row, completions, pad_id):
 
 def _detached_prompt_hidden(model, prompts, prompt_of_row, completions, pad_id):
     dev = next(model.parameters()).device
-    rows = torch.tensor(prompt_of_row, device=dev)
+    rows = to_device(torch.tensor(prompt_of_row), dev)
 
     # 1. each distinct prompt but its last token, once, without gradient, into a KV cache [L, P, Hkv, Tp, D]
     pre_ids, pre_mask = pad([p[:-1] for p in prompts], pad_id, left=True)
-    pre_ids, pre_mask = pre_ids.to(dev), pre_mask.to(dev)
+    pre_ids, pre_mask = to_device(pre_ids, dev), to_device(pre_mask, dev)
     tp = pre_ids.shape[1]
     cache = None
     if tp > 0:
@@ -204,12 +215,12 @@ def _detached_prompt_hidden(model, prompts, prompt_of_row, completions, pad_id):
     inputs = [[prompts[p][-1]] + c[:-1] for p, c in zip(prompt_of_row, completions)]
     x_ids, x_mask = pad(inputs, pad_id, left=False)
     c_ids, _ = pad(completions, pad_id, left=False)
-    x_ids, x_mask, c_ids = x_ids.to(dev), x_mask.to(dev), c_ids.to(dev)
+    x_ids, x_mask, c_ids = to_device(x_ids, dev), to_device(x_mask, dev), to_device(c_ids, dev)
     tc = x_ids.shape[1]
-    start = torch.tensor([len(prompts[p]) - 1 for p in prompt_of_row], device=dev)
+    start = to_device(torch.tensor([len(prompts[p]) - 1 for p in prompt_of_row]), dev)
     positions = start[:, None] + torch.arange(tc, device=dev)[None]  # [B, Tc]
     mask = padded_causal_mask(x_mask, pre_mask[rows] if tp > 0 else None)  # [B, 1, Tc, Tp + Tc]
     h = model.hidden(x_ids, positions, Prefill(mask, cache, start=tp, write=False))
-    lengths = torch.tensor([len(c) for c in completions], device=dev)
+    lengths = to_device(torch.tensor([len(c) for c in completions]), dev)
     real = torch.arange(tc, device=dev)[None] < lengths[:, None]  # an empty completion predicts nothing
     return h, c_ids, real.float()

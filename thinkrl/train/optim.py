@@ -109,14 +109,15 @@ class SkipGuard:
         self.in_a_row = 0
         self.skipped = 0  # over the whole run
 
-    def step(self, optimizer, grad_norm: torch.Tensor, loss: float = 0.0, where: str = "") -> bool:
+    def step(self, optimizer, grad_norm: float | torch.Tensor, loss: float = 0.0, where: str = "") -> bool:
         """optimizer.step() when `loss` (any non-finite one of the update's micro-batches, else
         any finite number) and `grad_norm` are finite; else count, warn, and raise at the limit.
         True if the optimizer stepped. The caller still zeroes the gradients either way."""
         from thinkrl.errors import UserError, warn
 
-        bad = f"loss ({loss})" if not math.isfinite(loss) else f"gradient norm ({float(grad_norm)})"
-        if math.isfinite(loss) and bool(torch.isfinite(grad_norm)):
+        grad_norm = float(grad_norm)  # one host read
+        bad = f"loss ({loss})" if not math.isfinite(loss) else f"gradient norm ({grad_norm})"
+        if math.isfinite(loss) and math.isfinite(grad_norm):
             optimizer.step()
             self.in_a_row = 0
             return True
@@ -150,8 +151,8 @@ def optimizer_step(params, optimizer, scheduler, guard: SkipGuard, grad_clip: fl
     """The end of every update, after the backward passes: clip the gradient norm to grad_clip (0:
     measure it only), step the optimizer through `guard` (skipped when `loss` or the norm is not
     finite), advance the schedule, zero the gradients. Returns (gradient norm, stepped)."""
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip or float("inf"))
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip or float("inf")))  # the step's one read of it
     stepped = guard.step(optimizer, grad_norm, loss, where=where)
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(grad_norm), stepped
+    return grad_norm, stepped

@@ -5,7 +5,6 @@ policy's update, with its own optimizer. The value model itself is thinkrl.train
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -14,9 +13,11 @@ from thinkrl.algos import explained_variance, gae, kl_penalty, masked_whiten, to
 from thinkrl.config import RLConfig
 from thinkrl.model.lora import disabled
 from thinkrl.dist import Group
+from thinkrl.model.inputs import to_device
 from thinkrl.train.batching import (micro_inputs, minibatches, pad_rows, rank_micro_batches, rows_of, sampled_mask,
                                     trained_flags)
 from thinkrl.train.critic import completion_values
+from thinkrl.train.device_metrics import TokenWeighted, read
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.optim import SkipGuard, optimizer_step
 from thinkrl.train.rollout import Rollout
@@ -79,16 +80,17 @@ def ppo_advantages(cfg: RLConfig, rollouts: list[Rollout], critic, ref_model, pa
                 ref_model, p, rows, c, temperature=cfg.sampling.temperature, pad_id=pad_id,
                 logprob_chunk=a.logprob_chunk)[0], group).to(dev)
         kl = kl_penalty(pad_rows([r.completion.logprobs for r in rollouts], width, dev), ref, a.kl_estimator) * mask
-        metrics["kl"] = float(kl.sum() / mask.sum().clamp(min=1))
+        metrics["kl"] = kl.sum() / mask.sum().clamp(min=1)
     rewards = token_rewards(torch.tensor([r.reward for r in rollouts], device=dev), mask, kl, a.kl_coef)
     advantages, returns = gae(rewards, values, mask, a.gamma, a.lam)
     n = trained.sum().clamp(min=1)
     metrics.update({
         "critic/explained_variance": explained_variance(values, returns, trained),
-        "critic/values_mean": float((values * trained).sum() / n),
-        "critic/returns_mean": float((returns * trained).sum() / n),
-        "critic/advantages_mean": float((advantages * trained).sum() / n),
+        "critic/values_mean": (values * trained).sum() / n,
+        "critic/returns_mean": (returns * trained).sum() / n,
+        "critic/advantages_mean": (advantages * trained).sum() / n,
     })
+    metrics = read(metrics)  # one transfer
     if a.whiten_advantages:
         advantages = masked_whiten(advantages, trained)
     return advantages, returns, values, metrics
@@ -105,41 +107,34 @@ def update_critic(cfg: RLConfig, step: int, critic: Critic, rollouts: list[Rollo
     guard = guard or SkipGuard(cfg.optim.max_skipped_updates, "the critic")
     dev = next(critic.model.parameters()).device
     keep = trained_flags(cfg, rollouts)
-    sums: dict[str, float] = {}
-    weight, grad_norms, skipped = 0.0, 0.0, 0
+    sums = TokenWeighted(dev)  # on the device until the end of the step, as in the policy's update
+    grad_norms, skipped = 0.0, 0
     critic.model.train()
     # the policy update's mini-batches, each in row order: rollouts are prompt-major, so a
     # micro-batch holds few distinct prompts to encode
     for rows, normalizer in minibatches(cfg, step, rollouts, keep, in_row_order=True):
-        bad_loss = 0.0
-        for micro, ghost in rank_micro_batches(rollouts, rows, a.micro_batch_size, a.bucket_by_length, group):
+        loss_sum = torch.zeros((), device=dev)  # finite exactly when every micro-batch's loss is
+        for micro, ghost in rank_micro_batches(rollouts, rows, a.micro_batch_size, a.bucket_by_length, group,
+                                               a.micro_batch_tokens):
             prompts, prompt_of_row, completions = micro_inputs(rollouts, micro)
             values, mask = completion_values(critic.model, prompts, prompt_of_row, completions,
                                              detach_prompt=a.detach_prompt, pad_id=pad_id)
             mask = mask * sampled_mask(rollouts, micro, mask.shape[1], dev)
-            mask = mask * torch.tensor([float(keep[i] and not ghost) for i in micro], device=dev)[:, None]
+            mask = mask * to_device(torch.tensor([float(keep[i] and not ghost) for i in micro]), dev)[:, None]
             width = values.shape[1]
             loss, m = value_loss(values, rows_of(old_values, micro, width, dev), rows_of(returns, micro, width, dev), mask,
                                  clip=a.value_clip, aggregation=a.aggregation, max_len=cfg.sampling.max_new_tokens,
                                  normalizer=normalizer)
             loss.backward()
-            loss_value = float(loss.detach())
-            bad_loss = bad_loss if math.isfinite(loss_value) else loss_value
-            w = float(mask.sum())
-            for k in ("value_loss", "clip_frac"):
-                sums[k] = sums.get(k, 0.0) + m[k] * w
-            weight += w
+            loss_sum = loss_sum + loss.detach()
+            sums.add({k: m[k] for k in ("value_loss", "clip_frac")}, mask.sum())
         grad_norm, stepped = optimizer_step(critic.model.parameters(), critic.optimizer, critic.scheduler, guard,
-                                            cfg.optim.grad_clip, group.worst(bad_loss), f"step {step + 1}")
-        if stepped:
-            grad_norms += grad_norm
-        else:
-            skipped += 1
-    if group.active:
-        summed = group.sum({**sums, "__weight": weight})
-        weight = summed.pop("__weight")
-        sums = summed
-    out = {f"critic/{k}": v / max(weight, 1.0) for k, v in sums.items()}
+                                            cfg.optim.grad_clip, group.worst(float(loss_sum)), f"step {step + 1}")
+        grad_norms += grad_norm if stepped else 0.0
+        skipped += not stepped
+    host = group.sum(read(sums.tensors()))  # one transfer for the step; data-parallel, summed over the ranks
+    weight = host.pop("__weight")
+    out = {f"critic/{k}": v / max(weight, 1.0) for k, v in host.items()}
     out["critic/grad_norm"] = grad_norms / (a.epochs * a.mini_batches)
     out["critic/lr"] = critic.scheduler.get_last_lr()[0]
     if skipped:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import random
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from thinkrl.dist import Group
 from thinkrl.engine import Engine
 from thinkrl.errors import UserError
 from thinkrl.evaluate import encode_problems
+from thinkrl.model.inputs import to_device
 from thinkrl.model.lora import disabled
 from thinkrl.models import device_and_dtype, eos_token_ids, load_model, save_pretrained
 from thinkrl.report import finish, plot_run
@@ -52,6 +52,7 @@ from thinkrl.train.batching import (micro_inputs, minibatches, pad_rows, rank_mi
 from thinkrl.train.checkpoint import (checkpoint_to_resume, load_sharded_state, save_checkpoint,
                                      save_sharded_checkpoint)
 from thinkrl.train.critic import load_critic, load_critic_weights, save_critic_weights, value_head
+from thinkrl.train.device_metrics import TokenWeighted, read
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.heldout import evaluate_heldout, heldout_line, results_file
 from thinkrl.train.learning_warnings import Watch
@@ -84,18 +85,19 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
     guard = guard or SkipGuard(cfg.optim.max_skipped_updates, "the policy")
     dev = next(model.parameters()).device
     keep = trained_flags(cfg, rollouts)
-    sums: dict[str, float] = {}
-    weight = 0.0
-    first, seen = True, {"max": 0.0, "sum": 0.0, "tokens": 0.0}  # log-prob mismatch over the first mini-batch
+    sums = TokenWeighted(dev)  # the metrics stay on the device until the end of the step (device_metrics)
+    mismatch = torch.zeros(3, dtype=torch.float64, device=dev)  # max, sum, tokens over the first mini-batch
+    grad_norms, skipped = 0.0, 0
     model.train()
     before = None  # algo.rollout_is over several optimizer steps: the training log-probs before the first
     if a.rollout_is != "off" and a.epochs * a.mini_batches > 1:
         before = batched_no_grad(cfg, rollouts, max(len(r.completion.token_ids) for r in rollouts), lambda p, rows, c:
                                  completion_logprobs(model, p, rows, c, temperature=cfg.sampling.temperature, pad_id=pad_id,
                                                      logprob_chunk=a.logprob_chunk, pack=a.pack)[0], group).to(dev)
-    for rows, normalizer in minibatches(cfg, step, rollouts, keep):
-        bad_loss = 0.0  # a non-finite micro-batch loss of this mini-batch, if any
-        for micro, ghost in rank_micro_batches(rollouts, rows, a.micro_batch_size, a.bucket_by_length, group):
+    for index, (rows, normalizer) in enumerate(minibatches(cfg, step, rollouts, keep)):
+        loss_sum = torch.zeros((), device=dev)  # finite exactly when every micro-batch's loss is
+        for micro, ghost in rank_micro_batches(rollouts, rows, a.micro_batch_size, a.bucket_by_length, group,
+                                               a.micro_batch_tokens):
             prompts, prompt_of_row, completions = micro_inputs(rollouts, micro)
             logp, entropy, mask = completion_logprobs(
                 model, prompts, prompt_of_row, completions, temperature=cfg.sampling.temperature,
@@ -104,7 +106,7 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
             )
             old = pad_rows([rollouts[i].completion.logprobs for i in micro], logp.shape[1], dev)
             mask = mask * sampled_mask(rollouts, micro, mask.shape[1], dev)
-            mask = mask * torch.tensor([float(keep[i] and not ghost) for i in micro], device=dev)[:, None]
+            mask = mask * to_device(torch.tensor([float(keep[i] and not ghost) for i in micro]), dev)[:, None]
             ref = None
             if ref_model is not None:
                 with torch.no_grad(), disabled(ref_model):  # with LoRA the reference is the policy's base
@@ -123,39 +125,28 @@ def update(cfg: RLConfig, step: int, model, ref_model, optimizer, scheduler, rol
                 rollout_is_low=a.rollout_is_low,
             )
             loss.backward()
-            loss_value = float(loss.detach())
-            bad_loss = bad_loss if math.isfinite(loss_value) else loss_value
-            w = float(mask.sum())
-            if first:  # the whole first mini-batch, before any update: training forward vs sampling log-probs
-                diff = ((logp.detach() - old).abs() * mask)
-                seen["max"] = max(seen["max"], float(diff.max()))
-                seen["sum"] += float(diff.sum())
-                seen["tokens"] += w
-            for k, v in m.items():
-                if k == "pg_loss":
-                    continue
-                sums[k] = sums.get(k, 0.0) + v * w
-            weight += w
-        bad_loss = group.worst(bad_loss)  # every rank must skip, or step, together
-        if first:
-            seen = {**group.sum({"sum": seen["sum"], "tokens": seen["tokens"]}), "max": group.max(seen["max"])}
-            sums["mismatch/max"], sums["mismatch/mean"] = seen["max"], seen["sum"] / max(seen["tokens"], 1.0)
-            first = False
+            loss_sum = loss_sum + loss.detach()
+            w = mask.sum()
+            if index == 0:  # the whole first mini-batch, before any update: training forward vs sampling log-probs
+                diff = (logp.detach() - old).abs() * mask
+                mismatch = torch.stack([torch.maximum(mismatch[0], diff.max()), mismatch[1] + diff.sum(), mismatch[2] + w])
+            sums.add({k: v for k, v in m.items() if k != "pg_loss"}, w)
+        # the one host read of the micro-batches: every rank must skip, or step, together
+        bad_loss = group.worst(float(loss_sum))
         grad_norm, stepped = optimizer_step(model.parameters(), optimizer, scheduler, guard, cfg.optim.grad_clip,
                                             bad_loss, f"step {step + 1}")
-        if stepped:
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm
-        else:
-            sums["skipped_updates"] = sums.get("skipped_updates", 0.0) + 1
-    updates = a.epochs * a.mini_batches
-    if group.active:
-        mismatch = {k: sums.pop(k) for k in ("mismatch/max", "mismatch/mean", "grad_norm", "skipped_updates") if k in sums}
-        summed = group.sum({**sums, "__weight": weight})
-        weight = summed.pop("__weight")
-        sums = {**summed, **mismatch}
-    out = {k: (v if k.startswith("mismatch") or k == "skipped_updates" else v / max(weight, 1.0)) for k, v in sums.items()}
-    out["grad_norm"] = sums.get("grad_norm", 0.0) / updates
-    out["lr"] = scheduler.get_last_lr()[0]
+        grad_norms += grad_norm if stepped else 0.0
+        skipped += not stepped
+    host = read({**sums.tensors(), "__mismatch_max": mismatch[0], "__mismatch_sum": mismatch[1],
+                 "__mismatch_tokens": mismatch[2]})  # one transfer for the whole step
+    mismatch_max = group.max(host.pop("__mismatch_max"))
+    host = group.sum(host)  # data-parallel: over the ranks (their token weights too)
+    weight, mm_sum, mm_tokens = (host.pop(k) for k in ("__weight", "__mismatch_sum", "__mismatch_tokens"))
+    out = {k: v / max(weight, 1.0) for k, v in host.items()}
+    out.update({"mismatch/max": mismatch_max, "mismatch/mean": mm_sum / max(mm_tokens, 1.0),
+                "grad_norm": grad_norms / (a.epochs * a.mini_batches), "lr": scheduler.get_last_lr()[0]})
+    if skipped:
+        out["skipped_updates"] = float(skipped)
     return out
 
 
