@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -13,7 +14,7 @@ from thinkrl.prompts import build_messages
 from thinkrl.tasks import TaskConfig, get_task
 from thinkrl.tasks.base import Problem
 from thinkrl.tasks.knights_knaves import (
-    STATEMENT_KINDS, KnightsKnaves, MalformedAnswer, draw_puzzle, holds, judge, parse_roles, people_share, say, solve,
+    STATEMENT_KINDS, KnightsKnaves, MalformedAnswer, derivation, draw_puzzle, holds, judge, parse_roles, people_share, say, solve,
 )  # fmt: skip
 
 NAMES = ["Alice", "Bob", "Carol"]
@@ -137,7 +138,8 @@ def test_registered_with_its_knobs_and_prompt():
     assert "<answer>" in messages[2]["content"] and messages[-1]["content"] == p.question
 
 
-@pytest.mark.parametrize("key, value", [("people", 1), ("people", 9), ("statement_kinds", "is,maybe"), ("statement_kinds", "")])
+@pytest.mark.parametrize("key, value", [("people", 1), ("people", 9), ("statement_kinds", "is,maybe"), ("statement_kinds", ""),
+                                        ("knights_worked", "guess")])
 def test_bad_knobs_name_the_key(key, value):
     with pytest.raises(UserError, match=f"task.{key}"):
         TaskConfig(name="knights_knaves", **{key: value})
@@ -146,3 +148,45 @@ def test_bad_knobs_name_the_key(key, value):
 def test_kinds_that_never_pin_the_roles_down_are_a_user_error():
     with pytest.raises(UserError, match="statement_kinds"):
         KnightsKnaves(people=2, kinds="is", num_train=1, num_eval=1).problems("eval")
+
+
+def test_derivation_pins_one_role_a_step_in_words():
+    names = ["Olivia", "Mia"]
+    statements = [("same", 1, 0, True, True), ("is", 0, -1, True, False)]  # Olivia: "Mia and I ...", Mia: "Olivia is a knight"
+    assert solve(statements) == [(True, True)]
+    assert derivation(names, statements) == [
+        'Olivia says "Mia and I are the same kind": true from a knight or false from a knave, either way Mia is a knight.',
+        'Mia is a knight, so "Olivia is a knight" is true: Olivia is a knight.',
+    ]
+    # a speaker pinned by what is known of the others: "Bob is a knave" said of a knight is a lie
+    statements = [("is", 1, -1, False, False), ("is", 2, -1, True, False), ("same", 1, 2, True, True)]
+    assert solve(statements) == [(False, True, True)]
+    assert derivation(["Alice", "Bob", "Carol"], statements)[1:] == [
+        'Bob is a knight, so "Bob is a knave" is false: Alice is a knave.',
+        'Bob is a knight, so "Carol is a knight" is true: Carol is a knight.',
+    ]
+
+
+@pytest.mark.parametrize("people, kinds", [(2, "is,same,diff"), (3, ",".join(STATEMENT_KINDS)), (4, ",".join(STATEMENT_KINDS))])
+def test_every_role_a_derivation_states_is_the_solution(people, kinds):
+    """Outside the quoted words every 'X is a knight/knave' in a derivation is true, and each person is named."""
+    task, derived = KnightsKnaves(people=people, kinds=kinds, num_train=1, num_eval=60), 0
+    for p in task.problems("eval"):
+        steps = derivation(p.meta["names"], [tuple(s) for s in p.meta["statements"]])
+        if steps is None:
+            continue
+        derived += 1
+        said = re.findall(r"(\w+) is a (knight|knave)", re.sub(r'"[^"]*"', "", " ".join(steps)))
+        truth = dict(zip(p.meta["names"], p.meta["roles"]))
+        assert all(truth[name] == (role == "knight") for name, role in said), steps
+        assert {name for name, _ in said} == set(p.meta["names"])
+    assert derived >= 30 if people > 2 else derived == 60  # two people, is/same/diff: always one statement at a time
+
+
+def test_worked_derive_changes_the_example_turns_only():
+    check, derive = (KnightsKnaves(people=2, kinds="is,same,diff", num_train=20, num_eval=20, worked=w) for w in ("check", "derive"))
+    assert [p.question for p in check.problems("train")] == [p.question for p in derive.problems("train")]
+    for (q1, a1), (q2, a2) in zip(check.examples(), derive.examples()):
+        assert q1 == q2 and a1.split("<answer>")[1] == a2.split("<answer>")[1]
+        assert "either way" in a2 and "either way" not in a1
+    assert get_task(TaskConfig(name="knights_knaves", knights_worked="derive", num_train=5, num_eval=5)).worked == "derive"

@@ -63,6 +63,7 @@ class TaskConfig:
     # knights_knaves (thinkrl/tasks/knights_knaves.py)
     people: int = 2  # inhabitants per puzzle, 2 to 8 (all-correct chance level: 1 / 2^people)
     statement_kinds: str = "is,both,either,same,diff,if"  # what inhabitants may say (the module docstring shows each)
+    knights_worked: str = "check"  # example turns' thinking: check (each statement against the solution) | derive (roles pinned one statement at a time)
     # code tasks (code, humaneval): each completion's code and tests run as one sandbox execution
     code_timeout: float = 5.0  # seconds (wall and CPU) one execution may take before it is a timeout
     code_workers: int = 4  # sandbox executions run at once
@@ -142,6 +143,7 @@ def _check_values(cfg: TaskConfig) -> None:
         ("lookup_passages", cfg.lookup_passages in PASSAGE_STYLES, f"choose one of {', '.join(PASSAGE_STYLES)}"),
         ("people", 2 <= cfg.people <= 8, "must be between 2 and 8"),
         ("statement_kinds", _valid_kinds(cfg.statement_kinds), "must be comma-separated kinds from is,both,either,same,diff,if"),
+        ("knights_worked", cfg.knights_worked in ("check", "derive"), "choose check or derive"),
         ("prompt_field", bool(cfg.prompt_field.strip()), "must name a JSON field"),
         ("answer_field", bool(cfg.answer_field.strip()), "must name a JSON field"),
         ("answer_type", cfg.answer_type in ANSWER_TYPES, "choose math (equivalence) or text (normalised exact match)"),
@@ -228,7 +230,7 @@ def _build(cfg: TaskConfig) -> Task:
                              num_train=cfg.num_train, num_eval=cfg.num_eval, style=cfg.lookup_passages)  # fmt: skip
     if cfg.name == "knights_knaves":
         return knights_knaves.KnightsKnaves(seed=cfg.seed, num_train=cfg.num_train, num_eval=cfg.num_eval,
-                                            people=cfg.people, kinds=cfg.statement_kinds)  # fmt: skip
+                                            people=cfg.people, kinds=cfg.statement_kinds, worked=cfg.knights_worked)  # fmt: skip
     if cfg.name == "code":
         return codegen.CodeGen(seed=cfg.seed, num_train=cfg.num_train, num_eval=cfg.num_eval, timeout_s=cfg.code_timeout,
                                workers=cfg.code_workers)

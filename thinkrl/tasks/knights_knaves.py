@@ -49,6 +49,7 @@ MAX_PEOPLE = 8
 DRAWS_PER_PROBLEM = 20  # puzzles tried per wanted problem before a split stops short
 STATEMENT_DRAWS = 50  # statements (and statement sets) tried per hidden assignment before drawing another
 NUM_EXAMPLES = 4
+WORKED_STYLES = ("check", "derive")  # task.knights_worked: how the example turns think (KnightsKnaves.solution)
 MAX_ANSWER_CHARS = 2000  # a longer final answer is malformed (and the parse stays bounded)
 ROLE = {True: "knight", False: "knave"}
 INTRO = ("A very special island is inhabited only by knights and knaves. Knights always tell the truth, "
@@ -169,6 +170,42 @@ def format_roles(names: list[str], roles) -> str:
     return ", ".join(f"{name}: {ROLE[bool(r)]}" for name, r in zip(names, roles))
 
 
+def _named(people: dict[int, bool], names: list[str]) -> str:
+    return " and ".join(f"{names[i]} is a {ROLE[r]}" for i, r in people.items())
+
+
+def derivation(names: list[str], statements: list[tuple]) -> list[str] | None:
+    """The roles pinned one statement at a time, in words: each step takes one speaker's statement
+    and the roles found so far, and names whoever every consistent reading agrees on (a knight's
+    words true, a knave's false). None when a puzzle needs two statements at once (then the
+    worked example checks each statement against the solution instead)."""
+    n, known, steps = len(names), {}, []
+    while len(known) < n:
+        for i, st in enumerate(statements):
+            free = sorted({i, st[1], st[2]} - {-1} - set(known))
+            fits = []
+            for combo in itertools.product((True, False), repeat=len(free)):
+                roles = {**known, **dict(zip(free, combo))}
+                full = tuple(roles.get(k, True) for k in range(n))
+                if holds(st, full) == full[i]:
+                    fits.append(dict(zip(free, combo)))
+            fixed = {k: fits[0][k] for k in free if fits and all(f[k] == fits[0][k] for f in fits)}
+            if fixed:
+                break
+        else:
+            return None
+        words = f'"{say(st, i, names)}"'
+        if i in known:  # the speaker's role says whether the words are true
+            steps.append(f"{names[i]} is a {ROLE[known[i]]}, so {words} is {'true' if known[i] else 'false'}: {_named(fixed, names)}.")
+        elif set(fixed) == {i} and free == [i]:  # the others' roles say whether the words are true, so who said them
+            others = {k: known[k] for k in sorted({st[1], st[2]} - {-1, i})}
+            steps.append(f"{_named(others, names)}, so {words} is {'true' if fixed[i] else 'false'}: {_named(fixed, names)}.")
+        else:  # true from a knight or false from a knave, it says the same about someone
+            steps.append(f"{names[i]} says {words}: true from a knight or false from a knave, either way {_named(fixed, names)}.")
+        known.update(fixed)
+    return steps
+
+
 # ----------------------------------------------------------------------------- the verifier
 
 _WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
@@ -259,8 +296,11 @@ class KnightsKnaves(Task):
     name = "knights_knaves"
 
     def __init__(self, seed: int = 0, num_train: int = 10_000, num_eval: int = 500, people: int = 2,
-                 kinds: str = ",".join(STATEMENT_KINDS)):  # fmt: skip
+                 kinds: str = ",".join(STATEMENT_KINDS), worked: str = "check"):  # fmt: skip
         self.seed, self.num_train, self.num_eval, self.people = seed, num_train, num_eval, people
+        if worked not in WORKED_STYLES:
+            raise ValueError(f"knights_knaves: worked {worked!r} (of {WORKED_STYLES})")
+        self.worked = worked
         self.kinds = tuple(k.strip() for k in kinds.split(","))
         if not 2 <= people <= MAX_PEOPLE or not self.kinds or not set(self.kinds) <= set(STATEMENT_KINDS):
             raise ValueError(f"knights_knaves: people {people} (2..{MAX_PEOPLE}), kinds {kinds!r} (of {STATEMENT_KINDS})")
@@ -311,8 +351,13 @@ class KnightsKnaves(Task):
             return answer
 
     def solution(self, problem: Problem) -> tuple[str, str]:
-        """Each statement checked against the solution (a knight's true, a knave's false), then the answer."""
+        """The worked thinking and the answer: with worked = "derive" the roles pinned one statement
+        at a time (`derivation`), where the puzzle allows; else each statement checked against the
+        solution (a knight's true, a knave's false)."""
         names, roles = problem.meta["names"], problem.meta["roles"]
+        steps = derivation(names, [tuple(s) for s in problem.meta["statements"]]) if self.worked == "derive" else None
+        if steps:
+            return " ".join(steps), problem.answer
         checks = [f"{names[i]} is a {ROLE[roles[i]]}, so \"{say(tuple(s), i, names)}\" is {'true' if roles[i] else 'false'}."
                   for i, s in enumerate(problem.meta["statements"])]  # fmt: skip
         return " ".join(checks), problem.answer
