@@ -18,6 +18,7 @@ from thinkrl.errors import UserError
 from thinkrl.models import save_pretrained, tiny_model
 from thinkrl.tasks.base import Problem
 from thinkrl.train.forward import completion_logprobs
+from recording import RecordingSGD
 
 LN = math.log
 
@@ -209,16 +210,6 @@ def _rollouts(model):
     return out, train
 
 
-class RecordingSGD(torch.optim.SGD):
-    """Records each optimizer step's gradient and leaves the weights alone."""
-
-    def __init__(self, params):
-        self.params_list = list(params)
-        super().__init__(self.params_list, lr=1.0)
-        self.grads = []
-
-    def step(self, closure=None):
-        self.grads.append([p.grad.clone() if p.grad is not None else None for p in self.params_list])
 
 
 def _update(model, rollouts, record=True, **algo):

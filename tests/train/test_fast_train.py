@@ -15,6 +15,8 @@ from thinkrl.engine import Completion
 from thinkrl.errors import UserError
 from thinkrl.tasks.base import Problem
 from thinkrl.train.forward import chunked_logprobs, completion_logprobs, token_logprobs
+from recording import RecordingSGD
+
 
 def padding_tokens(rollouts, micros: list[list[int]]) -> tuple[int, int]:
     """(padding, real) completion tokens of micro-batches right-padded to their longest row: the
@@ -188,17 +190,6 @@ def _update_rollouts(model):
     return out
 
 
-class RecordingSGD(torch.optim.SGD):
-    """Records the accumulated gradient of each optimizer step and leaves the weights alone, so
-    every mini-batch of both runs starts from the same model."""
-
-    def __init__(self, params):
-        self.params_list = list(params)
-        super().__init__(self.params_list, lr=1.0)
-        self.grads = []
-
-    def step(self, closure=None):
-        self.grads.append([p.grad.clone() if p.grad is not None else None for p in self.params_list])
 
 
 @pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"])

@@ -19,6 +19,7 @@ from thinkrl.train import batching, ppo_update, rl
 from thinkrl.train.critic import load_critic, value_head
 from thinkrl.train.forward import completion_logprobs
 from thinkrl.train.rollout import Rollout
+from recording import RecordingSGD
 
 
 def _rollout(prompt, tokens, logprobs=None, finish="eos"):
@@ -82,16 +83,6 @@ def _update_rollouts(model):
     return out
 
 
-class RecordingSGD(torch.optim.SGD):
-    """Records each optimizer step's accumulated gradient and leaves the weights alone."""
-
-    def __init__(self, params):
-        self.params_list = list(params)
-        super().__init__(self.params_list, lr=1.0)
-        self.grads = []
-
-    def step(self, closure=None):
-        self.grads.append([p.grad.clone() if p.grad is not None else None for p in self.params_list])
 
 
 def _same_grads(a, b):
