@@ -210,8 +210,6 @@ def _rollouts(model):
     return out, train
 
 
-
-
 def _update(model, rollouts, record=True, **algo):
     cfg = C.RLConfig(algo=C.AlgoConfig(micro_batch_size=3, **algo), optim=C.OptimConfig(lr=1e-2, grad_clip=0.0),
                      sampling=C.SamplingParams(temperature=1.0, max_new_tokens=9))

@@ -121,8 +121,6 @@ def _rollouts(model, tok, old_inserted: float):
     return rows
 
 
-
-
 def test_tool_tokens_get_no_gradient_and_no_ratio(tiny_llama):
     model, tok = tiny_llama
     cfg = C.RLConfig(algo=C.AlgoConfig(micro_batch_size=2), optim=C.OptimConfig(lr=1.0, grad_clip=0.0),

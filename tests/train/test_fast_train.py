@@ -190,8 +190,6 @@ def _update_rollouts(model):
     return out
 
 
-
-
 @pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"])
 def test_bucketed_update_same_loss_and_gradients_less_padding(tiny_llama, aggregation, monkeypatch):
     model, _ = tiny_llama

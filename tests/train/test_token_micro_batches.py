@@ -83,8 +83,6 @@ def _update_rollouts(model):
     return out
 
 
-
-
 def _same_grads(a, b):
     assert len(a) == len(b)
     for step_a, step_b in zip(a, b):

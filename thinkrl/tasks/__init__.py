@@ -143,7 +143,7 @@ def _check_values(cfg: TaskConfig) -> None:
         ("lookup_passages", cfg.lookup_passages in PASSAGE_STYLES, f"choose one of {', '.join(PASSAGE_STYLES)}"),
         ("people", 2 <= cfg.people <= 8, "must be between 2 and 8"),
         ("statement_kinds", _valid_kinds(cfg.statement_kinds), "must be comma-separated kinds from is,both,either,same,diff,if"),
-        ("knights_worked", cfg.knights_worked in ("check", "derive"), "choose check or derive"),
+        ("knights_worked", _valid_worked(cfg.knights_worked), "choose check or derive"),
         ("prompt_field", bool(cfg.prompt_field.strip()), "must name a JSON field"),
         ("answer_field", bool(cfg.answer_field.strip()), "must name a JSON field"),
         ("answer_type", cfg.answer_type in ANSWER_TYPES, "choose math (equivalence) or text (normalised exact match)"),
@@ -166,6 +166,12 @@ def _valid_kinds(text: str) -> bool:
 
     kinds = [k.strip() for k in text.split(",")]
     return bool(text.strip()) and all(k in STATEMENT_KINDS for k in kinds)
+
+
+def _valid_worked(style: str) -> bool:
+    from thinkrl.tasks.knights_knaves import WORKED_STYLES  # noqa: PLC0415 - load on use
+
+    return style in WORKED_STYLES
 
 
 def mix_parts(name: str) -> list[str]:
