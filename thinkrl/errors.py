@@ -11,7 +11,8 @@ class UserError(Exception):
 
 def warn(message: str) -> None:
     """One line on stderr for something a run survived but the user should know about (a reward
-    that raised, a skipped update). Unlike `warnings.warn`, it repeats: each occurrence matters."""
+    that raised, a skipped update). Unlike `warnings.warn`, it repeats: callers decide what to say once
+    (thinkrl.rewards.failures says a failing reward once and counts the rest in the metrics)."""
     import sys
 
     print(f"thinkrl: warning: {message}", file=sys.stderr, flush=True)

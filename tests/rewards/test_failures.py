@@ -51,6 +51,26 @@ def test_a_reward_that_raises_or_returns_no_number_scores_zero_and_is_counted(ki
     assert f"first on '{kind}'" in err
 
 
+def test_a_reward_failing_every_step_warns_once_and_counts_every_time(capsys):
+    """A reward that scores malformed answers by raising (knights_knaves.people_share) would print a
+    line every step; the line comes once per reward and exception type, the counts every batch."""
+    fn = _fails("raise")
+    for _ in range(3):
+        _, _, stats = _score([("mine", 1.0, fn)], [GOOD, "raise"])
+        assert stats["reward/mine/errors"] == 1
+    err = capsys.readouterr().err
+    assert err.count("reward 'mine' failed") == 1 and "said once; every step's count is in reward/mine/errors" in err
+
+    def two_ways(completion, reference, info):
+        raise KeyError("k") if "key" in completion else ZeroDivisionError("z")
+
+    for texts in (["key"], ["key"], ["zero"], ["zero"]):  # the same reward failing another way is said again
+        _score([("mine", 1.0, two_ways)], texts)
+    _score([("mine", 1.0, _fails("raise"))], ["raise"])  # a fresh reward function: its own first time
+    err = capsys.readouterr().err
+    assert err.count("reward 'mine' failed") == 3 and err.count("KeyError") == 2 and err.count("ZeroDivisionError") == 1
+
+
 def test_a_long_completion_is_cut_in_the_warning(capsys):
     _score([("mine", 1.0, _fails("raise"))], ["y" * 500 + "raise"])
     err = capsys.readouterr().err

@@ -2,17 +2,23 @@
 
 A reward that raises, returns something that is not a finite number, or does not return within
 its deadline (thinkrl.rewards.deadline) scores 0 on that completion (a batched one: on every
-completion of that call); `reward_values` returns the counts (`errors`, `timeouts`) and warns one
-line per kind of failure on stderr, naming the reward, the exception and the first completion it
-failed on (cut to 200 characters).
+completion of that call); `reward_values` returns the counts (`errors`, `timeouts`), which the run
+logs every step (reward/<name>/errors, reward/<name>/timeouts), and warns one line on stderr naming
+the reward, the exception and the first completion it failed on (cut to 200 characters). The line
+comes once per reward and kind of failure (for an error: its exception type) in a process: a reward
+that scores malformed answers by raising would otherwise print one every step of the run.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 
 from thinkrl.errors import UserError, warn
 from thinkrl.rewards.deadline import TIMEOUTS_PER_BATCH, call, call_with_deadline
+
+
+_LATER = " (said once; every step's count is in reward/{name}/{kind})"
 
 
 def _clip(text: str, limit: int = 200) -> str:
@@ -25,6 +31,22 @@ def _value(x) -> float:
     if not math.isfinite(v):
         raise ValueError(f"returned {v}, not a finite number")
     return v
+
+
+_WARNED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # reward function -> the failures it warned of
+
+
+def _first_time(fn, key: str) -> bool:
+    """Is this the first warning of `key` for the reward `fn` in this process? (Always, for a
+    function that cannot be weakly referenced.)"""
+    try:
+        seen = _WARNED.setdefault(fn, set())
+    except TypeError:
+        return True
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 def reward_values(name: str, fn, rows: list[int], completions: list[str], infos: list[dict],
@@ -58,15 +80,15 @@ def reward_values(name: str, fn, rows: list[int], completions: list[str], infos:
             key = "errors" if kind == "error" else "timeouts"
             failed[key] += 1
             first.setdefault(key, (rows[j], v))
-    if "errors" in first:
+    if "errors" in first and _first_time(fn, f"error {type(first['errors'][1]).__name__}"):
         i, e = first["errors"]
         warn(f"reward '{name}' failed on {failed['errors']} of {len(rows)} completions, scored 0 there: "
-             f"{type(e).__name__}: {e}; first on {_clip(completions[i])}")
-    if "timeouts" in first:
+             f"{type(e).__name__}: {e}; first on {_clip(completions[i])}{_LATER.format(name=name, kind='errors')}")
+    if "timeouts" in first and _first_time(fn, "timeout"):
         i, _ = first["timeouts"]
         skipped = sum(kind == "skipped" for kind, _ in results)
         limit = f"{timeout * len(rows):g} s for its batch" if batched else f"{timeout:g} s"
         warn(f"reward '{name}' did not return within {limit} on {failed['timeouts']} of {len(rows)} completions, "
              f"scored 0 there" + (f" ({skipped} not tried after {TIMEOUTS_PER_BATCH} timeouts)" if skipped else "")
-             + f"; first on {_clip(completions[i])}")
+             + f"; first on {_clip(completions[i])}{_LATER.format(name=name, kind='timeouts')}")
     return values, failed
