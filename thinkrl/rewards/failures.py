@@ -51,8 +51,9 @@ def _first_time(fn, key: str) -> bool:
 
 def reward_values(name: str, fn, rows: list[int], completions: list[str], infos: list[dict],
                   timeout: float) -> tuple[list[float], dict[str, int]]:
-    """One reward's value on completions[rows] (0 where it failed) and its failure counts; one
-    warning line per kind of failure names the reward, the exception and the first completion."""
+    """One reward's value on completions[rows] (0 where it failed) and its failure counts; a
+    warning line names the reward, the exception and the first completion, the first time this
+    reward fails that way in the process (module docstring)."""
     batched = getattr(fn, "batched", False)
     if batched:
         calls = [([completions[i] for i in rows], [infos[i]["problem"].answer for i in rows], [infos[i] for i in rows])]
